@@ -1,0 +1,295 @@
+//! Configuration: figment layers, lowest first — built-in defaults, the TOML file, then
+//! `TFMIRROR_<SECTION>__<KEY>` environment variables. Every struct denies unknown fields, so a
+//! typo is an error that names the key and the file instead of a silently ignored setting.
+//! Values are checked here once, so a bad config stops start-up rather than a request.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::protocol::Namespace;
+
+/// The config file `serve` reads when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
+/// Environment variables with this prefix override the file (`TFMIRROR_SERVER__LISTEN`).
+pub const ENV_PREFIX: &str = "TFMIRROR_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Absent: plain HTTP (behind a TLS-terminating proxy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub cache: CacheConfig,
+    #[serde(default)]
+    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    /// Private namespace -> upstream, for `<host>/<namespace>/<type>` source addresses.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, NamespaceConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Prefix for URLs in responses; default: URLs relative to the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<Url>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            public_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// Generate a self-signed certificate for localhost when the files are missing.
+    #[serde(default)]
+    pub self_signed: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    pub dir: PathBuf,
+    /// How long version lists are trusted before upstream is asked again.
+    #[serde(with = "humantime_serde")]
+    pub metadata_ttl: Duration,
+    /// Largest archive accepted from upstream, in bytes.
+    #[serde(default = "default_max_archive_bytes")]
+    pub max_archive_bytes: u64,
+}
+
+fn default_max_archive_bytes() -> u64 {
+    2 * 1024 * 1024 * 1024
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("cache"),
+            metadata_ttl: Duration::from_secs(600),
+            max_archive_bytes: default_max_archive_bytes(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Base URL of a releases.hashicorp.com-style site.
+    pub url: Url,
+    /// Extra ASCII-armored public key files trusted besides HashiCorp's built-in key.
+    #[serde(default)]
+    pub signing_keys: Vec<PathBuf>,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Longest wait for the next bytes of an answer.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub read_timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Name of an `[upstreams.NAME]` table.
+    pub upstream: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let mut upstreams = BTreeMap::new();
+        upstreams.insert(
+            "hashicorp".to_owned(),
+            UpstreamConfig {
+                url: Url::parse("https://releases.hashicorp.com")
+                    .unwrap_or_else(|_| unreachable!()),
+                signing_keys: Vec::new(),
+                connect_timeout: default_connect_timeout(),
+                read_timeout: default_read_timeout(),
+            },
+        );
+        Self {
+            server: ServerConfig::default(),
+            tls: None,
+            cache: CacheConfig::default(),
+            upstreams,
+            namespaces: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+    #[error("invalid configuration in {file}: {message}")]
+    Rule { file: String, message: String },
+}
+
+impl Config {
+    /// Loads defaults, then `path` (if it exists or was asked for explicitly), then environment.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        if required && !path.exists() {
+            return Err(ConfigError::Missing(path.to_owned()));
+        }
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::file_exact(path))
+                .merge(Env::prefixed(ENV_PREFIX).split("__")),
+            &path.display().to_string(),
+        )
+    }
+
+    /// Parses a config from TOML text (tests and `config check` use it).
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        Self::from_figment(
+            Figment::from(Serialized::defaults(Config::default())).merge(Toml::string(text)),
+            "inline TOML",
+        )
+    }
+
+    fn from_figment(figment: Figment, file: &str) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| {
+            ConfigError::Invalid(
+                e.into_iter()
+                    .map(describe_figment_error)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let rule = |message: String| ConfigError::Rule {
+            file: file.to_owned(),
+            message,
+        };
+        for (name, ns) in &self.namespaces {
+            Namespace::try_from(name.as_str())
+                .map_err(|e| rule(format!("namespaces.{name}: {e}")))?;
+            if !self.upstreams.contains_key(&ns.upstream) {
+                return Err(rule(format!(
+                    "namespaces.{name}.upstream: no [upstreams.{}] table is configured",
+                    ns.upstream
+                )));
+            }
+        }
+        for (name, upstream) in &self.upstreams {
+            if !matches!(upstream.url.scheme(), "http" | "https") {
+                return Err(rule(format!(
+                    "upstreams.{name}.url: must be an http(s) URL"
+                )));
+            }
+        }
+        if let Some(url) = &self.server.public_url {
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(rule("server.public_url: must be an http(s) URL".to_owned()));
+            }
+        }
+        if self.cache.metadata_ttl.is_zero() {
+            return Err(rule(
+                "cache.metadata_ttl: must be longer than zero".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The public URL prefix without a trailing slash, or "" for request-relative URLs.
+    pub fn public_base(&self) -> String {
+        self.server
+            .public_url
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// One figment error as "key `a.b` in FILE: message".
+fn describe_figment_error(error: figment::Error) -> String {
+    let key = if error.path.is_empty() {
+        String::new()
+    } else {
+        format!("key `{}`", error.path.join("."))
+    };
+    let source = error
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => src.to_string(),
+            None => m.name.to_string(),
+        })
+        .unwrap_or_default();
+    let place = match (key.is_empty(), source.is_empty()) {
+        (false, false) => format!("{key} in {source}: "),
+        (false, true) => format!("{key}: "),
+        (true, false) => format!("{source}: "),
+        (true, true) => String::new(),
+    };
+    format!("{place}{}", error.kind)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn the_shipped_config_is_valid() {
+        let config = Config::from_toml(include_str!("../config/tfmirror.toml")).unwrap();
+        assert_eq!(config.server.listen.port(), 8443);
+        assert_eq!(config.namespaces["myproviders"].upstream, "hashicorp");
+        assert!(config.tls.unwrap().self_signed);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("[server]\nlisten = \"127.0.0.1:1\"\nlisen = 1\n").unwrap_err();
+        assert!(err.to_string().contains("lisen"), "{err}");
+    }
+
+    #[test]
+    fn namespaces_must_name_an_upstream() {
+        let err = Config::from_toml("[namespaces.x]\nupstream = \"nope\"\n").unwrap_err();
+        assert!(err.to_string().contains("namespaces.x.upstream"), "{err}");
+    }
+
+    #[test]
+    fn durations_are_humantime() {
+        let config = Config::from_toml("[cache]\ndir = \"c\"\nmetadata_ttl = \"90s\"\n").unwrap();
+        assert_eq!(config.cache.metadata_ttl, Duration::from_secs(90));
+    }
+}

@@ -1,0 +1,83 @@
+//! The one place where errors become HTTP answers: a status code and `{"errors":["..."]}`.
+//!
+//! Client mistakes (4xx) say exactly what was wrong. Server-side failures (5xx) say what kind
+//! of failure it was — Terraform shows only the status line anyway — and the full error chain
+//! goes to the log, where an operator can act on it.
+
+use actix_web::{http::StatusCode, HttpResponse, ResponseError};
+
+use crate::{mirror::MirrorError, protocol::registry::ErrorBody, upstream::UpstreamError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+}
+
+impl ApiError {
+    fn public_message(&self) -> String {
+        match self {
+            Self::BadRequest(m) | Self::NotFound(m) => m.clone(),
+            Self::Mirror(e) => match e {
+                MirrorError::Verification { provider, version, .. } => format!(
+                    "provider {provider} {version} failed verification against its signed SHA256SUMS; nothing was cached"
+                ),
+                MirrorError::Upstream(UpstreamError::Timeout { .. }) => "upstream timed out".to_owned(),
+                MirrorError::Upstream(_) => "upstream unreachable or answered with an error".to_owned(),
+                e if self.status_code().is_client_error() => e.to_string(),
+                _ => "internal error; see the mirror's log".to_owned(),
+            },
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Mirror(e) => match e {
+                MirrorError::UnknownNamespace(_)
+                | MirrorError::UnknownProvider { .. }
+                | MirrorError::UnknownVersion { .. }
+                | MirrorError::UnknownPlatform { .. }
+                | MirrorError::UnknownFile { .. } => StatusCode::NOT_FOUND,
+                MirrorError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
+                MirrorError::Upstream(_) | MirrorError::Verification { .. } => {
+                    StatusCode::BAD_GATEWAY
+                }
+                MirrorError::UnknownUpstream(_)
+                | MirrorError::Store(_)
+                | MirrorError::Layout(_)
+                | MirrorError::Key(_)
+                | MirrorError::SigningKeyFile { .. }
+                | MirrorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(status = status.as_u16(), error = %error_chain(self), "request failed");
+        }
+        HttpResponse::build(status).json(ErrorBody {
+            errors: vec![self.public_message()],
+        })
+    }
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,53 @@
+//! Release files (archives, SHA256SUMS, signatures), streamed from the verified cache with
+//! Range, HEAD, ETag and Last-Modified support. Never a redirect to upstream.
+
+use actix_files::NamedFile;
+use actix_web::{http::header, web, HttpRequest, HttpResponse, Responder};
+use serde::Deserialize;
+
+use super::ApiError;
+use crate::{
+    mirror::{Mirror, MirrorError},
+    protocol::{FileName, Namespace, ProviderType, Version},
+    store::StoreError,
+};
+
+#[derive(Debug, Deserialize)]
+pub struct FilePath {
+    namespace: Namespace,
+    provider_type: ProviderType,
+    version: Version,
+    file: FileName,
+}
+
+/// Verified release files never change.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+#[tracing::instrument(name = "file", skip_all, fields(provider = %path.provider_type, version = %path.version, file = %path.file))]
+pub async fn release_file(
+    req: HttpRequest,
+    mirror: web::Data<Mirror>,
+    path: web::Path<FilePath>,
+) -> Result<HttpResponse, ApiError> {
+    let artifact = mirror
+        .artifact(
+            &path.namespace,
+            &path.provider_type,
+            &path.version,
+            &path.file,
+        )
+        .await?;
+    let file = NamedFile::open_async(&artifact.path).await.map_err(|e| {
+        MirrorError::Store(StoreError::Io {
+            path: artifact.path.clone(),
+            source: std::sync::Arc::new(e),
+        })
+    })?;
+    Ok(file
+        .use_etag(true)
+        .use_last_modified(true)
+        .customize()
+        .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .respond_to(&req)
+        .map_into_boxed_body())
+}

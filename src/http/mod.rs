@@ -1,0 +1,87 @@
+//! The HTTP front end: routes, shared state and middleware. Handlers are thin: typed path
+//! extractors (invalid segments never reach them) → one `Mirror` call → a response.
+
+mod discovery;
+pub mod error;
+mod files;
+mod health;
+mod registry;
+
+use std::time::Instant;
+
+use actix_web::{
+    body::MessageBody,
+    dev::{ServiceRequest, ServiceResponse},
+    middleware::Next,
+    web, HttpRequest, HttpResponse,
+};
+
+pub use error::ApiError;
+
+use crate::mirror::Mirror;
+
+/// Registers every route on an actix `App`.
+pub fn configure(mirror: Mirror) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(mirror))
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|err, _req| ApiError::BadRequest(err.to_string()).into()),
+            )
+            .route(
+                "/.well-known/terraform.json",
+                web::get().to(discovery::document),
+            )
+            .route("/healthz", web::get().to(health::healthz))
+            .route(
+                "/v1/providers/{namespace}/{provider_type}/versions",
+                web::get().to(registry::versions),
+            )
+            .route(
+                "/v1/providers/{namespace}/{provider_type}/{version}/download/{os}/{arch}",
+                web::get().to(registry::download),
+            )
+            .route(
+                "/v1/providers/{namespace}/{provider_type}/{version}/files/{file}",
+                web::route()
+                    .guard(
+                        actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
+                    )
+                    .to(files::release_file),
+            )
+            .default_service(web::to(not_found));
+    }
+}
+
+/// Unknown routes: 400 for paths that try to climb or smuggle separators, 404 otherwise.
+async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let raw = req.uri().path();
+    let lowered = raw.to_ascii_lowercase();
+    let hostile = raw.split('/').any(|s| s == ".." || s == ".")
+        || ["%2e", "%2f", "%5c", "%00", "\\"]
+            .iter()
+            .any(|p| lowered.contains(p));
+    if hostile {
+        return Err(ApiError::BadRequest("malformed request path".to_owned()));
+    }
+    Err(ApiError::NotFound(format!("no such endpoint: {raw}")))
+}
+
+/// One log line per request.
+pub async fn log_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let response = next.call(req).await?;
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "request"
+    );
+    Ok(response)
+}

@@ -1,0 +1,123 @@
+//! Release files served to clients: SHA256SUMS and its signature (cached with the release)
+//! and archives (fetched on first request, verified while streaming to disk).
+
+use std::path::PathBuf;
+
+use super::{unshare, Mirror, MirrorError, VerifyFailure};
+use crate::{
+    protocol::{FileName, Namespace, ProviderType, Version},
+    store::{layout, IngestError},
+};
+
+/// A verified file on disk, ready to be served.
+#[derive(Debug)]
+pub struct Artifact {
+    pub path: PathBuf,
+}
+
+impl Mirror {
+    /// A file of a release, by name: only files the verified release lists are served.
+    pub async fn artifact(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<Artifact, MirrorError> {
+        let upstream = self.upstream_for(namespace)?.to_owned();
+        let release = self.release(&upstream, provider, version).await?;
+        let path =
+            layout::release_file(self.inner.store.root(), &upstream, provider, version, file)?;
+        if file == &release.shasums_file || file == &release.signature_file {
+            return Ok(Artifact { path });
+        }
+        let (Some(_build), Some(expected)) = (release.build_named(file), release.digest_of(file))
+        else {
+            return Err(MirrorError::UnknownFile {
+                provider: provider.clone(),
+                version: version.clone(),
+                file: file.clone(),
+            });
+        };
+        if self.inner.store.exists(&path).await {
+            tracing::debug!(%file, cache = "hit", "archive");
+            return Ok(Artifact { path });
+        }
+
+        // Single flight: concurrent requests for one archive wait for one download, which runs
+        // in its own task so that a client hanging up does not abort it for the others.
+        let fetch = {
+            let mirror = self.clone();
+            let (path, provider, version, file) = (
+                path.clone(),
+                provider.clone(),
+                version.clone(),
+                file.clone(),
+            );
+            async move {
+                let task = tokio::spawn(async move {
+                    mirror
+                        .fetch_archive(&upstream, &provider, &version, &file, &path, expected)
+                        .await
+                });
+                task.await
+                    .map_err(|e| MirrorError::Internal(e.to_string()))?
+            }
+        };
+        let fetches = &self.inner.archive_fetches;
+        let result = fetches
+            .try_get_with(path.clone(), fetch)
+            .await
+            .map_err(unshare);
+        // The file on disk is the record from now on; keep no marker that could outlive it.
+        fetches.invalidate(&path).await;
+        result.map(|()| Artifact { path })
+    }
+
+    #[tracing::instrument(skip(self, path, expected), fields(provider = %provider, version = %version, file = %file))]
+    async fn fetch_archive(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+        path: &std::path::Path,
+        expected: crate::verify::Sha256Digest,
+    ) -> Result<(), MirrorError> {
+        let started = std::time::Instant::now();
+        let source = self.upstream(upstream)?;
+        let chunks = source.releases.archive(provider, version, file).await?;
+        let limit = self.inner.max_archive_bytes;
+        let fail = |failure| MirrorError::Verification {
+            provider: provider.clone(),
+            version: version.clone(),
+            file: file.to_string(),
+            failure,
+        };
+        match self
+            .inner
+            .store
+            .write_verified(path, Box::pin(chunks), expected, limit)
+            .await
+        {
+            Ok(bytes) => {
+                tracing::info!(
+                    bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "fetched and verified archive"
+                );
+                Ok(())
+            }
+            Err(IngestError::DigestMismatch { expected, actual }) => {
+                tracing::error!(%expected, %actual, "archive digest mismatch; nothing cached");
+                Err(fail(VerifyFailure::DigestMismatch { expected, actual }))
+            }
+            Err(IngestError::TooLarge { limit }) => {
+                tracing::error!(limit, "archive exceeds the size limit; nothing cached");
+                Err(fail(VerifyFailure::TooLarge { limit }))
+            }
+            Err(IngestError::Source(e)) => Err(e.into()),
+            Err(IngestError::Store(e)) => Err(e.into()),
+        }
+    }
+}

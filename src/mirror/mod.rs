@@ -1,0 +1,148 @@
+//! The pull-through core shared by every front end: look up → fetch → verify → store → answer.
+//!
+//! Handlers call one `Mirror` method each and get either ready bytes or a path to a verified
+//! file. Concurrent misses for one key share one upstream fetch (moka's `try_get_with`), and
+//! archive downloads run in their own task, so a client that hangs up does not cancel a
+//! download other clients are waiting for.
+
+mod archives;
+mod error;
+mod releases;
+mod versions;
+
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use moka::future::Cache;
+
+use crate::{
+    config::Config,
+    protocol::{Namespace, ProviderType, Version},
+    store::Store,
+    upstream::{HttpClient, ReleasesUpstream},
+    verify::{Keyring, TrustedKey},
+};
+pub use archives::Artifact;
+pub use error::{MirrorError, VerifyFailure};
+pub use releases::Release;
+
+/// Most verified releases kept in memory; each is a few KB.
+const MAX_RELEASES_IN_MEMORY: u64 = 10_000;
+/// Most version lists kept in memory.
+const MAX_VERSION_LISTS_IN_MEMORY: u64 = 10_000;
+
+/// One configured upstream with the keys it is trusted to sign with.
+#[derive(Debug)]
+struct Upstream {
+    releases: ReleasesUpstream,
+    keyring: Keyring,
+}
+
+type ProviderKey = (String, ProviderType);
+type ReleaseKey = (String, ProviderType, Version);
+
+#[derive(Clone)]
+pub struct Mirror {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    public_base: String,
+    metadata_ttl: Duration,
+    max_archive_bytes: u64,
+    upstreams: BTreeMap<String, Upstream>,
+    namespaces: BTreeMap<Namespace, String>,
+    /// Served version-list JSON, ready to write to the socket.
+    version_lists: Cache<ProviderKey, Bytes>,
+    releases: Cache<ReleaseKey, Arc<Release>>,
+    /// In-flight archive downloads, keyed by their final path (single flight).
+    archive_fetches: Cache<std::path::PathBuf, ()>,
+}
+
+impl Mirror {
+    /// Builds the mirror from a validated config: opens the cache, reads the trusted keys and
+    /// builds the one shared HTTP client.
+    pub async fn new(config: &Config) -> Result<Self, MirrorError> {
+        let store = Store::open(&config.cache.dir).await?;
+        let mut upstreams = BTreeMap::new();
+        for (name, upstream) in &config.upstreams {
+            let http = HttpClient::new(upstream.connect_timeout, upstream.read_timeout)?;
+            let mut keys = vec![TrustedKey::parse(
+                crate::verify::signature::HASHICORP_PUBLIC_KEY,
+                "HashiCorp",
+            )?];
+            for path in &upstream.signing_keys {
+                let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
+                    MirrorError::SigningKeyFile {
+                        upstream: name.clone(),
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                keys.push(TrustedKey::parse(&armored, &path.display().to_string())?);
+            }
+            upstreams.insert(
+                name.clone(),
+                Upstream {
+                    releases: ReleasesUpstream::new(name.clone(), &upstream.url, http),
+                    keyring: Keyring::new(keys),
+                },
+            );
+        }
+        let namespaces = config
+            .namespaces
+            .iter()
+            .filter_map(|(name, ns)| {
+                Some((
+                    Namespace::try_from(name.as_str()).ok()?,
+                    ns.upstream.clone(),
+                ))
+            })
+            .collect();
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                public_base: config.public_base(),
+                metadata_ttl: config.cache.metadata_ttl,
+                max_archive_bytes: config.cache.max_archive_bytes,
+                upstreams,
+                namespaces,
+                version_lists: Cache::builder()
+                    .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
+                    .time_to_live(config.cache.metadata_ttl)
+                    .build(),
+                releases: Cache::builder()
+                    .max_capacity(MAX_RELEASES_IN_MEMORY)
+                    .build(),
+                archive_fetches: Cache::builder().build(),
+            }),
+        })
+    }
+
+    /// The public URL prefix ("" for request-relative URLs).
+    pub fn public_base(&self) -> &str {
+        &self.inner.public_base
+    }
+
+    /// The upstream name a private namespace maps to.
+    fn upstream_for(&self, namespace: &Namespace) -> Result<&str, MirrorError> {
+        self.inner
+            .namespaces
+            .get(namespace)
+            .map(String::as_str)
+            .ok_or_else(|| MirrorError::UnknownNamespace(namespace.clone()))
+    }
+
+    fn upstream(&self, name: &str) -> Result<&Upstream, MirrorError> {
+        self.inner
+            .upstreams
+            .get(name)
+            .ok_or_else(|| MirrorError::UnknownUpstream(name.to_owned()))
+    }
+}
+
+/// moka hands every waiter the same `Arc`ed error; callers want an owned one.
+fn unshare(error: Arc<MirrorError>) -> MirrorError {
+    Arc::unwrap_or_clone(error)
+}

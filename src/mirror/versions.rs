@@ -1,0 +1,159 @@
+//! Version lists and download documents of the Provider Registry Protocol.
+//!
+//! A version list is the one mutable thing we cache: trusted for `metadata_ttl`, then asked
+//! for again. When upstream cannot answer, the last list we had is served (stale beats down:
+//! a mirror exists to keep `terraform init` working through upstream outages).
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::{unshare, Mirror, MirrorError, ProviderKey};
+use crate::{
+    protocol::{
+        registry::{Download, GpgPublicKey, PlatformEntry, SigningKeys, VersionEntry, VersionList},
+        Namespace, Platform, ProviderType, Version,
+    },
+    store::layout,
+};
+
+/// Shown as `source_url` for HashiCorp's key, as the public registry does.
+const HASHICORP_SECURITY_URL: &str = "https://www.hashicorp.com/security.html";
+
+impl Mirror {
+    /// `GET /v1/providers/:namespace/:type/versions`, as JSON bytes.
+    pub async fn versions(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+    ) -> Result<Bytes, MirrorError> {
+        let upstream = self.upstream_for(namespace)?.to_owned();
+        let key: ProviderKey = (upstream.clone(), provider.clone());
+        self.inner
+            .version_lists
+            .try_get_with(key, self.load_versions(&upstream, provider))
+            .await
+            .map_err(unshare)
+    }
+
+    async fn load_versions(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+    ) -> Result<Bytes, MirrorError> {
+        let store = &self.inner.store;
+        let path = layout::versions_file(store.root(), upstream, provider)?;
+        let cached = store.read(&path).await?;
+        if let Some(stored) = &cached {
+            let age = SystemTime::now()
+                .duration_since(stored.modified)
+                .unwrap_or_default();
+            if age < self.inner.metadata_ttl {
+                return Ok(Bytes::from(stored.bytes.clone()));
+            }
+        }
+        match self.fetch_versions(upstream, provider).await {
+            Ok(body) => {
+                if let Err(e) = store.write(&path, &body).await {
+                    tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
+                }
+                Ok(body)
+            }
+            Err(e) if matches!(e, MirrorError::UnknownProvider { .. }) => Err(e),
+            Err(e) => match cached {
+                Some(stored) => {
+                    tracing::warn!(%provider, upstream, error = %e, "upstream failed; serving stale version list");
+                    Ok(Bytes::from(stored.bytes))
+                }
+                None => Err(e),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip(self), fields(provider = %provider))]
+    async fn fetch_versions(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+    ) -> Result<Bytes, MirrorError> {
+        let source = self.upstream(upstream)?;
+        let index = match source.releases.product_index(provider).await {
+            Err(e) if e.is_not_found() => {
+                return Err(MirrorError::UnknownProvider {
+                    upstream: upstream.to_owned(),
+                    provider: provider.clone(),
+                })
+            }
+            other => other?,
+        };
+        let versions = index
+            .valid_versions()
+            .into_iter()
+            .map(|(version, release)| {
+                let mut platforms: Vec<Platform> = release
+                    .valid_builds()
+                    .into_iter()
+                    .map(|b| b.platform)
+                    .collect();
+                platforms.sort();
+                platforms.dedup();
+                VersionEntry {
+                    version: version.to_string(),
+                    protocols: None,
+                    platforms: platforms.iter().map(PlatformEntry::from).collect(),
+                }
+            })
+            .collect::<Vec<_>>();
+        tracing::info!(versions = versions.len(), "fetched version list");
+        serde_json::to_vec(&VersionList { versions })
+            .map(Bytes::from)
+            .map_err(|e| MirrorError::Internal(e.to_string()))
+    }
+
+    /// `GET /v1/providers/:namespace/:type/:version/download/:os/:arch`.
+    pub async fn download(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+    ) -> Result<Download, MirrorError> {
+        let upstream = self.upstream_for(namespace)?;
+        let release = self.release(upstream, provider, version).await?;
+        let build = release
+            .build_for(platform)
+            .ok_or_else(|| MirrorError::UnknownPlatform {
+                provider: provider.clone(),
+                version: version.clone(),
+                platform: platform.clone(),
+            })?;
+        let shasum = release
+            .digest_of(&build.filename)
+            .ok_or_else(|| MirrorError::Internal("verified build without a digest".to_owned()))?;
+        let files = format!(
+            "{}/v1/providers/{namespace}/{provider}/{version}/files",
+            self.public_base()
+        );
+        let key = &release.signed_by;
+        Ok(Download {
+            protocols: release.protocols.clone(),
+            os: platform.os.clone(),
+            arch: platform.arch.clone(),
+            filename: build.filename.to_string(),
+            download_url: format!("{files}/{}", build.filename),
+            shasums_url: format!("{files}/{}", release.shasums_file),
+            shasums_signature_url: format!("{files}/{}", release.signature_file),
+            shasum: shasum.to_hex(),
+            signing_keys: SigningKeys {
+                gpg_public_keys: vec![GpgPublicKey {
+                    key_id: key.key_id.clone(),
+                    ascii_armor: key.armored.clone(),
+                    trust_signature: String::new(),
+                    source: key.source.clone(),
+                    source_url: (key.source == "HashiCorp")
+                        .then(|| HASHICORP_SECURITY_URL.to_owned()),
+                }],
+            },
+        })
+    }
+}

@@ -1,0 +1,8 @@
+//! Wire shapes and names of the protocols tfmirror speaks and reads. Nothing in here does I/O.
+
+pub mod discovery;
+pub mod names;
+pub mod registry;
+pub mod releases;
+
+pub use names::{Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, Version};

@@ -1,0 +1,185 @@
+//! Binding, TLS and the actix server's life cycle.
+//!
+//! `start` returns once the socket is bound, with the real address (port 0 allowed), so tests
+//! and embedders can use the server at once without sleeping or guessing ports.
+
+use std::{
+    io,
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    sync::Arc,
+};
+
+use actix_web::{dev::ServerHandle, middleware, App, HttpServer};
+use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+
+use crate::{
+    config::{Config, TlsConfig},
+    http,
+    mirror::{Mirror, MirrorError},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("TLS certificate or key {path}: {reason}")]
+    Tls { path: String, reason: String },
+    #[error(transparent)]
+    Mirror(#[from] MirrorError),
+    #[error("server failed")]
+    Run(#[source] io::Error),
+}
+
+/// A running server.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<io::Result<()>>,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    /// Waits until the server stops (SIGINT/SIGTERM are handled by actix).
+    pub async fn wait(self) -> Result<(), ServerError> {
+        match self.task.await {
+            Ok(result) => result.map_err(ServerError::Run),
+            Err(e) => Err(ServerError::Run(io::Error::other(e))),
+        }
+    }
+
+    /// Stops accepting connections and waits for in-flight requests (`graceful`) or not.
+    pub async fn stop(self, graceful: bool) {
+        self.handle.stop(graceful).await;
+        let _ = self.task.await;
+    }
+}
+
+/// Builds the mirror, binds the listener and starts serving.
+pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
+    let mirror = Mirror::new(config).await?;
+    let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.server.listen,
+        source,
+    })?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http::log_request))
+            .configure(http::configure(mirror.clone()))
+    })
+    .workers(worker_count());
+    let (server, scheme) = match &config.tls {
+        Some(tls) => (
+            server
+                .listen_rustls_0_23(listener, rustls_config(tls)?)
+                .map_err(|source| ServerError::Bind { addr, source })?,
+            "https",
+        ),
+        None => (
+            server
+                .listen(listener)
+                .map_err(|source| ServerError::Bind { addr, source })?,
+            "http",
+        ),
+    };
+    let server = server.run();
+    let handle = server.handle();
+    let task = tokio::spawn(server);
+    Ok(RunningServer {
+        addr,
+        scheme,
+        handle,
+        task,
+    })
+}
+
+/// One worker per core, at least two so one slow client cannot stall the server.
+fn worker_count() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .max(2)
+}
+
+fn rustls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, ServerError> {
+    if !tls.cert.exists() || !tls.key.exists() {
+        if !tls.self_signed {
+            return Err(ServerError::Tls {
+                path: tls.cert.display().to_string(),
+                reason: "file not found (set tls.self_signed = true to generate one for localhost)"
+                    .to_owned(),
+            });
+        }
+        generate_self_signed(&tls.cert, &tls.key)?;
+    }
+    let tls_error = |path: &Path, reason: String| ServerError::Tls {
+        path: path.display().to_string(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| tls_error(&tls.cert, e.to_string()))?;
+    let key =
+        PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| tls_error(&tls.key, e.to_string()))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+    .map_err(|e| tls_error(&tls.cert, e.to_string()))
+}
+
+/// A development certificate for `localhost`, `127.0.0.1` and `::1` (as SANs: Go's TLS
+/// ignores a legacy CN).
+fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), ServerError> {
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let generated = rcgen::generate_simple_self_signed(names).map_err(|e| ServerError::Tls {
+        path: cert_path.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let write = |path: &Path, text: String| -> Result<(), ServerError> {
+        let fail = |e: io::Error| ServerError::Tls {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(fail)?;
+        }
+        std::fs::write(path, text).map_err(fail)
+    };
+    write(key_path, generated.signing_key.serialize_pem())?;
+    restrict_permissions(key_path);
+    write(cert_path, generated.cert.pem())?;
+    tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "generated a self-signed certificate for localhost");
+    println!(
+        "Generated a self-signed certificate for localhost. Make Terraform trust it with:\n  export SSL_CERT_FILE={}",
+        std::fs::canonicalize(cert_path).unwrap_or_else(|_| cert_path.to_path_buf()).display()
+    );
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) {}

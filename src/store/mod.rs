@@ -1,0 +1,311 @@
+//! The disk cache: the only writer under `cache.dir`.
+//!
+//! Discipline (after panamax and sccache): every file is written to a temp file in its final
+//! directory, fsynced, and renamed into place only when complete — and, for archives, only
+//! when the SHA-256 computed while streaming equals the verified SHA256SUMS entry. A reader
+//! therefore never sees a half-written or unverified file, and a crash leaves at most a temp
+//! file, which start-up sweeps away.
+
+pub mod layout;
+
+use std::{
+    io,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::SystemTime,
+};
+
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use crate::verify::Sha256Digest;
+pub use layout::LayoutError;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("cache I/O failed on {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: Arc<io::Error>,
+    },
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+}
+
+impl StoreError {
+    fn io(path: &Path, source: io::Error) -> Self {
+        Self::Io {
+            path: path.to_owned(),
+            source: Arc::new(source),
+        }
+    }
+}
+
+/// Why a streamed archive was not stored.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IngestError<E> {
+    #[error("reading the archive failed")]
+    Source(#[source] E),
+    #[error("archive is larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("archive digest {actual} does not match the signed SHA256SUMS entry {expected}")]
+    DigestMismatch {
+        expected: Sha256Digest,
+        actual: Sha256Digest,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A small file read from the cache with its modification time.
+#[derive(Debug)]
+pub struct Stored {
+    pub bytes: Vec<u8>,
+    pub modified: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating) the cache at `root` and removes temp files a crash left behind.
+    pub async fn open(root: &Path) -> Result<Self, StoreError> {
+        tokio::fs::create_dir_all(root)
+            .await
+            .map_err(|e| StoreError::io(root, e))?;
+        let store = Self {
+            root: root.to_path_buf(),
+        };
+        let removed = store.sweep_temp_files().await?;
+        if removed > 0 {
+            tracing::info!(removed, "removed stale temp files from the cache");
+        }
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    async fn sweep_temp_files(&self) -> Result<usize, StoreError> {
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || sweep_dir(&root))
+            .await
+            .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))?
+    }
+
+    /// Reads a whole small file, or `None` when it is not cached.
+    pub async fn read(&self, path: &Path) -> Result<Option<Stored>, StoreError> {
+        match tokio::fs::read(path).await {
+            Ok(bytes) => {
+                let modified = tokio::fs::metadata(path)
+                    .await
+                    .and_then(|m| m.modified())
+                    .map_err(|e| StoreError::io(path, e))?;
+                Ok(Some(Stored { bytes, modified }))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::io(path, e)),
+        }
+    }
+
+    pub async fn exists(&self, path: &Path) -> bool {
+        tokio::fs::try_exists(path).await.unwrap_or(false)
+    }
+
+    /// Writes a small file atomically.
+    pub async fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        let temp = TempFile::create(path).await?;
+        let mut file = temp.file().await?;
+        file.write_all(bytes)
+            .await
+            .map_err(|e| StoreError::io(&temp.path, e))?;
+        temp.commit(file).await
+    }
+
+    /// Streams an archive to `path`, hashing as it writes; renames it into place only if it is
+    /// at most `limit` bytes and its SHA-256 equals `expected`. Otherwise nothing is left.
+    pub async fn write_verified<E>(
+        &self,
+        path: &Path,
+        mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        expected: Sha256Digest,
+        limit: u64,
+    ) -> Result<u64, IngestError<E>> {
+        let temp = TempFile::create(path).await?;
+        let mut file = temp.file().await?;
+        let mut hasher = Sha256::new();
+        let mut written: u64 = 0;
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(IngestError::Source)?;
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(IngestError::TooLarge { limit });
+            }
+            hasher.update(&chunk);
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| StoreError::io(&temp.path, e))?;
+        }
+        let actual = Sha256Digest(hasher.finalize().into());
+        if actual != expected {
+            return Err(IngestError::DigestMismatch { expected, actual });
+        }
+        temp.commit(file).await?;
+        Ok(written)
+    }
+}
+
+/// A temp file beside its final path; removed on drop unless committed.
+struct TempFile {
+    path: PathBuf,
+    target: PathBuf,
+    committed: bool,
+}
+
+impl TempFile {
+    async fn create(target: &Path) -> Result<Self, StoreError> {
+        let dir = target
+            .parent()
+            .ok_or_else(|| StoreError::io(target, io::Error::other("no parent directory")))?;
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| StoreError::io(dir, e))?;
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let path = dir.join(format!(
+            ".{name}{}{:016x}",
+            layout::TEMP_MARKER,
+            rand::random::<u64>()
+        ));
+        Ok(Self {
+            path,
+            target: target.to_owned(),
+            committed: false,
+        })
+    }
+
+    async fn file(&self) -> Result<tokio::fs::File, StoreError> {
+        tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&self.path)
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))
+    }
+
+    async fn commit(mut self, mut file: tokio::fs::File) -> Result<(), StoreError> {
+        file.flush()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        file.sync_all()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?;
+        drop(file);
+        tokio::fs::rename(&self.path, &self.target)
+            .await
+            .map_err(|e| StoreError::io(&self.target, e))?;
+        self.committed = true;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.committed {
+            // Best effort: a leftover is swept at the next start-up.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sweep_dir(dir: &Path) -> Result<usize, StoreError> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
+        let path = entry.path();
+        let kind = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
+        if kind.is_dir() {
+            removed += sweep_dir(&path)?;
+        } else if is_temp_name(&entry.file_name().to_string_lossy()) {
+            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(layout::TEMP_MARKER)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn digest(data: &[u8]) -> Sha256Digest {
+        Sha256Digest(Sha256::digest(data).into())
+    }
+
+    fn chunks(data: &'static [u8]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
+        futures_util::stream::iter(data.chunks(3).map(|c| Ok(Bytes::from_static(c))))
+    }
+
+    #[tokio::test]
+    async fn verified_write_lands_only_on_a_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).await.unwrap();
+        let target = dir.path().join("a/b.zip");
+
+        let err = store
+            .write_verified(&target, chunks(b"tampered"), digest(b"original"), 100)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::DigestMismatch { .. }));
+        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("a")).unwrap().count(),
+            0,
+            "temp file left"
+        );
+
+        let err = store
+            .write_verified(&target, chunks(b"original"), digest(b"original"), 4)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::TooLarge { limit: 4 }));
+        assert!(!target.exists());
+
+        let n = store
+            .write_verified(&target, chunks(b"original"), digest(b"original"), 100)
+            .await
+            .unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(std::fs::read(&target).unwrap(), b"original");
+    }
+
+    #[tokio::test]
+    async fn open_sweeps_stale_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("releases/x");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(".a.zip.tmp-0123"), b"partial").unwrap();
+        std::fs::write(sub.join("a.zip"), b"done").unwrap();
+        Store::open(dir.path()).await.unwrap();
+        assert!(!sub.join(".a.zip.tmp-0123").exists());
+        assert!(sub.join("a.zip").exists());
+    }
+}

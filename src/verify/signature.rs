@@ -1,0 +1,349 @@
+//! OpenPGP detached signatures on SHA256SUMS documents, checked against a set of trusted keys.
+//!
+//! rPGP checks the cryptography only; key liveness is our job. We judge every key and subkey
+//! at the signature's creation time, not now, exactly as Terraform effectively does: HashiCorp
+//! re-signed its historical releases in April 2021 with subkey `B0B441097685B676`, which
+//! expired in 2022, and those signatures must keep verifying. A signing subkey counts only with
+//! a valid binding signature that grants the signing flag and carries a valid back-signature;
+//! a revoked key or subkey never counts.
+
+use std::{io::Cursor, sync::Arc};
+
+use pgp::{
+    composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey},
+    packet::{Signature, SignatureType},
+    types::{KeyDetails, KeyId, Tag, Timestamp},
+};
+
+/// HashiCorp's release signing key (`34365D9472D7468F`, publication expiring 2030-03-01), the
+/// same bytes Terraform embeds. Trusted by default.
+pub const HASHICORP_PUBLIC_KEY: &str = include_str!("hashicorp.asc");
+
+/// Largest detached signature we read; real ones are ~550 bytes.
+pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum KeyError {
+    #[error("cannot read OpenPGP public key from {source_name}: {reason}")]
+    Unreadable { source_name: String, reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignatureError {
+    #[error("signature is ASCII-armored; a binary detached signature is required")]
+    Armored,
+    #[error("signature cannot be parsed: {0}")]
+    Malformed(String),
+    #[error("signature has no creation time")]
+    NoCreationTime,
+    #[error("signature was made by unknown key {issuers}")]
+    UnknownIssuer { issuers: String },
+    #[error("signing key {key_id} was not valid when the signature was made: {reason}")]
+    KeyNotValid {
+        key_id: String,
+        reason: &'static str,
+    },
+    #[error("signature by {key_id} does not match the signed document")]
+    Mismatch { key_id: String },
+}
+
+/// A public key we trust to sign SHA256SUMS documents.
+#[derive(Debug)]
+pub struct TrustedKey {
+    /// Upper-case hex long key id of the primary key.
+    pub key_id: String,
+    /// The armored key exactly as configured; handed to Terraform in `signing_keys`.
+    pub armored: String,
+    /// Where the key came from ("HashiCorp" or the configured file).
+    pub source: String,
+    key: SignedPublicKey,
+}
+
+impl TrustedKey {
+    pub fn parse(armored: &str, source: &str) -> Result<Self, KeyError> {
+        let (key, _headers) = SignedPublicKey::from_armor_single(Cursor::new(armored.as_bytes()))
+            .map_err(|e| KeyError::Unreadable {
+            source_name: source.to_owned(),
+            reason: e.to_string(),
+        })?;
+        Ok(Self {
+            key_id: hex::encode_upper(key.primary_key.legacy_key_id()),
+            armored: armored.to_owned(),
+            source: source.to_owned(),
+            key,
+        })
+    }
+
+    /// The short (8 hex digit) id HashiCorp puts in signature file names (`.72D7468F.sig`).
+    pub fn short_id(&self) -> &str {
+        &self.key_id[self.key_id.len().saturating_sub(8)..]
+    }
+}
+
+/// The keys one upstream trusts.
+#[derive(Debug, Clone)]
+pub struct Keyring {
+    keys: Vec<Arc<TrustedKey>>,
+}
+
+impl Keyring {
+    pub fn new(keys: Vec<TrustedKey>) -> Self {
+        Self {
+            keys: keys.into_iter().map(Arc::new).collect(),
+        }
+    }
+
+    /// HashiCorp's built-in key alone.
+    pub fn hashicorp() -> Result<Self, KeyError> {
+        Ok(Self::new(vec![TrustedKey::parse(
+            HASHICORP_PUBLIC_KEY,
+            "HashiCorp",
+        )?]))
+    }
+
+    pub fn keys(&self) -> &[Arc<TrustedKey>] {
+        &self.keys
+    }
+
+    /// Checks `signature` (binary, detached) over `document` and names the key that made it.
+    pub fn verify(
+        &self,
+        document: &[u8],
+        signature: &[u8],
+    ) -> Result<Arc<TrustedKey>, SignatureError> {
+        if signature.starts_with(b"-----BEGIN") {
+            return Err(SignatureError::Armored);
+        }
+        let detached = DetachedSignature::from_bytes(signature)
+            .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        let sig = &detached.signature;
+        let made_at = sig.created().ok_or(SignatureError::NoCreationTime)?;
+        let issuers = sig.issuer_key_id();
+        let issuer_fprs = sig.issuer_fingerprint();
+        let issued_by = |key: &dyn KeyDetails| {
+            issuers.iter().any(|id| **id == key.legacy_key_id())
+                || issuer_fprs.iter().any(|fp| **fp == key.fingerprint())
+        };
+
+        for trusted in &self.keys {
+            let cert = &trusted.key;
+            let refuse = |reason| SignatureError::KeyNotValid {
+                key_id: trusted.key_id.clone(),
+                reason,
+            };
+            if issued_by(&cert.primary_key) {
+                check_primary(cert, made_at, true).map_err(refuse)?;
+                return sig
+                    .verify(&cert.primary_key, document)
+                    .map(|()| Arc::clone(trusted))
+                    .map_err(|_| SignatureError::Mismatch {
+                        key_id: trusted.key_id.clone(),
+                    });
+            }
+            if let Some(subkey) = cert.public_subkeys.iter().find(|s| issued_by(&s.key)) {
+                check_primary(cert, made_at, false).map_err(refuse)?;
+                check_signing_subkey(cert, subkey, made_at).map_err(refuse)?;
+                return sig
+                    .verify(&subkey.key, document)
+                    .map(|()| Arc::clone(trusted))
+                    .map_err(|_| SignatureError::Mismatch {
+                        key_id: trusted.key_id.clone(),
+                    });
+            }
+        }
+        Err(SignatureError::UnknownIssuer {
+            issuers: describe_issuers(&issuers),
+        })
+    }
+}
+
+fn describe_issuers(issuers: &[&KeyId]) -> String {
+    if issuers.is_empty() {
+        return "(no issuer given)".to_owned();
+    }
+    issuers
+        .iter()
+        .map(|id| hex::encode_upper(id))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn newest<'a>(sigs: impl Iterator<Item = &'a Signature>) -> Option<&'a Signature> {
+    sigs.max_by_key(|s| s.created().map(Timestamp::as_secs).unwrap_or(0))
+}
+
+/// The primary key must not be revoked and must be alive at `at`, with its lifetime read from
+/// its newest valid self-signature (HashiCorp re-issues those to extend the expiry).
+fn check_primary(
+    cert: &SignedPublicKey,
+    at: Timestamp,
+    signs_itself: bool,
+) -> Result<(), &'static str> {
+    let primary = &cert.primary_key;
+    if cert
+        .details
+        .revocation_signatures
+        .iter()
+        .any(|s| s.verify_key(primary).is_ok())
+    {
+        return Err("the key is revoked");
+    }
+    let self_sigs = cert.details.users.iter().flat_map(|user| {
+        user.signatures.iter().filter(move |s| {
+            s.verify_certification(primary, Tag::UserId, &user.id)
+                .is_ok()
+        })
+    });
+    let direct = cert
+        .details
+        .direct_signatures
+        .iter()
+        .filter(|s| s.verify_key(primary).is_ok());
+    let newest_self_sig =
+        newest(self_sigs.chain(direct)).ok_or("the key has no valid self-signature")?;
+    if signs_itself {
+        let flags = newest_self_sig.key_flags();
+        if !flags.sign() {
+            return Err("the primary key is not allowed to sign");
+        }
+    }
+    check_lifetime(
+        primary.created_at(),
+        newest_self_sig.key_expiration_time().map(|d| d.as_secs()),
+        at,
+    )
+}
+
+fn check_signing_subkey(
+    cert: &SignedPublicKey,
+    subkey: &SignedPublicSubKey,
+    at: Timestamp,
+) -> Result<(), &'static str> {
+    let primary = &cert.primary_key;
+    let valid = |typ: SignatureType| {
+        subkey
+            .signatures
+            .iter()
+            .filter(move |s| s.typ() == Some(typ))
+            .filter(|s| s.verify_subkey_binding(primary, &subkey.key).is_ok())
+    };
+    if valid(SignatureType::SubkeyRevocation).next().is_some() {
+        return Err("the signing subkey is revoked");
+    }
+    let binding = newest(valid(SignatureType::SubkeyBinding))
+        .ok_or("the subkey has no valid binding signature")?;
+    if !binding.key_flags().sign() {
+        return Err("the subkey is not a signing subkey");
+    }
+    // Without the back-signature anyone could bind our subkey to their own primary key.
+    let backsig = binding
+        .embedded_signature()
+        .ok_or("the signing subkey has no primary key binding")?;
+    backsig
+        .verify_primary_key_binding(&subkey.key, primary)
+        .map_err(|_| "the signing subkey's primary key binding is invalid")?;
+    check_lifetime(
+        subkey.key.created_at(),
+        binding.key_expiration_time().map(|d| d.as_secs()),
+        at,
+    )
+}
+
+/// A key created at `created` with lifetime `expires_after_secs` (absent or 0: forever) is
+/// alive at `at` when `created <= at < created + lifetime`.
+fn check_lifetime(
+    created: Timestamp,
+    expires_after_secs: Option<u32>,
+    at: Timestamp,
+) -> Result<(), &'static str> {
+    if at.as_secs() < created.as_secs() {
+        return Err("the signature predates the key");
+    }
+    match expires_after_secs {
+        Some(lifetime) if lifetime > 0 => {
+            let expiry = u64::from(created.as_secs()) + u64::from(lifetime);
+            if u64::from(at.as_secs()) >= expiry {
+                return Err("the key had expired");
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    const SUMS: &[u8] = include_bytes!(
+        "../../tests/fixtures/hashicorp-null-3.1.0/terraform-provider-null_3.1.0_SHA256SUMS"
+    );
+    const SIG: &[u8] = include_bytes!(
+        "../../tests/fixtures/hashicorp-null-3.1.0/terraform-provider-null_3.1.0_SHA256SUMS.sig"
+    );
+
+    #[test]
+    fn real_hashicorp_signature_by_expired_subkey_verifies() {
+        let keyring = Keyring::hashicorp().unwrap();
+        let key = keyring.verify(SUMS, SIG).unwrap();
+        assert_eq!(key.key_id, "34365D9472D7468F");
+        assert_eq!(key.short_id(), "72D7468F");
+    }
+
+    #[test]
+    fn any_altered_byte_fails() {
+        let keyring = Keyring::hashicorp().unwrap();
+        for i in [0, SUMS.len() / 2, SUMS.len() - 1] {
+            let mut doc = SUMS.to_vec();
+            doc[i] ^= 0x01;
+            assert!(
+                keyring.verify(&doc, SIG).is_err(),
+                "flipped document byte {i}"
+            );
+        }
+        let mut doc = SUMS.to_vec();
+        doc.push(b'\n');
+        assert!(keyring.verify(&doc, SIG).is_err(), "appended newline");
+        for i in [SIG.len() / 2, SIG.len() - 1] {
+            let mut sig = SIG.to_vec();
+            sig[i] ^= 0x01;
+            assert!(
+                keyring.verify(SUMS, &sig).is_err(),
+                "flipped signature byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_keyring_knows_no_issuer() {
+        let err = Keyring::new(vec![]).verify(SUMS, SIG).unwrap_err();
+        assert!(matches!(err, SignatureError::UnknownIssuer { .. }), "{err}");
+        assert!(err.to_string().contains("B0B441097685B676"), "{err}");
+    }
+
+    #[test]
+    fn armored_and_garbage_signatures_are_refused() {
+        let keyring = Keyring::hashicorp().unwrap();
+        assert_eq!(
+            keyring
+                .verify(SUMS, b"-----BEGIN PGP SIGNATURE-----\n")
+                .unwrap_err(),
+            SignatureError::Armored
+        );
+        assert!(matches!(
+            keyring.verify(SUMS, b"garbage").unwrap_err(),
+            SignatureError::Malformed(_)
+        ));
+    }
+
+    #[test]
+    fn lifetime_is_judged_at_signature_time() {
+        let t = Timestamp::from_secs;
+        assert!(check_lifetime(t(100), None, t(1_000_000)).is_ok());
+        assert!(check_lifetime(t(100), Some(0), t(1_000_000)).is_ok());
+        assert!(check_lifetime(t(100), Some(50), t(149)).is_ok());
+        assert!(check_lifetime(t(100), Some(50), t(150)).is_err());
+        assert!(check_lifetime(t(100), Some(50), t(99)).is_err());
+    }
+}
