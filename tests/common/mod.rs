@@ -1,0 +1,452 @@
+//! Shared test harness: a fake releases.hashicorp.com, throwaway OpenPGP keys, provider
+//! releases built on the fly, and tfmirror started on an ephemeral port.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
+
+pub mod terraform;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    io::{Read, Write},
+    net::{SocketAddr, TcpStream},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use actix_web::{dev::ServerHandle, web, App, HttpRequest, HttpResponse, HttpServer};
+use bytes::Bytes;
+use pgp::{
+    composed::{
+        ArmorOptions, DetachedSignature, EncryptionCaps, KeyType, SecretKeyParamsBuilder,
+        SignedPublicKey, SignedSecretKey, SubkeyParamsBuilder,
+    },
+    crypto::hash::HashAlgorithm,
+    ser::Serialize,
+    types::{KeyDetails, Password},
+};
+use sha2::{Digest, Sha256};
+use tfmirror::{config::Config, server::RunningServer};
+
+// ---------------------------------------------------------------------------------------------
+// Keys
+
+/// A throwaway RSA signing key: certify-only primary plus a signing subkey, like HashiCorp's.
+pub struct TestKey {
+    secret: SignedSecretKey,
+    pub armored_public: String,
+    pub key_id: String,
+}
+
+impl TestKey {
+    pub fn generate(name: &str) -> Self {
+        let params = SecretKeyParamsBuilder::default()
+            .key_type(KeyType::Rsa(2048))
+            .can_certify(true)
+            .can_sign(false)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id(format!("{name} <{name}@example.invalid>"))
+            .subkey(
+                SubkeyParamsBuilder::default()
+                    .key_type(KeyType::Rsa(2048))
+                    .can_sign(true)
+                    .can_encrypt(EncryptionCaps::None)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let secret = params.generate(rand::thread_rng()).unwrap();
+        let public = SignedPublicKey::from(secret.clone());
+        Self {
+            armored_public: public.to_armored_string(ArmorOptions::default()).unwrap(),
+            key_id: hex::encode_upper(public.primary_key.legacy_key_id()),
+            secret,
+        }
+    }
+
+    /// A binary detached signature, as releases.hashicorp.com serves them.
+    pub fn sign(&self, data: &[u8]) -> Vec<u8> {
+        DetachedSignature::sign_binary_data(
+            rand::thread_rng(),
+            &self.secret.secret_subkeys[0].key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            data,
+        )
+        .unwrap()
+        .to_bytes()
+        .unwrap()
+    }
+
+    pub fn short_id(&self) -> &str {
+        &self.key_id[8..]
+    }
+}
+
+/// The publisher's key, trusted through `signing_keys` (generated once per test binary).
+pub fn publisher_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("publisher"))
+}
+
+/// A key nobody trusts.
+pub fn attacker_key() -> &'static TestKey {
+    static KEY: OnceLock<TestKey> = OnceLock::new();
+    KEY.get_or_init(|| TestKey::generate("attacker"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fake upstream
+
+#[derive(Default)]
+struct UpstreamState {
+    files: HashMap<String, Bytes>,
+    hits: HashMap<String, usize>,
+    /// product -> version -> per-version index JSON
+    products: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+}
+
+/// A releases.hashicorp.com-shaped server on 127.0.0.1 that counts every request.
+pub struct FakeUpstream {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<UpstreamState>>,
+    handle: ServerHandle,
+}
+
+impl FakeUpstream {
+    pub async fn start() -> Self {
+        let state = Arc::new(Mutex::new(UpstreamState::default()));
+        let shared = state.clone();
+        let server = HttpServer::new(move || {
+            let state = shared.clone();
+            App::new().default_service(web::to(move |req: HttpRequest| {
+                let state = state.clone();
+                async move {
+                    let mut state = state.lock().unwrap();
+                    let path = req.path().to_owned();
+                    *state.hits.entry(path.clone()).or_default() += 1;
+                    match state.files.get(&path) {
+                        Some(body) => HttpResponse::Ok().body(body.clone()),
+                        None => HttpResponse::NotFound().body("not found"),
+                    }
+                }
+            }))
+        })
+        .workers(1)
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let addr = server.addrs()[0];
+        let server = server.run();
+        let handle = server.handle();
+        tokio::spawn(server);
+        Self {
+            addr,
+            state,
+            handle,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn put(&self, path: &str, body: impl Into<Bytes>) {
+        self.state.lock().unwrap().files.insert(path.to_owned(), body.into());
+    }
+
+    pub fn get(&self, path: &str) -> Option<Bytes> {
+        self.state.lock().unwrap().files.get(path).cloned()
+    }
+
+    pub fn hits(&self, path: &str) -> usize {
+        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.state.lock().unwrap().hits.values().sum()
+    }
+
+    /// Stops answering: connections are refused from now on.
+    pub async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    fn register_version(&self, product: &str, version: &str, index: serde_json::Value) {
+        let mut state = self.state.lock().unwrap();
+        state
+            .products
+            .entry(product.to_owned())
+            .or_default()
+            .insert(version.to_owned(), index);
+        let versions = state.products[product].clone();
+        let product_index = serde_json::json!({ "name": product, "versions": versions });
+        state.files.insert(
+            format!("/{product}/index.json"),
+            Bytes::from(serde_json::to_vec(&product_index).unwrap()),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Releases
+
+/// A provider release to publish on the fake upstream.
+pub struct FakeRelease {
+    pub provider: String,
+    pub version: String,
+    pub platforms: Vec<(&'static str, &'static str)>,
+    pub protocols: Option<Vec<&'static str>>,
+}
+
+/// What was published, for assertions.
+pub struct Published {
+    pub zips: BTreeMap<String, Vec<u8>>,
+    pub sums: Vec<u8>,
+    pub sums_name: String,
+    pub sig_name: String,
+    pub dir: String,
+}
+
+impl Published {
+    pub fn zip_name(&self, os: &str, arch: &str) -> String {
+        self.zips
+            .keys()
+            .find(|n| n.ends_with(&format!("_{os}_{arch}.zip")))
+            .unwrap()
+            .clone()
+    }
+
+    /// Every `zh:` the signed SHA256SUMS gives, as Terraform records them.
+    pub fn zh_hashes(&self) -> Vec<String> {
+        String::from_utf8(self.sums.clone())
+            .unwrap()
+            .lines()
+            .map(|l| format!("zh:{}", l.split_whitespace().next().unwrap()))
+            .collect()
+    }
+}
+
+impl FakeRelease {
+    pub fn new(provider: &str, version: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            version: version.to_owned(),
+            platforms: vec![("linux", "amd64"), ("darwin", "arm64"), ("windows", "amd64")],
+            protocols: Some(vec!["5.0"]),
+        }
+    }
+
+    pub fn product(&self) -> String {
+        format!("terraform-provider-{}", self.provider)
+    }
+
+    /// Builds the zips, SHA256SUMS (signed by `key`), manifest and indexes, and serves them.
+    pub fn publish(&self, upstream: &FakeUpstream, key: &TestKey) -> Published {
+        let product = self.product();
+        let v = &self.version;
+        let dir = format!("/{product}/{v}");
+        let mut zips = BTreeMap::new();
+        for (os, arch) in &self.platforms {
+            let name = format!("{product}_{v}_{os}_{arch}.zip");
+            let binary = format!("#!/bin/sh\n# fake {product} {v} for {os}_{arch}\n");
+            zips.insert(name, make_zip(&format!("{product}_v{v}_x5"), binary.as_bytes()));
+        }
+        let mut sums = String::new();
+        let mut listed: Vec<(String, Vec<u8>)> = zips.iter().map(|(n, z)| (n.clone(), z.clone())).collect();
+        if let Some(protocols) = &self.protocols {
+            let manifest = serde_json::json!({"version": 1, "metadata": {"protocol_versions": protocols}});
+            let name = format!("{product}_{v}_manifest.json");
+            let bytes = serde_json::to_vec(&manifest).unwrap();
+            upstream.put(&format!("{dir}/{name}"), bytes.clone());
+            listed.push((name, bytes));
+        }
+        listed.sort();
+        for (name, bytes) in &listed {
+            sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))));
+        }
+        let sums_name = format!("{product}_{v}_SHA256SUMS");
+        let sig_name = format!("{sums_name}.{}.sig", key.short_id());
+        upstream.put(&format!("{dir}/{sums_name}"), sums.clone());
+        upstream.put(&format!("{dir}/{sig_name}"), key.sign(sums.as_bytes()));
+        for (name, zip) in &zips {
+            upstream.put(&format!("{dir}/{name}"), zip.clone());
+        }
+        let builds: Vec<_> = self
+            .platforms
+            .iter()
+            .map(|(os, arch)| {
+                let filename = format!("{product}_{v}_{os}_{arch}.zip");
+                serde_json::json!({
+                    "name": product, "version": v, "os": os, "arch": arch,
+                    "filename": filename,
+                    "url": format!("{}{dir}/{filename}", upstream.url()),
+                })
+            })
+            .collect();
+        let index = serde_json::json!({
+            "name": product,
+            "version": v,
+            "shasums": sums_name,
+            "shasums_signature": format!("{sums_name}.sig"),
+            "shasums_signatures": [sig_name, format!("{sums_name}.sig")],
+            "builds": builds,
+        });
+        upstream.put(&format!("{dir}/index.json"), serde_json::to_vec(&index).unwrap());
+        upstream.register_version(&product, v, index);
+        Published {
+            zips,
+            sums: sums.into_bytes(),
+            sums_name,
+            sig_name,
+            dir,
+        }
+    }
+}
+
+/// A zip holding one executable file.
+pub fn make_zip(name: &str, content: &[u8]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    {
+        let mut zip = zip::ZipWriter::new(&mut out);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(0o755);
+        zip.start_file(name, options).unwrap();
+        zip.write_all(content).unwrap();
+        zip.finish().unwrap();
+    }
+    out.into_inner()
+}
+
+// ---------------------------------------------------------------------------------------------
+// tfmirror under test
+
+/// Options for starting tfmirror.
+pub struct MirrorOptions<'a> {
+    pub upstream_url: String,
+    pub cache_dir: &'a Path,
+    /// Extra TOML appended to the generated config.
+    pub extra: String,
+    pub tls_dir: Option<&'a Path>,
+}
+
+pub struct TestApp {
+    pub server: RunningServer,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub cache_dir: PathBuf,
+}
+
+/// Writes the publisher's public key to `dir` and returns its path.
+pub fn write_publisher_key(dir: &Path) -> PathBuf {
+    let path = dir.join("publisher.asc");
+    std::fs::write(&path, &publisher_key().armored_public).unwrap();
+    path
+}
+
+impl TestApp {
+    pub async fn spawn(options: MirrorOptions<'_>) -> Self {
+        let key_path = write_publisher_key(options.cache_dir.parent().unwrap());
+        let tls = match options.tls_dir {
+            Some(dir) => format!(
+                "[tls]\ncert = {:?}\nkey = {:?}\nself_signed = true\n",
+                dir.join("localhost.pem"),
+                dir.join("localhost-key.pem")
+            ),
+            None => String::new(),
+        };
+        let toml = format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+{tls}
+[cache]
+dir = {cache:?}
+metadata_ttl = "10m"
+
+[upstreams.hashicorp]
+url = "{url}"
+signing_keys = [{key:?}]
+connect_timeout = "2s"
+read_timeout = "5s"
+
+[namespaces.myproviders]
+upstream = "hashicorp"
+{extra}
+"#,
+            cache = options.cache_dir,
+            url = options.upstream_url,
+            key = key_path,
+            extra = options.extra,
+        );
+        let config = Config::from_toml(&toml).unwrap();
+        let server = tfmirror::server::start(&config).await.unwrap();
+        let base = server.base_url();
+        Self {
+            server,
+            base,
+            client: reqwest::Client::builder()
+                .danger_accept_invalid_certs(true)
+                .build()
+                .unwrap(),
+            cache_dir: options.cache_dir.to_path_buf(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = self.get(path).await;
+        let status = response.status().as_u16();
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        assert!(content_type.starts_with("application/json"), "{path}: content type {content_type:?}");
+        (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+    }
+
+    pub async fn get_bytes(&self, path: &str) -> (u16, Bytes) {
+        let response = self.get(path).await;
+        (response.status().as_u16(), response.bytes().await.unwrap())
+    }
+
+    /// Sends a request line byte for byte (no client-side path normalisation) and returns the
+    /// status code.
+    pub fn raw_status(&self, raw_path: &str) -> u16 {
+        let mut stream = TcpStream::connect(self.server.addr).unwrap();
+        write!(stream, "GET {raw_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response);
+        response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub async fn stop(self) {
+        self.server.stop(false).await;
+    }
+}
+
+/// Every file under `dir`, relative, sorted.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}

@@ -1,0 +1,180 @@
+//! The Provider Registry Protocol through tfmirror, against a fake upstream.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp};
+use sha2::{Digest, Sha256};
+
+async fn setup(dir: &std::path::Path) -> (FakeUpstream, TestApp) {
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.join("cache");
+    let app = TestApp::spawn(MirrorOptions {
+        upstream_url: upstream.url(),
+        cache_dir: &cache,
+        extra: String::new(),
+        tls_dir: None,
+    })
+    .await;
+    (upstream, app)
+}
+
+#[actix_web::test]
+async fn discovery_points_at_the_registry_protocol() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, app) = setup(dir.path()).await;
+    let (status, body) = app.get_json("/.well-known/terraform.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"providers.v1": "/v1/providers/"}));
+    let (status, body) = app.get_json("/healthz").await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
+}
+
+#[actix_web::test]
+async fn versions_are_listed_in_semver_order_with_platforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    for v in ["2.10.0", "2.1.0", "2.2.0-beta1"] {
+        FakeRelease::new("local", v).publish(&upstream, publisher_key());
+    }
+    let (status, body) = app.get_json("/v1/providers/myproviders/local/versions").await;
+    assert_eq!(status, 200);
+    let versions: Vec<&str> = body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2.1.0", "2.2.0-beta1", "2.10.0"]);
+    let platforms = &body["versions"][0]["platforms"];
+    assert!(platforms
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!({"os": "linux", "arch": "amd64"})));
+
+    // Namespace and type match case-insensitively.
+    let (status, _) = app.get_json("/v1/providers/MyProviders/Local/versions").await;
+    assert_eq!(status, 200);
+}
+
+#[actix_web::test]
+async fn download_document_and_files_match_upstream_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip_name = published.zip_name("linux", "amd64");
+    let zip = &published.zips[&zip_name];
+
+    let (status, doc) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["os"], "linux");
+    assert_eq!(doc["arch"], "amd64");
+    assert_eq!(doc["filename"], zip_name.as_str());
+    assert_eq!(doc["protocols"], serde_json::json!(["5.0"]));
+    assert_eq!(doc["shasum"], hex::encode(Sha256::digest(zip)));
+    let key = &doc["signing_keys"]["gpg_public_keys"][0];
+    assert_eq!(key["key_id"], publisher_key().key_id.as_str());
+    assert_eq!(key["ascii_armor"], publisher_key().armored_public.as_str());
+    for field in ["download_url", "shasums_url", "shasums_signature_url"] {
+        let url = doc[field].as_str().unwrap();
+        assert!(url.starts_with("/v1/providers/myproviders/local/2.1.0/files/"), "{field}: {url}");
+    }
+
+    let (status, body) = app.get_bytes(doc["download_url"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &zip[..], "archive bytes differ from upstream");
+    let (_, sums) = app.get_bytes(doc["shasums_url"].as_str().unwrap()).await;
+    assert_eq!(&sums[..], &published.sums[..], "SHA256SUMS must be served unchanged");
+    let (_, sig) = app.get_bytes(doc["shasums_signature_url"].as_str().unwrap()).await;
+    assert_eq!(
+        &sig[..],
+        &upstream.get(&format!("{}/{}", published.dir, published.sig_name)).unwrap()[..]
+    );
+
+    // Immutable files carry validators and a long cache lifetime; ranges and HEAD work.
+    let response = app.get(doc["download_url"].as_str().unwrap()).await;
+    assert!(response.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(response.headers().contains_key("etag"));
+    let ranged = app
+        .client
+        .get(format!("{}{}", app.base, doc["download_url"].as_str().unwrap()))
+        .header("Range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status().as_u16(), 206);
+    assert_eq!(&ranged.bytes().await.unwrap()[..], &zip[..10]);
+    let head = app
+        .client
+        .head(format!("{}{}", app.base, doc["download_url"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status().as_u16(), 200);
+    assert_eq!(head.headers()["content-length"].to_str().unwrap(), zip.len().to_string());
+}
+
+#[actix_web::test]
+async fn cached_answers_make_no_upstream_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let download = "/v1/providers/myproviders/local/2.1.0/download/linux/amd64";
+    warm(&app, download).await;
+    let after_first = upstream.total_hits();
+    assert!(after_first > 0);
+    for _ in 0..3 {
+        warm(&app, download).await;
+    }
+    assert_eq!(upstream.total_hits(), after_first, "a cached answer went to upstream");
+}
+
+#[actix_web::test]
+async fn concurrent_misses_share_one_upstream_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip_name = published.zip_name("linux", "amd64");
+    let url = format!("/v1/providers/myproviders/local/2.1.0/files/{zip_name}");
+    let requests = (0..8).map(|_| app.get_bytes(&url));
+    for (status, body) in futures_util::future::join_all(requests).await {
+        assert_eq!(status, 200);
+        assert_eq!(&body[..], &published.zips[&zip_name][..]);
+    }
+    assert_eq!(upstream.hits(&format!("{}/{zip_name}", published.dir)), 1);
+    assert_eq!(upstream.hits(&format!("{}/index.json", published.dir)), 1);
+}
+
+#[actix_web::test]
+async fn unknown_things_are_404_with_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    for path in [
+        "/v1/providers/othernamespace/local/versions",
+        "/v1/providers/myproviders/nosuchprovider/versions",
+        "/v1/providers/myproviders/local/9.9.9/download/linux/amd64",
+        "/v1/providers/myproviders/local/2.1.0/download/plan9/mips",
+        "/v1/providers/myproviders/local/2.1.0/files/terraform-provider-local_2.1.0_plan9_mips.zip",
+        "/v1/nothing/here",
+    ] {
+        let (status, body) = app.get_json(path).await;
+        assert_eq!(status, 404, "{path}: {body}");
+        assert!(body["errors"][0].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+    }
+    // Nothing was fetched for the unknown namespace or platform, and no archive was cached.
+    assert!(!files_under(&app.cache_dir).iter().any(|f| f.ends_with(".zip")));
+}
+
+async fn warm(app: &TestApp, download: &str) {
+    let (s, _) = app.get_json("/v1/providers/myproviders/local/versions").await;
+    assert_eq!(s, 200);
+    let (s, doc) = app.get_json(download).await;
+    assert_eq!(s, 200);
+    for field in ["download_url", "shasums_url", "shasums_signature_url"] {
+        let (s, _) = app.get_bytes(doc[field].as_str().unwrap()).await;
+        assert_eq!(s, 200);
+    }
+}
