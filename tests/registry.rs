@@ -37,7 +37,9 @@ async fn versions_are_listed_in_semver_order_with_platforms() {
     for v in ["2.10.0", "2.1.0", "2.2.0-beta1"] {
         FakeRelease::new("local", v).publish(&upstream, publisher_key());
     }
-    let (status, body) = app.get_json("/v1/providers/myproviders/local/versions").await;
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
     assert_eq!(status, 200);
     let versions: Vec<&str> = body["versions"]
         .as_array()
@@ -53,7 +55,9 @@ async fn versions_are_listed_in_semver_order_with_platforms() {
         .contains(&serde_json::json!({"os": "linux", "arch": "amd64"})));
 
     // Namespace and type match case-insensitively.
-    let (status, _) = app.get_json("/v1/providers/MyProviders/Local/versions").await;
+    let (status, _) = app
+        .get_json("/v1/providers/MyProviders/Local/versions")
+        .await;
     assert_eq!(status, 200);
 }
 
@@ -79,27 +83,45 @@ async fn download_document_and_files_match_upstream_bytes() {
     assert_eq!(key["ascii_armor"], publisher_key().armored_public.as_str());
     for field in ["download_url", "shasums_url", "shasums_signature_url"] {
         let url = doc[field].as_str().unwrap();
-        assert!(url.starts_with("/v1/providers/myproviders/local/2.1.0/files/"), "{field}: {url}");
+        assert!(
+            url.starts_with("/v1/providers/myproviders/local/2.1.0/files/"),
+            "{field}: {url}"
+        );
     }
 
     let (status, body) = app.get_bytes(doc["download_url"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     assert_eq!(&body[..], &zip[..], "archive bytes differ from upstream");
     let (_, sums) = app.get_bytes(doc["shasums_url"].as_str().unwrap()).await;
-    assert_eq!(&sums[..], &published.sums[..], "SHA256SUMS must be served unchanged");
-    let (_, sig) = app.get_bytes(doc["shasums_signature_url"].as_str().unwrap()).await;
+    assert_eq!(
+        &sums[..],
+        &published.sums[..],
+        "SHA256SUMS must be served unchanged"
+    );
+    let (_, sig) = app
+        .get_bytes(doc["shasums_signature_url"].as_str().unwrap())
+        .await;
     assert_eq!(
         &sig[..],
-        &upstream.get(&format!("{}/{}", published.dir, published.sig_name)).unwrap()[..]
+        &upstream
+            .get(&format!("{}/{}", published.dir, published.sig_name))
+            .unwrap()[..]
     );
 
     // Immutable files carry validators and a long cache lifetime; ranges and HEAD work.
     let response = app.get(doc["download_url"].as_str().unwrap()).await;
-    assert!(response.headers()["cache-control"].to_str().unwrap().contains("immutable"));
+    assert!(response.headers()["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("immutable"));
     assert!(response.headers().contains_key("etag"));
     let ranged = app
         .client
-        .get(format!("{}{}", app.base, doc["download_url"].as_str().unwrap()))
+        .get(format!(
+            "{}{}",
+            app.base,
+            doc["download_url"].as_str().unwrap()
+        ))
         .header("Range", "bytes=0-9")
         .send()
         .await
@@ -108,12 +130,19 @@ async fn download_document_and_files_match_upstream_bytes() {
     assert_eq!(&ranged.bytes().await.unwrap()[..], &zip[..10]);
     let head = app
         .client
-        .head(format!("{}{}", app.base, doc["download_url"].as_str().unwrap()))
+        .head(format!(
+            "{}{}",
+            app.base,
+            doc["download_url"].as_str().unwrap()
+        ))
         .send()
         .await
         .unwrap();
     assert_eq!(head.status().as_u16(), 200);
-    assert_eq!(head.headers()["content-length"].to_str().unwrap(), zip.len().to_string());
+    assert_eq!(
+        head.headers()["content-length"].to_str().unwrap(),
+        zip.len().to_string()
+    );
 }
 
 #[actix_web::test]
@@ -128,7 +157,11 @@ async fn cached_answers_make_no_upstream_request() {
     for _ in 0..3 {
         warm(&app, download).await;
     }
-    assert_eq!(upstream.total_hits(), after_first, "a cached answer went to upstream");
+    assert_eq!(
+        upstream.total_hits(),
+        after_first,
+        "a cached answer went to upstream"
+    );
 }
 
 #[actix_web::test]
@@ -162,14 +195,21 @@ async fn unknown_things_are_404_with_json_errors() {
     ] {
         let (status, body) = app.get_json(path).await;
         assert_eq!(status, 404, "{path}: {body}");
-        assert!(body["errors"][0].as_str().is_some_and(|m| !m.is_empty()), "{path}: {body}");
+        assert!(
+            body["errors"][0].as_str().is_some_and(|m| !m.is_empty()),
+            "{path}: {body}"
+        );
     }
     // Nothing was fetched for the unknown namespace or platform, and no archive was cached.
-    assert!(!files_under(&app.cache_dir).iter().any(|f| f.ends_with(".zip")));
+    assert!(!files_under(&app.cache_dir)
+        .iter()
+        .any(|f| f.ends_with(".zip")));
 }
 
 async fn warm(app: &TestApp, download: &str) {
-    let (s, _) = app.get_json("/v1/providers/myproviders/local/versions").await;
+    let (s, _) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
     assert_eq!(s, 200);
     let (s, doc) = app.get_json(download).await;
     assert_eq!(s, 200);

@@ -6,8 +6,8 @@ pub mod terraform;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    io::{Read, Write},
-    net::{SocketAddr, TcpStream},
+    io::Write,
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, OnceLock},
 };
@@ -150,7 +150,11 @@ impl FakeUpstream {
     }
 
     pub fn put(&self, path: &str, body: impl Into<Bytes>) {
-        self.state.lock().unwrap().files.insert(path.to_owned(), body.into());
+        self.state
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_owned(), body.into());
     }
 
     pub fn get(&self, path: &str) -> Option<Bytes> {
@@ -158,7 +162,13 @@ impl FakeUpstream {
     }
 
     pub fn hits(&self, path: &str) -> usize {
-        self.state.lock().unwrap().hits.get(path).copied().unwrap_or(0)
+        self.state
+            .lock()
+            .unwrap()
+            .hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn total_hits(&self) -> usize {
@@ -230,7 +240,11 @@ impl FakeRelease {
         Self {
             provider: provider.to_owned(),
             version: version.to_owned(),
-            platforms: vec![("linux", "amd64"), ("darwin", "arm64"), ("windows", "amd64")],
+            platforms: vec![
+                ("linux", "amd64"),
+                ("darwin", "arm64"),
+                ("windows", "amd64"),
+            ],
             protocols: Some(vec!["5.0"]),
         }
     }
@@ -248,12 +262,17 @@ impl FakeRelease {
         for (os, arch) in &self.platforms {
             let name = format!("{product}_{v}_{os}_{arch}.zip");
             let binary = format!("#!/bin/sh\n# fake {product} {v} for {os}_{arch}\n");
-            zips.insert(name, make_zip(&format!("{product}_v{v}_x5"), binary.as_bytes()));
+            zips.insert(
+                name,
+                make_zip(&format!("{product}_v{v}_x5"), binary.as_bytes()),
+            );
         }
         let mut sums = String::new();
-        let mut listed: Vec<(String, Vec<u8>)> = zips.iter().map(|(n, z)| (n.clone(), z.clone())).collect();
+        let mut listed: Vec<(String, Vec<u8>)> =
+            zips.iter().map(|(n, z)| (n.clone(), z.clone())).collect();
         if let Some(protocols) = &self.protocols {
-            let manifest = serde_json::json!({"version": 1, "metadata": {"protocol_versions": protocols}});
+            let manifest =
+                serde_json::json!({"version": 1, "metadata": {"protocol_versions": protocols}});
             let name = format!("{product}_{v}_manifest.json");
             let bytes = serde_json::to_vec(&manifest).unwrap();
             upstream.put(&format!("{dir}/{name}"), bytes.clone());
@@ -290,7 +309,10 @@ impl FakeRelease {
             "shasums_signatures": [sig_name, format!("{sums_name}.sig")],
             "builds": builds,
         });
-        upstream.put(&format!("{dir}/index.json"), serde_json::to_vec(&index).unwrap());
+        upstream.put(
+            &format!("{dir}/index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        );
         upstream.register_version(&product, v, index);
         Published {
             zips,
@@ -393,7 +415,11 @@ upstream = "hashicorp"
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.client.get(format!("{}{path}", self.base)).send().await.unwrap()
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
@@ -404,8 +430,14 @@ upstream = "hashicorp"
             .get("content-type")
             .map(|v| v.to_str().unwrap().to_owned())
             .unwrap_or_default();
-        assert!(content_type.starts_with("application/json"), "{path}: content type {content_type:?}");
-        (status, serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+        assert!(
+            content_type.starts_with("application/json"),
+            "{path}: content type {content_type:?}"
+        );
+        (
+            status,
+            serde_json::from_slice(&response.bytes().await.unwrap()).unwrap(),
+        )
     }
 
     pub async fn get_bytes(&self, path: &str) -> (u16, Bytes) {
@@ -415,12 +447,17 @@ upstream = "hashicorp"
 
     /// Sends a request line byte for byte (no client-side path normalisation) and returns the
     /// status code.
-    pub fn raw_status(&self, raw_path: &str) -> u16 {
-        let mut stream = TcpStream::connect(self.server.addr).unwrap();
-        write!(stream, "GET {raw_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-        let mut response = String::new();
-        let _ = stream.read_to_string(&mut response);
-        response
+    pub async fn raw_status(&self, raw_path: &str) -> u16 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.server.addr)
+            .await
+            .unwrap();
+        let request =
+            format!("GET {raw_path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response)
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
@@ -435,7 +472,9 @@ upstream = "hashicorp"
 /// Every file under `dir`, relative, sorted.
 pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {

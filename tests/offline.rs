@@ -1,0 +1,87 @@
+//! After a restart with upstream unreachable, everything cached is still served.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, SystemTime};
+
+use common::{publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp};
+
+#[actix_web::test]
+async fn restart_with_upstream_down_serves_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip_name = published.zip_name("linux", "amd64");
+    let options = || MirrorOptions {
+        upstream_url: upstream.url(),
+        cache_dir: &cache,
+        extra: String::new(),
+        tls_dir: None,
+    };
+
+    let app = TestApp::spawn(options()).await;
+    let (status, versions_before) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    assert_eq!(status, 200);
+    let (status, doc_before) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = app
+        .get_bytes(doc_before["download_url"].as_str().unwrap())
+        .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+
+    upstream.stop().await;
+    // Make the version list stale, so the restarted mirror has to ask the dead upstream first.
+    let versions_file = cache.join("releases/hashicorp/terraform-provider-local/versions.json");
+    std::fs::File::options()
+        .write(true)
+        .open(&versions_file)
+        .unwrap()
+        .set_modified(SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+
+    let app = TestApp::spawn(options()).await;
+    let (status, versions) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    assert_eq!(status, 200, "{versions}");
+    assert_eq!(versions, versions_before);
+    let (status, doc) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc, doc_before);
+    for field in ["download_url", "shasums_url", "shasums_signature_url"] {
+        let (status, _) = app.get_bytes(doc[field].as_str().unwrap()).await;
+        assert_eq!(status, 200, "{field}");
+    }
+    let (_, zip) = app.get_bytes(doc["download_url"].as_str().unwrap()).await;
+    assert_eq!(&zip[..], &published.zips[&zip_name][..]);
+
+    // What was never cached is a clear gateway error, not a hang or a 500.
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/darwin/arm64")
+        .await;
+    assert_eq!(status, 200, "release metadata is cached: {body}");
+    let (status, body) = app
+        .get_json(&format!(
+            "/v1/providers/myproviders/local/2.1.0/files/{}",
+            published.zip_name("darwin", "arm64")
+        ))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/other/versions")
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("upstream"),
+        "{body}"
+    );
+}

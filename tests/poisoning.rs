@@ -1,0 +1,148 @@
+//! Nothing unverified is ever cached or served, and hostile paths never reach the disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{
+    attacker_key, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp,
+};
+
+async fn setup(dir: &std::path::Path) -> (FakeUpstream, TestApp) {
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.join("cache");
+    let app = TestApp::spawn(MirrorOptions {
+        upstream_url: upstream.url(),
+        cache_dir: &cache,
+        extra: String::new(),
+        tls_dir: None,
+    })
+    .await;
+    (upstream, app)
+}
+
+const DOWNLOAD: &str = "/v1/providers/myproviders/local/2.1.0/download/linux/amd64";
+
+#[actix_web::test]
+async fn tampered_archive_is_refused_and_not_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip_name = published.zip_name("linux", "amd64");
+    let mut evil = published.zips[&zip_name].clone();
+    let last = evil.len() - 1;
+    evil[last] ^= 0xff;
+    upstream.put(&format!("{}/{zip_name}", published.dir), evil);
+
+    // The signed metadata is fine, so the download document is served...
+    let (status, doc) = app.get_json(DOWNLOAD).await;
+    assert_eq!(status, 200);
+    // ...but the archive itself is refused, every time, and never lands on disk.
+    for _ in 0..2 {
+        let (status, body) = app.get_json(doc["download_url"].as_str().unwrap()).await;
+        assert_eq!(status, 502, "{body}");
+        assert!(
+            body["errors"][0]
+                .as_str()
+                .unwrap()
+                .contains("failed verification"),
+            "{body}"
+        );
+    }
+    let files = files_under(&app.cache_dir);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".zip") || f.contains(".tmp-")),
+        "{files:?}"
+    );
+    assert_eq!(
+        upstream.hits(&format!("{}/{zip_name}", published.dir)),
+        2,
+        "a failure must not be cached as success"
+    );
+}
+
+#[actix_web::test]
+async fn signature_by_an_untrusted_key_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, attacker_key());
+    let (status, body) = app.get_json(DOWNLOAD).await;
+    assert_eq!(status, 502, "{body}");
+    let (status, _) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/files/terraform-provider-local_2.1.0_linux_amd64.zip")
+        .await;
+    assert_eq!(status, 502);
+    let files = files_under(&app.cache_dir);
+    assert!(
+        !files.iter().any(|f| f.contains("2.1.0")),
+        "cached from a bad release: {files:?}"
+    );
+}
+
+#[actix_web::test]
+async fn sums_altered_after_signing_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let mut sums = published.sums.clone();
+    sums[0] = if sums[0] == b'0' { b'1' } else { b'0' };
+    upstream.put(&format!("{}/{}", published.dir, published.sums_name), sums);
+    let (status, body) = app.get_json(DOWNLOAD).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!files_under(&app.cache_dir)
+        .iter()
+        .any(|f| f.contains("2.1.0")));
+}
+
+#[actix_web::test]
+async fn tampered_manifest_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    upstream.put(
+        &format!(
+            "{}/terraform-provider-local_2.1.0_manifest.json",
+            published.dir
+        ),
+        r#"{"version":1,"metadata":{"protocol_versions":["4.0"]}}"#,
+    );
+    let (status, _) = app.get_json(DOWNLOAD).await;
+    assert_eq!(status, 502);
+    assert!(!files_under(&app.cache_dir)
+        .iter()
+        .any(|f| f.contains("2.1.0")));
+}
+
+#[actix_web::test]
+async fn hostile_paths_are_400_and_touch_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = setup(dir.path()).await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let long = "a".repeat(300);
+    let hostile = [
+        "/v1/providers/../local/versions".to_owned(),
+        "/v1/providers/%2e%2e/local/versions".to_owned(),
+        "/v1/providers/myproviders/..%2f..%2fetc/versions".to_owned(),
+        "/v1/providers/my%00providers/local/versions".to_owned(),
+        "/v1/providers/my%5cproviders/local/versions".to_owned(),
+        format!("/v1/providers/{long}/local/versions"),
+        "/v1/providers/myproviders/local/2.1/download/linux/amd64".to_owned(),
+        "/v1/providers/myproviders/local/v2.1.0/download/linux/amd64".to_owned(),
+        "/v1/providers/myproviders/local/..%2F2.1.0/download/linux/amd64".to_owned(),
+        "/v1/providers/myproviders/local/2.1.0/download/../amd64".to_owned(),
+        "/v1/providers/myproviders/local/2.1.0/download/linux/amd%2F64".to_owned(),
+        "/v1/providers/myproviders/local/2.1.0/files/..%2F..%2F..%2Fetc%2Fpasswd".to_owned(),
+        "/v1/providers/myproviders/local/2.1.0/files/.release.json".to_owned(),
+        "/v1/providers/myproviders/local/2.1.0/files/%2e%2e".to_owned(),
+        "/../../../../etc/passwd".to_owned(),
+    ];
+    for path in &hostile {
+        assert_eq!(app.raw_status(path).await, 400, "{path}");
+    }
+    assert_eq!(upstream.total_hits(), 0, "a hostile path reached upstream");
+    assert!(
+        files_under(&app.cache_dir).is_empty(),
+        "a hostile path touched the cache"
+    );
+}
