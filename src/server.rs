@@ -41,7 +41,7 @@ pub struct RunningServer {
     /// `https` or `http`.
     pub scheme: &'static str,
     handle: ServerHandle,
-    task: tokio::task::JoinHandle<io::Result<()>>,
+    finished: tokio::sync::oneshot::Receiver<io::Result<()>>,
 }
 
 impl RunningServer {
@@ -51,20 +51,25 @@ impl RunningServer {
 
     /// Waits until the server stops (SIGINT/SIGTERM are handled by actix).
     pub async fn wait(self) -> Result<(), ServerError> {
-        match self.task.await {
+        match self.finished.await {
             Ok(result) => result.map_err(ServerError::Run),
-            Err(e) => Err(ServerError::Run(io::Error::other(e))),
+            Err(_) => Err(ServerError::Run(io::Error::other(
+                "server thread ended unexpectedly",
+            ))),
         }
     }
 
     /// Stops accepting connections and waits for in-flight requests (`graceful`) or not.
     pub async fn stop(self, graceful: bool) {
         self.handle.stop(graceful).await;
-        let _ = self.task.await;
+        let _ = self.finished.await;
     }
 }
 
 /// Builds the mirror, binds the listener and starts serving.
+///
+/// The actix system runs on a thread of its own, so the server keeps answering whatever the
+/// caller's runtime does (tests block it while the Terraform CLI runs).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mirror = Mirror::new(config).await?;
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
@@ -75,34 +80,53 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         addr: config.server.listen,
         source,
     })?;
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(middleware::from_fn(http::log_request))
-            .configure(http::configure(mirror.clone()))
-    })
-    .workers(worker_count());
-    let (server, scheme) = match &config.tls {
-        Some(tls) => (
-            server
-                .listen_rustls_0_23(listener, rustls_config(tls)?)
-                .map_err(|source| ServerError::Bind { addr, source })?,
-            "https",
-        ),
-        None => (
-            server
-                .listen(listener)
-                .map_err(|source| ServerError::Bind { addr, source })?,
-            "http",
-        ),
+    let tls = config.tls.as_ref().map(rustls_config).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (finished_tx, finished_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("tfmirror-server".to_owned())
+        .spawn(move || {
+            let result = actix_web::rt::System::new().block_on(async move {
+                let server = HttpServer::new(move || {
+                    App::new()
+                        .wrap(middleware::from_fn(http::log_request))
+                        .configure(http::configure(mirror.clone()))
+                })
+                .workers(worker_count());
+                let server = match tls {
+                    Some(tls) => server.listen_rustls_0_23(listener, tls),
+                    None => server.listen(listener),
+                };
+                let server = match server {
+                    Ok(server) => server.run(),
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return Ok(());
+                    }
+                };
+                let _ = started_tx.send(Ok(server.handle()));
+                server.await
+            });
+            let _ = finished_tx.send(result);
+        })
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let handle = match started_rx.await {
+        Ok(Ok(handle)) => handle,
+        Ok(Err(source)) => return Err(ServerError::Bind { addr, source }),
+        Err(_) => {
+            return Err(ServerError::Bind {
+                addr,
+                source: io::Error::other("server thread ended before it started"),
+            })
+        }
     };
-    let server = server.run();
-    let handle = server.handle();
-    let task = tokio::spawn(server);
     Ok(RunningServer {
         addr,
         scheme,
         handle,
-        task,
+        finished: finished_rx,
     })
 }
 
