@@ -30,7 +30,7 @@ pub enum ServerError {
     #[error("TLS certificate or key {path}: {reason}")]
     Tls { path: String, reason: String },
     #[error(transparent)]
-    Mirror(#[from] MirrorError),
+    Mirror(#[from] Box<MirrorError>),
     #[error("server failed")]
     Run(#[source] io::Error),
 }
@@ -71,7 +71,7 @@ impl RunningServer {
 /// The actix system runs on a thread of its own, so the server keeps answering whatever the
 /// caller's runtime does (tests block it while the Terraform CLI runs).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
-    let mirror = Mirror::new(config).await?;
+    let mirror = Mirror::new(config).await.map_err(Box::new)?;
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,

@@ -23,8 +23,8 @@ impl ApiError {
         match self {
             Self::BadRequest(m) | Self::NotFound(m) => m.clone(),
             Self::Mirror(e) => match e {
-                MirrorError::Verification { provider, version, .. } => format!(
-                    "provider {provider} {version} failed verification against its signed SHA256SUMS; nothing was cached"
+                MirrorError::Verification { release, .. } => format!(
+                    "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
                 ),
                 MirrorError::Upstream(UpstreamError::Timeout { .. }) => "upstream timed out".to_owned(),
                 MirrorError::Upstream(_) => "upstream unreachable or answered with an error".to_owned(),

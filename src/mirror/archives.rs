@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{unshare, Mirror, MirrorError, VerifyFailure};
+use super::{unshare, Mirror, MirrorError, ReleaseId, VerifyFailure};
 use crate::{
     protocol::{FileName, Namespace, ProviderType, Version},
     store::{layout, IngestError},
@@ -34,8 +34,7 @@ impl Mirror {
         let (Some(_build), Some(expected)) = (release.build_named(file), release.digest_of(file))
         else {
             return Err(MirrorError::UnknownFile {
-                provider: provider.clone(),
-                version: version.clone(),
+                release: ReleaseId::boxed(provider, version),
                 file: file.clone(),
             });
         };
@@ -89,8 +88,7 @@ impl Mirror {
         let chunks = source.releases.archive(provider, version, file).await?;
         let limit = self.inner.max_archive_bytes;
         let fail = |failure| MirrorError::Verification {
-            provider: provider.clone(),
-            version: version.clone(),
+            release: ReleaseId::boxed(provider, version),
             file: file.to_string(),
             failure,
         };

@@ -20,29 +20,23 @@ pub enum MirrorError {
         upstream: String,
         provider: ProviderType,
     },
-    #[error("provider {provider} has no version {version}")]
-    UnknownVersion {
-        provider: ProviderType,
-        version: Version,
-    },
-    #[error("provider {provider} {version} has no package for {platform}")]
+    #[error("provider {} has no version {}", release.provider, release.version)]
+    UnknownVersion { release: Box<ReleaseId> },
+    #[error("provider {release} has no package for {platform}")]
     UnknownPlatform {
-        provider: ProviderType,
-        version: Version,
+        release: Box<ReleaseId>,
         platform: Platform,
     },
-    #[error("provider {provider} {version} has no file {file}")]
+    #[error("provider {release} has no file {file}")]
     UnknownFile {
-        provider: ProviderType,
-        version: Version,
+        release: Box<ReleaseId>,
         file: FileName,
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    #[error("provider {provider} {version}: {file} failed verification: {failure}")]
+    #[error("provider {release}: {file} failed verification: {failure}")]
     Verification {
-        provider: ProviderType,
-        version: Version,
+        release: Box<ReleaseId>,
         file: String,
         failure: VerifyFailure,
     },
@@ -60,6 +54,28 @@ pub enum MirrorError {
     },
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// One release of one provider, for error reports (boxed: errors stay small on the happy path).
+#[derive(Debug, Clone)]
+pub struct ReleaseId {
+    pub provider: ProviderType,
+    pub version: Version,
+}
+
+impl ReleaseId {
+    pub fn boxed(provider: &ProviderType, version: &Version) -> Box<Self> {
+        Box::new(Self {
+            provider: provider.clone(),
+            version: version.clone(),
+        })
+    }
+}
+
+impl std::fmt::Display for ReleaseId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.provider, self.version)
+    }
 }
 
 /// Why upstream data was not trusted.

@@ -23,7 +23,7 @@ use crate::{
     verify::{Keyring, TrustedKey},
 };
 pub use archives::Artifact;
-pub use error::{MirrorError, VerifyFailure};
+pub use error::{MirrorError, ReleaseId, VerifyFailure};
 pub use releases::Release;
 
 /// Most verified releases kept in memory; each is a few KB.

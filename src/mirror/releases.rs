@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{unshare, Mirror, MirrorError, ReleaseKey, Upstream, VerifyFailure};
+use super::{unshare, Mirror, MirrorError, ReleaseId, ReleaseKey, Upstream, VerifyFailure};
 use crate::{
     protocol::{
         releases::{default_protocols, product_name, Manifest, ReleaseVersion, ValidBuild},
@@ -166,15 +166,13 @@ impl Mirror {
         let index = match source.releases.version_index(provider, version).await {
             Err(e) if e.is_not_found() => {
                 return Err(MirrorError::UnknownVersion {
-                    provider: provider.clone(),
-                    version: version.clone(),
+                    release: ReleaseId::boxed(provider, version),
                 })
             }
             other => other?,
         };
         let fail = |file: &str, failure: VerifyFailure| MirrorError::Verification {
-            provider: provider.clone(),
-            version: version.clone(),
+            release: ReleaseId::boxed(provider, version),
             file: file.to_owned(),
             failure,
         };
@@ -390,8 +388,7 @@ async fn verify_sums(
     .await
     .map_err(|e| MirrorError::Internal(e.to_string()))?;
     result.map_err(|failure| MirrorError::Verification {
-        provider: provider.clone(),
-        version: version.clone(),
+        release: ReleaseId::boxed(provider, version),
         file: shasums_file.to_string(),
         failure,
     })

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 
-use super::{unshare, Mirror, MirrorError, ProviderKey};
+use super::{unshare, Mirror, MirrorError, ProviderKey, ReleaseId};
 use crate::{
     protocol::{
         registry::{Download, GpgPublicKey, PlatformEntry, SigningKeys, VersionEntry, VersionList},
@@ -123,8 +123,7 @@ impl Mirror {
         let build = release
             .build_for(platform)
             .ok_or_else(|| MirrorError::UnknownPlatform {
-                provider: provider.clone(),
-                version: version.clone(),
+                release: ReleaseId::boxed(provider, version),
                 platform: platform.clone(),
             })?;
         let shasum = release

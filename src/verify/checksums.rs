@@ -133,7 +133,7 @@ mod tests {
         let hex = "ab".repeat(32);
         for bad in [
             "zz  a.zip".to_owned(),
-            format!("{hex}"),
+            hex.clone(),
             format!("{hex}  a.zip extra"),
             format!("{hex}  a.zip\n{hex}  a.zip"),
         ] {

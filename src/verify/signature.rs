@@ -163,7 +163,7 @@ fn describe_issuers(issuers: &[&KeyId]) -> String {
     }
     issuers
         .iter()
-        .map(|id| hex::encode_upper(id))
+        .map(hex::encode_upper)
         .collect::<Vec<_>>()
         .join(", ")
 }
