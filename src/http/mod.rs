@@ -80,7 +80,7 @@ pub async fn log_request(
         %method,
         path,
         status = response.status().as_u16(),
-        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
         "request"
     );
     Ok(response)
