@@ -209,6 +209,9 @@ impl Config {
             }
         }
         for (name, upstream) in &self.upstreams {
+            // Upstream names become a directory of the cache.
+            Namespace::try_from(name.as_str())
+                .map_err(|e| rule(format!("upstreams.{name}: {e}")))?;
             if !matches!(upstream.url.scheme(), "http" | "https") {
                 return Err(rule(format!(
                     "upstreams.{name}.url: must be an http(s) URL"
@@ -285,6 +288,12 @@ mod tests {
     fn namespaces_must_name_an_upstream() {
         let err = Config::from_toml("[namespaces.x]\nupstream = \"nope\"\n").unwrap_err();
         assert!(err.to_string().contains("namespaces.x.upstream"), "{err}");
+    }
+
+    #[test]
+    fn upstream_names_must_be_plain_names() {
+        let err = Config::from_toml("[upstreams.\"a/b\"]\nurl = \"https://x\"\n").unwrap_err();
+        assert!(err.to_string().contains("upstreams.a/b"), "{err}");
     }
 
     #[test]

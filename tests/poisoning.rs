@@ -3,29 +3,14 @@
 
 mod common;
 
-use common::{
-    attacker_key, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp,
-};
-
-async fn setup(dir: &std::path::Path) -> (FakeUpstream, TestApp) {
-    let upstream = FakeUpstream::start().await;
-    let cache = dir.join("cache");
-    let app = TestApp::spawn(MirrorOptions {
-        upstream_url: upstream.url(),
-        cache_dir: &cache,
-        extra: String::new(),
-        tls_dir: None,
-    })
-    .await;
-    (upstream, app)
-}
+use common::{attacker_key, files_under, publisher_key, start_with_fake_upstream, FakeRelease};
 
 const DOWNLOAD: &str = "/v1/providers/myproviders/local/2.1.0/download/linux/amd64";
 
 #[actix_web::test]
 async fn tampered_archive_is_refused_and_not_cached() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let zip_name = published.zip_name("linux", "amd64");
     let mut evil = published.zips[&zip_name].clone();
@@ -65,7 +50,7 @@ async fn tampered_archive_is_refused_and_not_cached() {
 #[actix_web::test]
 async fn signature_by_an_untrusted_key_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     FakeRelease::new("local", "2.1.0").publish(&upstream, attacker_key());
     let (status, body) = app.get_json(DOWNLOAD).await;
     assert_eq!(status, 502, "{body}");
@@ -83,7 +68,7 @@ async fn signature_by_an_untrusted_key_is_refused() {
 #[actix_web::test]
 async fn sums_altered_after_signing_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let mut sums = published.sums.clone();
     sums[0] = if sums[0] == b'0' { b'1' } else { b'0' };
@@ -98,7 +83,7 @@ async fn sums_altered_after_signing_are_refused() {
 #[actix_web::test]
 async fn tampered_manifest_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     upstream.put(
         &format!(
@@ -117,7 +102,7 @@ async fn tampered_manifest_is_refused() {
 #[actix_web::test]
 async fn hostile_paths_are_400_and_touch_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let long = "a".repeat(300);
     let hostile = [

@@ -3,26 +3,13 @@
 
 mod common;
 
-use common::{files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp};
+use common::{files_under, publisher_key, start_with_fake_upstream, FakeRelease, TestApp};
 use sha2::{Digest, Sha256};
-
-async fn setup(dir: &std::path::Path) -> (FakeUpstream, TestApp) {
-    let upstream = FakeUpstream::start().await;
-    let cache = dir.join("cache");
-    let app = TestApp::spawn(MirrorOptions {
-        upstream_url: upstream.url(),
-        cache_dir: &cache,
-        extra: String::new(),
-        tls_dir: None,
-    })
-    .await;
-    (upstream, app)
-}
 
 #[actix_web::test]
 async fn discovery_points_at_the_registry_protocol() {
     let dir = tempfile::tempdir().unwrap();
-    let (_upstream, app) = setup(dir.path()).await;
+    let (_upstream, app) = start_with_fake_upstream(dir.path()).await;
     let (status, body) = app.get_json("/.well-known/terraform.json").await;
     assert_eq!(status, 200);
     assert_eq!(body, serde_json::json!({"providers.v1": "/v1/providers/"}));
@@ -33,7 +20,7 @@ async fn discovery_points_at_the_registry_protocol() {
 #[actix_web::test]
 async fn versions_are_listed_in_semver_order_with_platforms() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     for v in ["2.10.0", "2.1.0", "2.2.0-beta1"] {
         FakeRelease::new("local", v).publish(&upstream, publisher_key());
     }
@@ -64,7 +51,7 @@ async fn versions_are_listed_in_semver_order_with_platforms() {
 #[actix_web::test]
 async fn download_document_and_files_match_upstream_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let zip_name = published.zip_name("linux", "amd64");
     let zip = &published.zips[&zip_name];
@@ -148,7 +135,7 @@ async fn download_document_and_files_match_upstream_bytes() {
 #[actix_web::test]
 async fn cached_answers_make_no_upstream_request() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let download = "/v1/providers/myproviders/local/2.1.0/download/linux/amd64";
     warm(&app, download).await;
@@ -167,7 +154,7 @@ async fn cached_answers_make_no_upstream_request() {
 #[actix_web::test]
 async fn concurrent_misses_share_one_upstream_download() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let zip_name = published.zip_name("linux", "amd64");
     let url = format!("/v1/providers/myproviders/local/2.1.0/files/{zip_name}");
@@ -183,7 +170,7 @@ async fn concurrent_misses_share_one_upstream_download() {
 #[actix_web::test]
 async fn unknown_things_are_404_with_json_errors() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = setup(dir.path()).await;
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     for path in [
         "/v1/providers/othernamespace/local/versions",

@@ -358,6 +358,20 @@ pub struct TestApp {
     pub cache_dir: PathBuf,
 }
 
+/// A fresh fake upstream and a plain-HTTP tfmirror in front of it, caching under `dir/cache`.
+pub async fn start_with_fake_upstream(dir: &Path) -> (FakeUpstream, TestApp) {
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.join("cache");
+    let app = TestApp::spawn(MirrorOptions {
+        upstream_url: upstream.url(),
+        cache_dir: &cache,
+        extra: String::new(),
+        tls_dir: None,
+    })
+    .await;
+    (upstream, app)
+}
+
 /// Writes the publisher's public key to `dir` and returns its path.
 pub fn write_publisher_key(dir: &Path) -> PathBuf {
     let path = dir.join("publisher.asc");
