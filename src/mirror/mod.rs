@@ -112,8 +112,11 @@ impl Mirror {
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
+                // Releases never change; the TTL only makes memory defer to the disk record
+                // now and then, which re-verifies its signature against today's keyring.
                 releases: Cache::builder()
                     .max_capacity(MAX_RELEASES_IN_MEMORY)
+                    .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 archive_fetches: Cache::builder().build(),
             }),
