@@ -62,16 +62,13 @@ struct Inner {
 
 impl Mirror {
     /// Builds the mirror from a validated config: opens the cache, reads the trusted keys and
-    /// builds the one shared HTTP client.
+    /// builds one HTTP client per upstream (timeouts are an upstream setting).
     pub async fn new(config: &Config) -> Result<Self, MirrorError> {
         let store = Store::open(&config.cache.dir).await?;
         let mut upstreams = BTreeMap::new();
         for (name, upstream) in &config.upstreams {
             let http = HttpClient::new(upstream.connect_timeout, upstream.read_timeout)?;
-            let mut keys = vec![TrustedKey::parse(
-                crate::verify::signature::HASHICORP_PUBLIC_KEY,
-                "HashiCorp",
-            )?];
+            let mut keyring = Keyring::hashicorp()?;
             for path in &upstream.signing_keys {
                 let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
                     MirrorError::SigningKeyFile {
@@ -80,13 +77,13 @@ impl Mirror {
                         reason: e.to_string(),
                     }
                 })?;
-                keys.push(TrustedKey::parse(&armored, &path.display().to_string())?);
+                keyring.add(TrustedKey::parse(&armored, &path.display().to_string())?);
             }
             upstreams.insert(
                 name.clone(),
                 Upstream {
                     releases: ReleasesUpstream::new(name.clone(), &upstream.url, http),
-                    keyring: Keyring::new(keys),
+                    keyring,
                 },
             );
         }

@@ -149,7 +149,8 @@ impl Mirror {
                     ascii_armor: key.armored.clone(),
                     trust_signature: String::new(),
                     source: key.source.clone(),
-                    source_url: (key.source == "HashiCorp")
+                    source_url: key
+                        .is_hashicorp()
                         .then(|| HASHICORP_SECURITY_URL.to_owned()),
                 }],
             },

@@ -19,6 +19,9 @@ use pgp::{
 /// same bytes Terraform embeds. Trusted by default.
 pub const HASHICORP_PUBLIC_KEY: &str = include_str!("hashicorp.asc");
 
+/// The `source` of the built-in key, as the public registry names it.
+pub const HASHICORP_SOURCE: &str = "HashiCorp";
+
 /// Largest detached signature we read; real ones are ~550 bytes.
 pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
 
@@ -54,7 +57,7 @@ pub struct TrustedKey {
     pub key_id: String,
     /// The armored key exactly as configured; handed to Terraform in `signing_keys`.
     pub armored: String,
-    /// Where the key came from ("HashiCorp" or the configured file).
+    /// Where the key came from ([`HASHICORP_SOURCE`] or the configured file).
     pub source: String,
     key: SignedPublicKey,
 }
@@ -72,6 +75,10 @@ impl TrustedKey {
             source: source.to_owned(),
             key,
         })
+    }
+
+    pub fn is_hashicorp(&self) -> bool {
+        self.source == HASHICORP_SOURCE
     }
 
     /// The short (8 hex digit) id HashiCorp puts in signature file names (`.72D7468F.sig`).
@@ -97,8 +104,13 @@ impl Keyring {
     pub fn hashicorp() -> Result<Self, KeyError> {
         Ok(Self::new(vec![TrustedKey::parse(
             HASHICORP_PUBLIC_KEY,
-            "HashiCorp",
+            HASHICORP_SOURCE,
         )?]))
+    }
+
+    /// Trusts one more key.
+    pub fn add(&mut self, key: TrustedKey) {
+        self.keys.push(Arc::new(key));
     }
 
     pub fn keys(&self) -> &[Arc<TrustedKey>] {
