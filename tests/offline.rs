@@ -18,6 +18,7 @@ async fn restart_with_upstream_down_serves_the_cache() {
         upstream_url: upstream.url(),
         cache_dir: &cache,
         extra: String::new(),
+        metadata_ttl: "10m",
         tls_dir: None,
     };
 

@@ -3,7 +3,10 @@
 
 mod common;
 
-use common::{files_under, publisher_key, start_with_fake_upstream, FakeRelease, TestApp};
+use common::{
+    files_under, publisher_key, start_with_fake_upstream, FakeRelease, FakeUpstream, MirrorOptions,
+    TestApp,
+};
 use sha2::{Digest, Sha256};
 
 #[actix_web::test]
@@ -204,4 +207,39 @@ async fn warm(app: &TestApp, download: &str) {
         let (s, _) = app.get_bytes(doc[field].as_str().unwrap()).await;
         assert_eq!(s, 200);
     }
+}
+
+#[actix_web::test]
+async fn version_lists_are_revalidated_after_metadata_ttl() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.path().join("cache");
+    let app = TestApp::spawn(MirrorOptions {
+        upstream_url: upstream.url(),
+        cache_dir: &cache,
+        extra: String::new(),
+        metadata_ttl: "1s",
+        tls_dir: None,
+    })
+    .await;
+    let versions = || async {
+        let (status, body) = app
+            .get_json("/v1/providers/myproviders/local/versions")
+            .await;
+        assert_eq!(status, 200);
+        body["versions"].as_array().unwrap().len()
+    };
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    assert_eq!(versions().await, 1);
+    FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    assert_eq!(versions().await, 1, "served from memory within the TTL");
+    assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 1);
+    // Waiting out the configured TTL is the behaviour under test, not a readiness wait.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        versions().await,
+        2,
+        "the list was not revalidated after metadata_ttl"
+    );
+    assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 2);
 }

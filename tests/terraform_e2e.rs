@@ -40,6 +40,7 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
         upstream_url: upstream.url(),
         cache_dir: &cache,
         extra: String::new(),
+        metadata_ttl: "10m",
         tls_dir: Some(&tls_dir),
     })
     .await;

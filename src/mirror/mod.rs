@@ -12,7 +12,6 @@ mod versions;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use bytes::Bytes;
 use moka::future::Cache;
 
 use crate::{
@@ -54,7 +53,7 @@ struct Inner {
     upstreams: BTreeMap<String, Upstream>,
     namespaces: BTreeMap<Namespace, String>,
     /// Served version-list JSON, ready to write to the socket.
-    version_lists: Cache<ProviderKey, Bytes>,
+    version_lists: Cache<ProviderKey, versions::CachedVersions>,
     releases: Cache<ReleaseKey, Arc<Release>>,
     /// In-flight archive downloads, keyed by their final path (single flight).
     archive_fetches: Cache<std::path::PathBuf, ()>,
@@ -107,7 +106,7 @@ impl Mirror {
                 namespaces,
                 version_lists: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
-                    .time_to_live(config.cache.metadata_ttl)
+                    .expire_after(versions::UntilStale)
                     .build(),
                 // Releases never change; the TTL only makes memory defer to the disk record
                 // now and then, which re-verifies its signature against today's keyring.

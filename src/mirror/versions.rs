@@ -4,9 +4,10 @@
 //! for again. When upstream cannot answer, the last list we had is served (stale beats down:
 //! a mirror exists to keep `terraform init` working through upstream outages).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
+use moka::Expiry;
 
 use super::{unshare, Mirror, MirrorError, ProviderKey, ReleaseId};
 use crate::{
@@ -16,6 +17,28 @@ use crate::{
     },
     store::layout,
 };
+
+/// A version list in memory, with how long it stays trusted from the moment it is cached.
+#[derive(Debug, Clone)]
+pub(super) struct CachedVersions {
+    body: Bytes,
+    fresh_for: Duration,
+}
+
+/// Expires each list when *its* freshness ends: a list read back from disk has less of its
+/// `metadata_ttl` left than one just fetched, so one cache-wide TTL would keep it too long.
+pub(super) struct UntilStale;
+
+impl Expiry<ProviderKey, CachedVersions> for UntilStale {
+    fn expire_after_create(
+        &self,
+        _key: &ProviderKey,
+        value: &CachedVersions,
+        _created_at: std::time::Instant,
+    ) -> Option<Duration> {
+        Some(value.fresh_for)
+    }
+}
 
 /// Shown as `source_url` for HashiCorp's key, as the public registry does.
 const HASHICORP_SECURITY_URL: &str = "https://www.hashicorp.com/security.html";
@@ -33,6 +56,7 @@ impl Mirror {
             .version_lists
             .try_get_with(key, self.load_versions(&upstream, provider))
             .await
+            .map(|cached| cached.body)
             .map_err(unshare)
     }
 
@@ -40,7 +64,8 @@ impl Mirror {
         &self,
         upstream: &str,
         provider: &ProviderType,
-    ) -> Result<Bytes, MirrorError> {
+    ) -> Result<CachedVersions, MirrorError> {
+        let ttl = self.inner.metadata_ttl;
         let store = &self.inner.store;
         let path = layout::versions_file(store.root(), upstream, provider)?;
         let cached = store.read(&path).await?;
@@ -48,8 +73,12 @@ impl Mirror {
             let age = SystemTime::now()
                 .duration_since(stored.modified)
                 .unwrap_or_default();
-            if age < self.inner.metadata_ttl {
-                return Ok(Bytes::from(stored.bytes.clone()));
+            if let Some(fresh_for) = ttl.checked_sub(age).filter(|left| !left.is_zero()) {
+                return Ok(CachedVersions {
+                    // A copy of a small document, once per metadata_ttl at most.
+                    body: Bytes::copy_from_slice(&stored.bytes),
+                    fresh_for,
+                });
             }
         }
         match self.fetch_versions(upstream, provider).await {
@@ -57,13 +86,20 @@ impl Mirror {
                 if let Err(e) = store.write(&path, &body).await {
                     tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
                 }
-                Ok(body)
+                Ok(CachedVersions {
+                    body,
+                    fresh_for: ttl,
+                })
             }
             Err(e) if matches!(e, MirrorError::UnknownProvider { .. }) => Err(e),
             Err(e) => match cached {
+                // Upstream is asked again after another `metadata_ttl`.
                 Some(stored) => {
                     tracing::warn!(%provider, upstream, error = %e, "upstream failed; serving stale version list");
-                    Ok(Bytes::from(stored.bytes))
+                    Ok(CachedVersions {
+                        body: Bytes::from(stored.bytes),
+                        fresh_for: ttl,
+                    })
                 }
                 None => Err(e),
             },

@@ -348,6 +348,8 @@ pub struct MirrorOptions<'a> {
     pub cache_dir: &'a Path,
     /// Extra TOML appended to the generated config.
     pub extra: String,
+    /// `cache.metadata_ttl`, humantime.
+    pub metadata_ttl: &'a str,
     pub tls_dir: Option<&'a Path>,
 }
 
@@ -366,6 +368,7 @@ pub async fn start_with_fake_upstream(dir: &Path) -> (FakeUpstream, TestApp) {
         upstream_url: upstream.url(),
         cache_dir: &cache,
         extra: String::new(),
+        metadata_ttl: "10m",
         tls_dir: None,
     })
     .await;
@@ -397,7 +400,7 @@ listen = "127.0.0.1:0"
 {tls}
 [cache]
 dir = {cache:?}
-metadata_ttl = "10m"
+metadata_ttl = "{ttl}"
 
 [upstreams.hashicorp]
 url = "{url}"
@@ -413,6 +416,7 @@ upstream = "hashicorp"
             url = options.upstream_url,
             key = key_path,
             extra = options.extra,
+            ttl = options.metadata_ttl,
         );
         let config = Config::from_toml(&toml).unwrap();
         let server = tfmirror::server::start(&config).await.unwrap();
