@@ -78,7 +78,7 @@ fn serve_starts_with_the_shipped_config_and_says_where_it_is() {
 
     // The generated certificate serves TLS for the discovery document.
     let cert = std::fs::read(dir.path().join("certs/localhost.pem")).unwrap();
-    let client = reqwest::blocking_free_client(&cert);
+    let client = client_trusting_only(&cert);
     let body = tokio::runtime::Runtime::new().unwrap().block_on(async {
         let url = format!(
             "{}/.well-known/terraform.json",
@@ -98,15 +98,13 @@ fn serve_starts_with_the_shipped_config_and_says_where_it_is() {
     );
 }
 
-mod reqwest {
-    /// A client trusting only `cert_pem`, so the test proves the certificate's SANs.
-    pub fn blocking_free_client(cert_pem: &[u8]) -> ::reqwest::Client {
-        ::reqwest::Client::builder()
-            .tls_certs_only([::reqwest::Certificate::from_pem(cert_pem).unwrap()])
-            .http1_only()
-            .build()
-            .unwrap()
-    }
+/// A client trusting only `cert_pem`, so the test proves the certificate's SANs.
+fn client_trusting_only(cert_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem).unwrap()])
+        .http1_only()
+        .build()
+        .unwrap()
 }
 
 #[test]

@@ -31,8 +31,9 @@ impl Mirror {
         if file == &release.shasums_file || file == &release.signature_file {
             return Ok(Artifact { path });
         }
-        let (Some(_build), Some(expected)) = (release.build_named(file), release.digest_of(file))
-        else {
+        // Only a build of this release is an archive; other SHA256SUMS lines (the manifest)
+        // are not served.
+        let Some(expected) = release.build_named(file).and(release.digest_of(file)) else {
             return Err(MirrorError::UnknownFile {
                 release: ReleaseId::boxed(provider, version),
                 file: file.clone(),
