@@ -243,3 +243,26 @@ async fn version_lists_are_revalidated_after_metadata_ttl() {
     );
     assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 2);
 }
+
+#[actix_web::test]
+async fn protocols_come_from_the_signed_manifest_or_default_to_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let mut with_manifest = FakeRelease::new("local", "2.1.0");
+    with_manifest.protocols = Some(vec!["6.0"]);
+    with_manifest.publish(&upstream, publisher_key());
+    let mut without_manifest = FakeRelease::new("local", "2.0.0");
+    without_manifest.protocols = None;
+    let published = without_manifest.publish(&upstream, publisher_key());
+    assert_eq!(published.zh_hashes().len(), 3, "no manifest line expected");
+
+    for (version, expected) in [("2.1.0", ["6.0"]), ("2.0.0", ["5.0"])] {
+        let (status, doc) = app
+            .get_json(&format!(
+                "/v1/providers/myproviders/local/{version}/download/linux/amd64"
+            ))
+            .await;
+        assert_eq!(status, 200, "{doc}");
+        assert_eq!(doc["protocols"], serde_json::json!(expected), "{version}");
+    }
+}
