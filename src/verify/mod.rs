@@ -2,7 +2,9 @@
 //! the hashes Terraform records. No network, no disk.
 
 pub mod checksums;
+pub mod hashes;
 pub mod signature;
 
 pub use checksums::{Checksums, ChecksumsError, Sha256Digest};
+pub use hashes::{h1_of_zip, HashError};
 pub use signature::{KeyError, Keyring, SignatureError, TrustedKey};
