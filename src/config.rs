@@ -17,7 +17,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::protocol::Namespace;
+use crate::protocol::{Hostname, Namespace};
 
 /// The config file `serve` reads when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
@@ -39,6 +39,9 @@ pub struct Config {
     /// Private namespace -> upstream, for `<host>/<namespace>/<type>` source addresses.
     #[serde(default)]
     pub namespaces: BTreeMap<String, NamespaceConfig>,
+    /// Origin `hostname/namespace` -> upstream, for the network mirror protocol under `/mirror/`.
+    #[serde(default)]
+    pub mirrors: BTreeMap<String, MirrorConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -125,6 +128,24 @@ pub struct NamespaceConfig {
     pub upstream: String,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Name of an `[upstreams.NAME]` table.
+    pub upstream: String,
+}
+
+/// Splits a `[mirrors."HOST/NAMESPACE"]` key into validated, lowercased parts.
+pub fn parse_mirror_key(key: &str) -> Result<(Hostname, Namespace), String> {
+    let (host, namespace) = key
+        .split_once('/')
+        .ok_or_else(|| "must be written \"HOSTNAME/NAMESPACE\"".to_owned())?;
+    Ok((
+        Hostname::try_from(host).map_err(|e| e.to_string())?,
+        Namespace::try_from(namespace).map_err(|e| e.to_string())?,
+    ))
+}
+
 impl Default for Config {
     fn default() -> Self {
         let mut upstreams = BTreeMap::new();
@@ -144,6 +165,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             upstreams,
             namespaces: BTreeMap::new(),
+            mirrors: BTreeMap::new(),
         }
     }
 }
@@ -205,6 +227,15 @@ impl Config {
                 return Err(rule(format!(
                     "namespaces.{name}.upstream: no [upstreams.{}] table is configured",
                     ns.upstream
+                )));
+            }
+        }
+        for (key, mirror) in &self.mirrors {
+            parse_mirror_key(key).map_err(|e| rule(format!("mirrors.\"{key}\": {e}")))?;
+            if !self.upstreams.contains_key(&mirror.upstream) {
+                return Err(rule(format!(
+                    "mirrors.\"{key}\".upstream: no [upstreams.{}] table is configured",
+                    mirror.upstream
                 )));
             }
         }
@@ -276,6 +307,11 @@ mod tests {
         assert_eq!(config.server.listen.port(), 8443);
         assert_eq!(config.namespaces["myproviders"].upstream, "hashicorp");
         assert!(config.tls.unwrap().self_signed);
+        assert_eq!(config.namespaces["hashicorp"].upstream, "hashicorp");
+        assert_eq!(
+            config.mirrors["registry.terraform.io/hashicorp"].upstream,
+            "hashicorp"
+        );
     }
 
     #[test]
@@ -294,6 +330,23 @@ mod tests {
     fn upstream_names_must_be_plain_names() {
         let err = Config::from_toml("[upstreams.\"a/b\"]\nurl = \"https://x\"\n").unwrap_err();
         assert!(err.to_string().contains("upstreams.a/b"), "{err}");
+    }
+
+    #[test]
+    fn mirror_keys_are_host_slash_namespace() {
+        let config = Config::from_toml(
+            "[mirrors.\"Registry.Terraform.io/HashiCorp\"]\nupstream = \"hashicorp\"\n",
+        )
+        .unwrap();
+        let (host, ns) = parse_mirror_key(config.mirrors.keys().next().unwrap()).unwrap();
+        assert_eq!(
+            (host.as_str(), ns.as_str()),
+            ("registry.terraform.io", "hashicorp")
+        );
+        for bad in ["registry.terraform.io", "a/b/c", "../x"] {
+            let toml = format!("[mirrors.\"{bad}\"]\nupstream = \"hashicorp\"\n");
+            assert!(Config::from_toml(&toml).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -29,7 +29,7 @@ pub struct NameError {
 }
 
 impl NameError {
-    fn new(what: &'static str, input: &str, reason: &'static str) -> Self {
+    pub(crate) fn new(what: &'static str, input: &str, reason: &'static str) -> Self {
         // Never echo a huge or binary segment back in full.
         let shown: String = input.chars().take(80).collect();
         Self {
