@@ -42,6 +42,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Mirror(e) => match e {
                 MirrorError::UnknownNamespace(_)
+                | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }
                 | MirrorError::UnknownVersion { .. }
                 | MirrorError::UnknownPlatform { .. }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::ApiError;
 use crate::{
-    mirror::{Mirror, MirrorError},
+    mirror::{Artifact, Mirror, MirrorError},
     protocol::{FileName, Namespace, ProviderType, Version},
     store::StoreError,
 };
@@ -37,6 +37,14 @@ pub async fn release_file(
             &path.file,
         )
         .await?;
+    serve_artifact(&req, artifact).await
+}
+
+/// Streams a verified file from the cache.
+pub(super) async fn serve_artifact(
+    req: &HttpRequest,
+    artifact: Artifact,
+) -> Result<HttpResponse, ApiError> {
     let file = NamedFile::open_async(&artifact.path).await.map_err(|e| {
         MirrorError::Store(StoreError::Io {
             path: artifact.path.clone(),
@@ -48,6 +56,6 @@ pub async fn release_file(
         .use_last_modified(true)
         .customize()
         .insert_header((header::CACHE_CONTROL, IMMUTABLE))
-        .respond_to(&req)
+        .respond_to(req)
         .map_into_boxed_body())
 }

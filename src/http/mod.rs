@@ -5,6 +5,7 @@ mod discovery;
 pub mod error;
 mod files;
 mod health;
+mod network_mirror;
 mod registry;
 
 use std::time::Instant;
@@ -48,6 +49,15 @@ pub fn configure(mirror: Mirror) -> impl FnOnce(&mut web::ServiceConfig) {
                         actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
                     )
                     .to(files::release_file),
+            )
+            .route("/mirror", web::get().to(network_mirror::add_trailing_slash))
+            .route(
+                "/mirror/{hostname}/{namespace}/{provider_type}/{file}",
+                web::route()
+                    .guard(
+                        actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
+                    )
+                    .to(network_mirror::mirror_file),
             )
             .default_service(web::to(not_found));
     }

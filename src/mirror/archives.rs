@@ -7,6 +7,7 @@ use super::{unshare, Mirror, MirrorError, ReleaseId, VerifyFailure};
 use crate::{
     protocol::{FileName, Namespace, ProviderType, Version},
     store::{layout, IngestError},
+    verify::h1_of_zip,
 };
 
 /// A verified file on disk, ready to be served.
@@ -25,6 +26,18 @@ impl Mirror {
         file: &FileName,
     ) -> Result<Artifact, MirrorError> {
         let upstream = self.upstream_for(namespace)?.to_owned();
+        self.release_artifact(upstream, provider, version, file)
+            .await
+    }
+
+    /// A release file of an upstream provider, fetched and verified on first request.
+    pub(super) async fn release_artifact(
+        &self,
+        upstream: String,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<Artifact, MirrorError> {
         let release = self.release(&upstream, provider, version).await?;
         let path =
             layout::release_file(self.inner.store.root(), &upstream, provider, version, file)?;
@@ -100,6 +113,8 @@ impl Mirror {
             .await
         {
             Ok(bytes) => {
+                self.record_h1(upstream, provider, version, file, path)
+                    .await;
                 tracing::info!(
                     bytes,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -118,5 +133,63 @@ impl Mirror {
             Err(IngestError::Source(e)) => Err(e.into()),
             Err(IngestError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// Computes the `h1:` of a freshly verified archive once and keeps it beside the archive.
+    /// A failure only costs the mirror protocol its `h1:` for this archive (`zh:` remains).
+    async fn record_h1(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+        archive: &std::path::Path,
+    ) {
+        let archive = archive.to_path_buf();
+        let computed = tokio::task::spawn_blocking(move || {
+            let reader = std::io::BufReader::new(std::fs::File::open(&archive)?);
+            h1_of_zip(reader).map_err(std::io::Error::other)
+        })
+        .await;
+        let h1 = match computed {
+            Ok(Ok(h1)) => h1,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot compute h1 of the archive; mirror clients get zh: only");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "h1 computation did not finish");
+                return;
+            }
+        };
+        let store = &self.inner.store;
+        let written = match layout::archive_h1_file(store.root(), upstream, provider, version, file)
+        {
+            Ok(path) => store
+                .write(&path, h1.as_bytes())
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "cannot keep the archive's h1");
+        }
+    }
+
+    /// The `h1:` of a cached archive, if it has been computed.
+    pub(super) async fn archive_h1(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<Option<String>, MirrorError> {
+        let store = &self.inner.store;
+        let path = layout::archive_h1_file(store.root(), upstream, provider, version, file)?;
+        Ok(store
+            .read(&path)
+            .await?
+            .and_then(|stored| String::from_utf8(stored.bytes).ok())
+            .filter(|h1| h1.starts_with("h1:")))
     }
 }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use crate::{
-    protocol::{FileName, Namespace, Platform, ProviderType, Version},
+    protocol::{FileName, Hostname, Namespace, Platform, ProviderType, Version},
     store::{LayoutError, StoreError},
     upstream::UpstreamError,
     verify::{ChecksumsError, KeyError, Sha256Digest, SignatureError},
@@ -13,6 +13,11 @@ use crate::{
 pub enum MirrorError {
     #[error("namespace {0} is not served by this mirror")]
     UnknownNamespace(Namespace),
+    #[error("{hostname}/{namespace} is not mirrored here")]
+    UnknownOrigin {
+        hostname: Hostname,
+        namespace: Namespace,
+    },
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
     #[error("provider {provider} is not known to upstream {upstream}")]

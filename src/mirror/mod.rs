@@ -7,6 +7,7 @@
 
 mod archives;
 mod error;
+mod network_mirror;
 mod releases;
 mod versions;
 
@@ -15,8 +16,8 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use moka::future::Cache;
 
 use crate::{
-    config::Config,
-    protocol::{Namespace, ProviderType, Version},
+    config::{parse_mirror_key, Config},
+    protocol::{Hostname, Namespace, ProviderType, Version},
     store::Store,
     upstream::{HttpClient, ReleasesUpstream},
     verify::{Keyring, TrustedKey},
@@ -52,6 +53,8 @@ struct Inner {
     max_archive_bytes: u64,
     upstreams: BTreeMap<String, Upstream>,
     namespaces: BTreeMap<Namespace, String>,
+    /// Network mirror origins (`registry.terraform.io`, `hashicorp`) -> upstream name.
+    origins: BTreeMap<(Hostname, Namespace), String>,
     /// Served version-list JSON, ready to write to the socket.
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
     releases: Cache<ReleaseKey, Arc<Release>>,
@@ -96,6 +99,13 @@ impl Mirror {
                 ))
             })
             .collect();
+        let origins = config
+            .mirrors
+            .iter()
+            .filter_map(|(key, mirror)| {
+                Some((parse_mirror_key(key).ok()?, mirror.upstream.clone()))
+            })
+            .collect();
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -104,6 +114,7 @@ impl Mirror {
                 max_archive_bytes: config.cache.max_archive_bytes,
                 upstreams,
                 namespaces,
+                origins,
                 version_lists: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .expire_after(versions::UntilStale)
@@ -131,6 +142,22 @@ impl Mirror {
             .get(namespace)
             .map(String::as_str)
             .ok_or_else(|| MirrorError::UnknownNamespace(namespace.clone()))
+    }
+
+    /// The upstream a network-mirror origin maps to.
+    fn upstream_for_origin(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+    ) -> Result<&str, MirrorError> {
+        self.inner
+            .origins
+            .get(&(hostname.clone(), namespace.clone()))
+            .map(String::as_str)
+            .ok_or_else(|| MirrorError::UnknownOrigin {
+                hostname: hostname.clone(),
+                namespace: namespace.clone(),
+            })
     }
 
     fn upstream(&self, name: &str) -> Result<&Upstream, MirrorError> {

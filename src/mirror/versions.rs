@@ -12,6 +12,7 @@ use moka::Expiry;
 use super::{unshare, Mirror, MirrorError, ProviderKey, ReleaseId};
 use crate::{
     protocol::{
+        network_mirror::{EmptyObject, MirrorIndex},
         registry::{Download, GpgPublicKey, PlatformEntry, SigningKeys, VersionEntry, VersionList},
         Namespace, Platform, ProviderType, Version,
     },
@@ -19,10 +20,33 @@ use crate::{
 };
 
 /// A version list in memory, with how long it stays trusted from the moment it is cached.
+/// A provider's version list in memory, rendered once for each protocol, with how long it
+/// stays trusted from the moment it is cached.
 #[derive(Debug, Clone)]
 pub(super) struct CachedVersions {
-    body: Bytes,
+    /// Registry protocol `versions` body (also what is kept on disk).
+    pub registry: Bytes,
+    /// Network mirror `index.json` body.
+    pub mirror_index: Bytes,
     fresh_for: Duration,
+}
+
+impl CachedVersions {
+    fn from_registry_json(registry: Bytes, fresh_for: Duration) -> Result<Self, serde_json::Error> {
+        let list: VersionList = serde_json::from_slice(&registry)?;
+        let index = MirrorIndex {
+            versions: list
+                .versions
+                .into_iter()
+                .map(|entry| (entry.version, EmptyObject {}))
+                .collect(),
+        };
+        Ok(Self {
+            registry,
+            mirror_index: Bytes::from(serde_json::to_vec(&index)?),
+            fresh_for,
+        })
+    }
 }
 
 /// Expires each list when *its* freshness ends: a list read back from disk has less of its
@@ -51,12 +75,20 @@ impl Mirror {
         provider: &ProviderType,
     ) -> Result<Bytes, MirrorError> {
         let upstream = self.upstream_for(namespace)?.to_owned();
-        let key: ProviderKey = (upstream.clone(), provider.clone());
+        Ok(self.version_lists(&upstream, provider).await?.registry)
+    }
+
+    /// Both renderings of an upstream provider's version list.
+    pub(super) async fn version_lists(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+    ) -> Result<CachedVersions, MirrorError> {
+        let key: ProviderKey = (upstream.to_owned(), provider.clone());
         self.inner
             .version_lists
-            .try_get_with(key, self.load_versions(&upstream, provider))
+            .try_get_with(key, self.load_versions(upstream, provider))
             .await
-            .map(|cached| cached.body)
             .map_err(unshare)
     }
 
@@ -74,32 +106,33 @@ impl Mirror {
                 .duration_since(stored.modified)
                 .unwrap_or_default();
             if let Some(fresh_for) = ttl.checked_sub(age).filter(|left| !left.is_zero()) {
-                return Ok(CachedVersions {
-                    // A copy of a small document, once per metadata_ttl at most.
-                    body: Bytes::copy_from_slice(&stored.bytes),
-                    fresh_for,
-                });
+                // A copy of a small document, once per metadata_ttl at most.
+                let body = Bytes::copy_from_slice(&stored.bytes);
+                match CachedVersions::from_registry_json(body, fresh_for) {
+                    Ok(cached) => return Ok(cached),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "unreadable cached version list; fetching again")
+                    }
+                }
             }
         }
+        let rendered = |body: Bytes| {
+            CachedVersions::from_registry_json(body, ttl)
+                .map_err(|e| MirrorError::Internal(e.to_string()))
+        };
         match self.fetch_versions(upstream, provider).await {
             Ok(body) => {
                 if let Err(e) = store.write(&path, &body).await {
                     tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
                 }
-                Ok(CachedVersions {
-                    body,
-                    fresh_for: ttl,
-                })
+                rendered(body)
             }
             Err(e) if matches!(e, MirrorError::UnknownProvider { .. }) => Err(e),
             Err(e) => match cached {
                 // Upstream is asked again after another `metadata_ttl`.
                 Some(stored) => {
                     tracing::warn!(%provider, upstream, error = %e, "upstream failed; serving stale version list");
-                    Ok(CachedVersions {
-                        body: Bytes::from(stored.bytes),
-                        fresh_for: ttl,
-                    })
+                    rendered(Bytes::from(stored.bytes))
                 }
                 None => Err(e),
             },

@@ -2,27 +2,27 @@
 //!
 //! Spec: <https://developer.hashicorp.com/terraform/internals/provider-registry-protocol>.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Arch, Os, Platform};
 
-/// `GET :namespace/:type/versions`.
-#[derive(Debug, Serialize)]
+/// `GET :namespace/:type/versions`. Also the on-disk form of a cached version list.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct VersionList {
     pub versions: Vec<VersionEntry>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct VersionEntry {
     pub version: String,
     /// Omitted when unknown: Terraform then skips its compatibility check for the listing and
     /// checks the download response's `protocols` instead.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocols: Option<Vec<String>>,
     pub platforms: Vec<PlatformEntry>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct PlatformEntry {
     pub os: Os,
     pub arch: Arch,

@@ -4,6 +4,7 @@
 //! <dir>/releases/<upstream>/terraform-provider-<type>/versions.json        version list (mutable)
 //! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/release.json  verified release record
 //! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/<file>        SHA256SUMS, .sig, manifest, zips
+//! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/<zip>.h1      h1: of a verified zip
 //! ```
 //! Every segment is a validated name (see `protocol::names`); as a second line of defence each
 //! one is checked again to be a single normal path component, so no key can leave the root.
@@ -92,6 +93,19 @@ pub fn release_file(
 ) -> Result<PathBuf, LayoutError> {
     let mut path = release_dir(root, upstream, provider, version)?;
     push_segment(&mut path, file.as_str())?;
+    Ok(path)
+}
+
+/// The `h1:` hash computed from a verified archive, kept beside it.
+pub fn archive_h1_file(
+    root: &Path,
+    upstream: &str,
+    provider: &ProviderType,
+    version: &Version,
+    archive: &FileName,
+) -> Result<PathBuf, LayoutError> {
+    let mut path = release_dir(root, upstream, provider, version)?;
+    push_segment(&mut path, &format!("{archive}.h1"))?;
     Ok(path)
 }
 

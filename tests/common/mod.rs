@@ -410,6 +410,12 @@ read_timeout = "5s"
 
 [namespaces.myproviders]
 upstream = "hashicorp"
+
+[namespaces.hashicorp]
+upstream = "hashicorp"
+
+[mirrors."registry.terraform.io/hashicorp"]
+upstream = "hashicorp"
 {extra}
 "#,
             cache = options.cache_dir,

@@ -1,0 +1,80 @@
+//! Provider Network Mirror Protocol handlers under `/mirror/`.
+
+use actix_web::{http::header, web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::{files::serve_artifact, ApiError};
+use crate::{
+    mirror::Mirror,
+    protocol::{
+        network_mirror::{MirrorFile, MIRROR_BASE_PATH},
+        Hostname, Namespace, ProviderType,
+    },
+};
+
+#[derive(Debug, Deserialize)]
+pub struct MirrorPath {
+    hostname: Hostname,
+    namespace: Namespace,
+    provider_type: ProviderType,
+    file: String,
+}
+
+/// `index.json`, `<version>.json` or an archive, by the last segment.
+#[tracing::instrument(name = "mirror", skip_all, fields(origin = %path.hostname, provider = %path.provider_type, file = %path.file))]
+pub async fn mirror_file(
+    req: HttpRequest,
+    mirror: web::Data<Mirror>,
+    path: web::Path<MirrorPath>,
+) -> Result<HttpResponse, ApiError> {
+    let MirrorPath {
+        hostname,
+        namespace,
+        provider_type,
+        file,
+    } = path.into_inner();
+    let wanted = MirrorFile::parse(&provider_type, &file)
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let json = |body| {
+        HttpResponse::Ok()
+            .content_type(header::ContentType::json())
+            .body(body)
+    };
+    match wanted {
+        MirrorFile::Index => Ok(json(
+            mirror
+                .mirror_index(&hostname, &namespace, &provider_type)
+                .await?,
+        )),
+        MirrorFile::Version(version) => Ok(json(
+            mirror
+                .mirror_version(&hostname, &namespace, &provider_type, &version)
+                .await?,
+        )),
+        MirrorFile::Archive {
+            version,
+            platform,
+            file,
+        } => {
+            let artifact = mirror
+                .mirror_archive(
+                    &hostname,
+                    &namespace,
+                    &provider_type,
+                    &version,
+                    &platform,
+                    &file,
+                )
+                .await?;
+            serve_artifact(&req, artifact).await
+        }
+    }
+}
+
+/// `/mirror` → `/mirror/`: Terraform resolves paths against the base URL, which therefore
+/// needs its trailing slash.
+pub async fn add_trailing_slash() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, MIRROR_BASE_PATH))
+        .finish()
+}

@@ -1,0 +1,87 @@
+//! The Provider Network Mirror Protocol over the same verified cache.
+//!
+//! Over this protocol Terraform checks only the hashes we list, so they come from the signed
+//! SHA256SUMS (`zh:`) and from archives we verified ourselves (`h1:`); a release that does
+//! not verify has no `<version>.json` at all.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use super::{Artifact, Mirror, MirrorError, ReleaseId};
+use crate::protocol::{
+    network_mirror::{MirrorArchive, MirrorVersion},
+    FileName, Hostname, Namespace, Platform, ProviderType, Version,
+};
+
+impl Mirror {
+    /// `GET /mirror/:hostname/:namespace/:type/index.json`.
+    pub async fn mirror_index(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+    ) -> Result<Bytes, MirrorError> {
+        let upstream = self.upstream_for_origin(hostname, namespace)?.to_owned();
+        Ok(self.version_lists(&upstream, provider).await?.mirror_index)
+    }
+
+    /// `GET /mirror/:hostname/:namespace/:type/:version.json`.
+    pub async fn mirror_version(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+    ) -> Result<Bytes, MirrorError> {
+        let upstream = self.upstream_for_origin(hostname, namespace)?.to_owned();
+        let release = self.release(&upstream, provider, version).await?;
+        let mut archives = BTreeMap::new();
+        for build in &release.builds {
+            let Some(zh) = release.digest_of(&build.filename) else {
+                continue;
+            };
+            let mut hashes = Vec::with_capacity(2);
+            if let Some(h1) = self
+                .archive_h1(&upstream, provider, version, &build.filename)
+                .await?
+            {
+                hashes.push(h1);
+            }
+            hashes.push(zh.to_zh());
+            archives.insert(
+                build.platform.to_string(),
+                MirrorArchive {
+                    url: build.filename.to_string(),
+                    hashes,
+                },
+            );
+        }
+        serde_json::to_vec(&MirrorVersion { archives })
+            .map(Bytes::from)
+            .map_err(|e| MirrorError::Internal(e.to_string()))
+    }
+
+    /// An archive named in a `<version>.json`.
+    pub async fn mirror_archive(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+        file: &FileName,
+    ) -> Result<Artifact, MirrorError> {
+        let upstream = self.upstream_for_origin(hostname, namespace)?.to_owned();
+        let release = self.release(&upstream, provider, version).await?;
+        // The name must be the platform's archive, not merely some file of the release.
+        if release.build_for(platform).map(|b| &b.filename) != Some(file) {
+            return Err(MirrorError::UnknownFile {
+                release: ReleaseId::boxed(provider, version),
+                file: file.clone(),
+            });
+        }
+        self.release_artifact(upstream, provider, version, file)
+            .await
+    }
+}
