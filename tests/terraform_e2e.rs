@@ -7,22 +7,12 @@ mod common;
 
 use common::{
     publisher_key,
-    terraform::{python, TfWorkspace},
+    terraform::{main_tf, python, TfWorkspace},
     FakeRelease, FakeUpstream, MirrorOptions, TestApp,
 };
 
-fn main_tf(port: u16) -> String {
-    format!(
-        r#"terraform {{
-  required_providers {{
-    local = {{
-      source  = "localhost:{port}/myproviders/local"
-      version = "2.1.0"
-    }}
-  }}
-}}
-"#
-    )
+fn main_tf_for(port: u16) -> String {
+    main_tf(&format!("localhost:{port}/myproviders/local"), "2.1.0")
 }
 
 #[actix_web::test]
@@ -50,7 +40,7 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
     assert!(cert.exists(), "self-signed certificate was not generated");
 
     // Cold: everything comes from upstream through the mirror.
-    let mut cold = TfWorkspace::new(&dir.path().join("cold"), &main_tf(port));
+    let mut cold = TfWorkspace::new(&dir.path().join("cold"), &main_tf_for(port));
     cold.ca_file = Some(cert.clone());
     let out = cold.run(&["init", "-no-color", "-input=false"]);
     assert!(out.success, "terraform init failed:\n{}", out.combined());
@@ -93,7 +83,7 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
     // Warm: upstream is gone; a new machine still installs, from the mirror's cache alone,
     // against the lock file the cold run wrote.
     upstream.stop().await;
-    let mut warm = TfWorkspace::new(&dir.path().join("warm"), &main_tf(port));
+    let mut warm = TfWorkspace::new(&dir.path().join("warm"), &main_tf_for(port));
     warm.ca_file = Some(cert.clone());
     std::fs::write(warm.dir.join(".terraform.lock.hcl"), &lock).unwrap();
     let out = warm.run(&["init", "-no-color", "-input=false"]);
@@ -106,7 +96,7 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
     assert_eq!(upstream.total_hits(), upstream_hits);
 
     // Without trusting the certificate, Terraform refuses the mirror: TLS is real.
-    let untrusted = TfWorkspace::new(&dir.path().join("untrusted"), &main_tf(port));
+    let untrusted = TfWorkspace::new(&dir.path().join("untrusted"), &main_tf_for(port));
     let out = untrusted.run(&["init", "-no-color", "-input=false"]);
     assert!(!out.success);
     assert!(out.combined().contains("x509"), "{}", out.combined());

@@ -142,3 +142,28 @@ impl TfWorkspace {
         result
     }
 }
+
+/// A configuration that requires one provider at one version.
+pub fn main_tf(source: &str, version: &str) -> String {
+    format!(
+        r#"terraform {{
+  required_providers {{
+    local = {{
+      source  = "{source}"
+      version = "{version}"
+    }}
+  }}
+}}
+"#
+    )
+}
+
+/// The `h1:` and `zh:` hashes a lock file records, in file order.
+pub fn lock_hashes(lock: &str, scheme: &str) -> Vec<String> {
+    lock.lines()
+        .filter_map(|line| {
+            let value = line.trim().trim_end_matches(',').trim_matches('"');
+            value.starts_with(scheme).then(|| value.to_owned())
+        })
+        .collect()
+}
