@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use bytesize::ByteSize;
 use figment::{
     providers::{Env, Format, Serialized, Toml},
     Figment,
@@ -82,6 +83,22 @@ pub struct CacheConfig {
     /// Largest archive accepted from upstream, in bytes.
     #[serde(default = "default_max_archive_bytes")]
     pub max_archive_bytes: u64,
+    /// How long an upstream "not found" is remembered, so a typo'd provider does not hammer
+    /// upstream.
+    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// New downloads are refused while the cache's filesystem has less space free than this
+    /// (bytes or "512MB"); what is cached is still served.
+    #[serde(default = "default_min_free_space")]
+    pub min_free_space: ByteSize,
+}
+
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+
+fn default_min_free_space() -> ByteSize {
+    ByteSize::mib(64)
 }
 
 fn default_max_archive_bytes() -> u64 {
@@ -94,6 +111,8 @@ impl Default for CacheConfig {
             dir: PathBuf::from("cache"),
             metadata_ttl: Duration::from_secs(600),
             max_archive_bytes: default_max_archive_bytes(),
+            negative_ttl: default_negative_ttl(),
+            min_free_space: default_min_free_space(),
         }
     }
 }
@@ -108,9 +127,24 @@ pub struct UpstreamConfig {
     pub signing_keys: Vec<PathBuf>,
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
-    /// Longest wait for the next bytes of an answer.
+    /// Longest wait from sending a request to the first byte of the answer.
+    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    pub first_byte_timeout: Duration,
+    /// Longest silence between two chunks of an answer.
     #[serde(default = "default_read_timeout", with = "humantime_serde")]
     pub read_timeout: Duration,
+    /// Extra attempts after a connection error, timeout, 5xx or 429.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// First backoff ceiling; it doubles per attempt, with full jitter.
+    #[serde(default = "default_retry_initial_delay", with = "humantime_serde")]
+    pub retry_initial_delay: Duration,
+    /// Longest backoff; a `Retry-After` asking for more is not waited for.
+    #[serde(default = "default_retry_max_delay", with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// Most requests in flight to this upstream at once.
+    #[serde(default = "default_max_concurrent_fetches")]
+    pub max_concurrent_fetches: usize,
 }
 
 fn default_connect_timeout() -> Duration {
@@ -119,6 +153,22 @@ fn default_connect_timeout() -> Duration {
 
 fn default_read_timeout() -> Duration {
     Duration::from_secs(30)
+}
+
+fn default_retries() -> u32 {
+    3
+}
+
+fn default_retry_initial_delay() -> Duration {
+    Duration::from_millis(250)
+}
+
+fn default_retry_max_delay() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_concurrent_fetches() -> usize {
+    16
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,7 +206,12 @@ impl Default for Config {
                     .unwrap_or_else(|_| unreachable!()),
                 signing_keys: Vec::new(),
                 connect_timeout: default_connect_timeout(),
+                first_byte_timeout: default_read_timeout(),
                 read_timeout: default_read_timeout(),
+                retries: default_retries(),
+                retry_initial_delay: default_retry_initial_delay(),
+                retry_max_delay: default_retry_max_delay(),
+                max_concurrent_fetches: default_max_concurrent_fetches(),
             },
         );
         Self {
@@ -243,6 +298,11 @@ impl Config {
             // Upstream names become a directory of the cache.
             Namespace::try_from(name.as_str())
                 .map_err(|e| rule(format!("upstreams.{name}: {e}")))?;
+            if upstream.max_concurrent_fetches == 0 {
+                return Err(rule(format!(
+                    "upstreams.{name}.max_concurrent_fetches: must be at least 1"
+                )));
+            }
             if !matches!(upstream.url.scheme(), "http" | "https") {
                 return Err(rule(format!(
                     "upstreams.{name}.url: must be an http(s) URL"

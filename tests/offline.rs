@@ -20,6 +20,8 @@ async fn restart_with_upstream_down_serves_the_cache() {
         extra: String::new(),
         metadata_ttl: "10m",
         tls_dir: None,
+        upstream_extra: "",
+        cache_extra: "",
     };
 
     let app = TestApp::spawn(options()).await;

@@ -220,6 +220,8 @@ async fn version_lists_are_revalidated_after_metadata_ttl() {
         extra: String::new(),
         metadata_ttl: "1s",
         tls_dir: None,
+        upstream_extra: "",
+        cache_extra: "",
     })
     .await;
     let versions = || async {
@@ -236,11 +238,16 @@ async fn version_lists_are_revalidated_after_metadata_ttl() {
     assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 1);
     // Waiting out the configured TTL is the behaviour under test, not a readiness wait.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(
-        versions().await,
-        2,
-        "the list was not revalidated after metadata_ttl"
-    );
+    // The stale list answers at once and starts one background revalidation.
+    assert_eq!(versions().await, 1, "stale list not served while revalidating");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while versions().await != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list was not revalidated after metadata_ttl"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 2);
 }
 

@@ -32,6 +32,8 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
         extra: String::new(),
         metadata_ttl: "10m",
         tls_dir: Some(&tls_dir),
+        upstream_extra: "",
+        cache_extra: "",
     })
     .await;
     assert!(app.base.starts_with("https://"));

@@ -38,6 +38,8 @@ async fn setup(dir: &Path, key: &'static common::TestKey) -> Setup {
         extra: String::new(),
         metadata_ttl: "10m",
         tls_dir: Some(&tls_dir),
+        upstream_extra: "",
+        cache_extra: "",
     })
     .await;
     Setup {

@@ -26,8 +26,18 @@ impl ApiError {
                 MirrorError::Verification { release, .. } => format!(
                     "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
                 ),
-                MirrorError::Upstream(UpstreamError::Timeout { .. }) => "upstream timed out".to_owned(),
-                MirrorError::Upstream(_) => "upstream unreachable or answered with an error".to_owned(),
+                MirrorError::Upstream(UpstreamError::Timeout { .. }) => {
+                    "upstream timed out and nothing is cached for this request".to_owned()
+                }
+                MirrorError::Upstream(_) => {
+                    "upstream unreachable or answered with an error, and nothing is cached for this request".to_owned()
+                }
+                MirrorError::Store(e) if e.is_disk_full() => {
+                    "the mirror's cache disk is full: cached providers are still served, new ones cannot be fetched".to_owned()
+                }
+                MirrorError::Store(_) => {
+                    "the mirror cannot write its cache; see its log".to_owned()
+                }
                 e if self.status_code().is_client_error() => e.to_string(),
                 _ => "internal error; see the mirror's log".to_owned(),
             },
@@ -51,6 +61,7 @@ impl ResponseError for ApiError {
                 MirrorError::Upstream(_) | MirrorError::Verification { .. } => {
                     StatusCode::BAD_GATEWAY
                 }
+                MirrorError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 MirrorError::UnknownUpstream(_)
                 | MirrorError::Store(_)
                 | MirrorError::Layout(_)

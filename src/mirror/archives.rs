@@ -99,17 +99,34 @@ impl Mirror {
     ) -> Result<(), MirrorError> {
         let started = std::time::Instant::now();
         let source = self.upstream(upstream)?;
-        let chunks = source.releases.archive(provider, version, file).await?;
-        let limit = self.inner.max_archive_bytes;
+        let body = source.releases.archive(provider, version, file).await?;
+        let max = self.inner.max_archive_bytes;
         let fail = |failure| MirrorError::Verification {
             release: ReleaseId::boxed(provider, version),
             file: file.to_string(),
             failure,
         };
+        if let Some(declared) = body.declared_len.filter(|len| *len > max) {
+            tracing::error!(
+                declared,
+                max,
+                "upstream announces an archive over the size limit; not fetched"
+            );
+            return Err(fail(VerifyFailure::TooLarge { limit: max }));
+        }
+        // Never read past what upstream announced: a longer body is cut there (and then fails
+        // its digest), so a lying upstream cannot fill the disk.
+        let limit = body.declared_len.unwrap_or(max).min(max);
         match self
             .inner
             .store
-            .write_verified(path, Box::pin(chunks), expected, limit)
+            .write_verified(
+                path,
+                Box::pin(body.chunks),
+                expected,
+                limit,
+                body.declared_len.unwrap_or(0),
+            )
             .await
         {
             Ok(bytes) => {

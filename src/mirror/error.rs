@@ -99,7 +99,9 @@ pub enum VerifyFailure {
     NotListed,
     #[error("no signature file is listed for the release")]
     NoSignature,
-    #[error("archive is larger than the configured maximum of {limit} bytes")]
+    #[error(
+        "archive exceeds {limit} bytes (the size upstream announced, or the configured maximum)"
+    )]
     TooLarge { limit: u64 },
     #[error("invalid manifest: {0}")]
     Manifest(String),

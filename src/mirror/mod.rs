@@ -19,7 +19,7 @@ use crate::{
     config::{parse_mirror_key, Config},
     protocol::{Hostname, Namespace, ProviderType, Version},
     store::Store,
-    upstream::{HttpClient, ReleasesUpstream},
+    upstream::{FetchPolicy, HttpClient, ReleasesUpstream},
     verify::{Keyring, TrustedKey},
 };
 pub use archives::Artifact;
@@ -40,6 +40,8 @@ struct Upstream {
 
 type ProviderKey = (String, ProviderType);
 type ReleaseKey = (String, ProviderType, Version);
+/// A provider (no version) or one version of it that upstream said it does not have.
+type NotFoundKey = (String, ProviderType, Option<Version>);
 
 #[derive(Clone)]
 pub struct Mirror {
@@ -55,8 +57,13 @@ struct Inner {
     namespaces: BTreeMap<Namespace, String>,
     /// Network mirror origins (`registry.terraform.io`, `hashicorp`) -> upstream name.
     origins: BTreeMap<(Hostname, Namespace), String>,
-    /// Served version-list JSON, ready to write to the socket.
+    /// Served version-list JSON, ready to write to the socket. Entries outlive their
+    /// freshness on purpose: a stale list is served while a refresh runs in the background.
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
+    /// Version lists being refreshed in the background (one refresh per list at a time).
+    refreshing: std::sync::Mutex<std::collections::HashSet<ProviderKey>>,
+    /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
+    not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
     /// In-flight archive downloads, keyed by their final path (single flight).
     archive_fetches: Cache<std::path::PathBuf, ()>,
@@ -66,10 +73,10 @@ impl Mirror {
     /// Builds the mirror from a validated config: opens the cache, reads the trusted keys and
     /// builds one HTTP client per upstream (timeouts are an upstream setting).
     pub async fn new(config: &Config) -> Result<Self, MirrorError> {
-        let store = Store::open(&config.cache.dir).await?;
+        let store = Store::open(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
         let mut upstreams = BTreeMap::new();
         for (name, upstream) in &config.upstreams {
-            let http = HttpClient::new(upstream.connect_timeout, upstream.read_timeout)?;
+            let http = HttpClient::new(FetchPolicy::from(upstream))?;
             let mut keyring = Keyring::hashicorp()?;
             for path in &upstream.signing_keys {
                 let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
@@ -117,7 +124,11 @@ impl Mirror {
                 origins,
                 version_lists: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
-                    .expire_after(versions::UntilStale)
+                    .build(),
+                refreshing: Default::default(),
+                not_found: Cache::builder()
+                    .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
+                    .time_to_live(config.cache.negative_ttl)
                     .build(),
                 // Releases never change; the TTL only makes memory defer to the disk record
                 // now and then, which re-verifies its signature against today's keyring.

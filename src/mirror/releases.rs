@@ -11,7 +11,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{unshare, Mirror, MirrorError, ReleaseId, ReleaseKey, Upstream, VerifyFailure};
+use super::{
+    unshare, Mirror, MirrorError, NotFoundKey, ReleaseId, ReleaseKey, Upstream, VerifyFailure,
+};
 use crate::{
     protocol::{
         releases::{default_protocols, product_name, Manifest, ReleaseVersion, ValidBuild},
@@ -74,7 +76,12 @@ impl Mirror {
         version: &Version,
     ) -> Result<Arc<Release>, MirrorError> {
         let key: ReleaseKey = (upstream.to_owned(), provider.clone(), version.clone());
-        self.inner
+        let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), Some(version.clone()));
+        if let Some(error) = self.inner.not_found.get(&missing).await {
+            return Err(error);
+        }
+        let result = self
+            .inner
             .releases
             .try_get_with(key, async {
                 let source = self.upstream(upstream)?;
@@ -89,7 +96,11 @@ impl Mirror {
                     .map(Arc::new)
             })
             .await
-            .map_err(unshare)
+            .map_err(unshare);
+        if let Err(error @ MirrorError::UnknownVersion { .. }) = &result {
+            self.inner.not_found.insert(missing, error.clone()).await;
+        }
+        result
     }
 
     async fn load_release(

@@ -1,15 +1,19 @@
 //! Version lists and download documents of the Provider Registry Protocol.
 //!
 //! A version list is the one mutable thing we cache: trusted for `metadata_ttl`, then asked
-//! for again. When upstream cannot answer, the last list we had is served (stale beats down:
-//! a mirror exists to keep `terraform init` working through upstream outages).
+//! for again — in the background. A client never waits on upstream for a list we already
+//! have: it gets the cached one at once, stale or not, and the refresh replaces it when (and
+//! if) upstream answers. Stale beats down: a mirror exists to keep `terraform init` working
+//! through upstream outages.
 
-use std::time::{Duration, SystemTime};
+use std::{
+    sync::PoisonError,
+    time::{Duration, Instant, SystemTime},
+};
 
 use bytes::Bytes;
-use moka::Expiry;
 
-use super::{unshare, Mirror, MirrorError, ProviderKey, ReleaseId};
+use super::{unshare, Mirror, MirrorError, NotFoundKey, ProviderKey, ReleaseId};
 use crate::{
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
@@ -19,16 +23,21 @@ use crate::{
     store::layout,
 };
 
-/// A version list in memory, with how long it stays trusted from the moment it is cached.
-/// A provider's version list in memory, rendered once for each protocol, with how long it
-/// stays trusted from the moment it is cached.
+/// After a failed refresh, how long the stale list is served before upstream is tried again
+/// (at most `metadata_ttl`), so an outage costs upstream one request per list per interval.
+const STALE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A provider's version list in memory, rendered once for each protocol.
 #[derive(Debug, Clone)]
 pub(super) struct CachedVersions {
     /// Registry protocol `versions` body (also what is kept on disk).
     pub registry: Bytes,
     /// Network mirror `index.json` body.
     pub mirror_index: Bytes,
-    fresh_for: Duration,
+    /// Until when the list is served without asking upstream again.
+    fresh_until: Instant,
+    /// A refresh failed and the list is served stale (warned about once).
+    serving_stale: bool,
 }
 
 impl CachedVersions {
@@ -44,23 +53,13 @@ impl CachedVersions {
         Ok(Self {
             registry,
             mirror_index: Bytes::from(serde_json::to_vec(&index)?),
-            fresh_for,
+            fresh_until: Instant::now() + fresh_for,
+            serving_stale: false,
         })
     }
-}
 
-/// Expires each list when *its* freshness ends: a list read back from disk has less of its
-/// `metadata_ttl` left than one just fetched, so one cache-wide TTL would keep it too long.
-pub(super) struct UntilStale;
-
-impl Expiry<ProviderKey, CachedVersions> for UntilStale {
-    fn expire_after_create(
-        &self,
-        _key: &ProviderKey,
-        value: &CachedVersions,
-        _created_at: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(value.fresh_for)
+    fn is_fresh(&self) -> bool {
+        Instant::now() < self.fresh_until
     }
 }
 
@@ -78,65 +77,119 @@ impl Mirror {
         Ok(self.version_lists(&upstream, provider).await?.registry)
     }
 
-    /// Both renderings of an upstream provider's version list.
+    /// Both renderings of an upstream provider's version list: from memory, else from disk,
+    /// else from upstream (concurrent misses share one fetch). A stale list is returned at
+    /// once and refreshed in the background.
     pub(super) async fn version_lists(
         &self,
         upstream: &str,
         provider: &ProviderType,
     ) -> Result<CachedVersions, MirrorError> {
         let key: ProviderKey = (upstream.to_owned(), provider.clone());
-        self.inner
-            .version_lists
-            .try_get_with(key, self.load_versions(upstream, provider))
-            .await
-            .map_err(unshare)
+        let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), None);
+        if let Some(error) = self.inner.not_found.get(&missing).await {
+            return Err(error);
+        }
+        let lists = &self.inner.version_lists;
+        let cached = match lists.get(&key).await {
+            Some(cached) => cached,
+            None => {
+                let loaded = lists
+                    .try_get_with(key.clone(), self.load_versions(upstream, provider))
+                    .await
+                    .map_err(unshare);
+                if let Err(error @ MirrorError::UnknownProvider { .. }) = &loaded {
+                    self.inner.not_found.insert(missing, error.clone()).await;
+                }
+                loaded?
+            }
+        };
+        if !cached.is_fresh() {
+            self.refresh_in_background(key);
+        }
+        Ok(cached)
     }
 
+    /// The list kept on disk, fresh or stale (the caller refreshes a stale one), or else
+    /// upstream's.
     async fn load_versions(
         &self,
         upstream: &str,
         provider: &ProviderType,
     ) -> Result<CachedVersions, MirrorError> {
-        let ttl = self.inner.metadata_ttl;
         let store = &self.inner.store;
         let path = layout::versions_file(store.root(), upstream, provider)?;
-        let cached = store.read(&path).await?;
-        if let Some(stored) = &cached {
+        if let Some(stored) = store.read(&path).await? {
             let age = SystemTime::now()
                 .duration_since(stored.modified)
                 .unwrap_or_default();
-            if let Some(fresh_for) = ttl.checked_sub(age).filter(|left| !left.is_zero()) {
-                // A copy of a small document, once per metadata_ttl at most.
-                let body = Bytes::copy_from_slice(&stored.bytes);
-                match CachedVersions::from_registry_json(body, fresh_for) {
-                    Ok(cached) => return Ok(cached),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "unreadable cached version list; fetching again")
+            let fresh_for = self.inner.metadata_ttl.saturating_sub(age);
+            match CachedVersions::from_registry_json(Bytes::from(stored.bytes), fresh_for) {
+                Ok(cached) => return Ok(cached),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "unreadable cached version list; fetching again")
+                }
+            }
+        }
+        self.fetch_and_keep_versions(upstream, provider).await
+    }
+
+    async fn fetch_and_keep_versions(
+        &self,
+        upstream: &str,
+        provider: &ProviderType,
+    ) -> Result<CachedVersions, MirrorError> {
+        let body = self.fetch_versions(upstream, provider).await?;
+        let cached = CachedVersions::from_registry_json(body, self.inner.metadata_ttl)
+            .map_err(|e| MirrorError::Internal(e.to_string()))?;
+        let store = &self.inner.store;
+        let path = layout::versions_file(store.root(), upstream, provider)?;
+        if let Err(e) = store.write(&path, &cached.registry).await {
+            tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
+        }
+        Ok(cached)
+    }
+
+    /// Asks upstream for a fresh list without making anyone wait for it. On failure the stale
+    /// list stays in place and upstream is asked again after `STALE_RETRY_INTERVAL`.
+    fn refresh_in_background(&self, key: ProviderKey) {
+        let claimed = self
+            .inner
+            .refreshing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        if !claimed {
+            return;
+        }
+        let mirror = self.clone();
+        tokio::spawn(async move {
+            let (upstream, provider) = &key;
+            let lists = &mirror.inner.version_lists;
+            match mirror.fetch_and_keep_versions(upstream, provider).await {
+                Ok(fresh) => {
+                    lists.insert(key.clone(), fresh).await;
+                    tracing::debug!(%provider, upstream, "refreshed version list");
+                }
+                Err(error) => {
+                    if let Some(mut stale) = lists.get(&key).await {
+                        if !stale.serving_stale {
+                            tracing::warn!(%provider, upstream, error = %error, "upstream failed; serving the stale version list until it answers");
+                        }
+                        stale.serving_stale = true;
+                        stale.fresh_until =
+                            Instant::now() + STALE_RETRY_INTERVAL.min(mirror.inner.metadata_ttl);
+                        lists.insert(key.clone(), stale).await;
                     }
                 }
             }
-        }
-        let rendered = |body: Bytes| {
-            CachedVersions::from_registry_json(body, ttl)
-                .map_err(|e| MirrorError::Internal(e.to_string()))
-        };
-        match self.fetch_versions(upstream, provider).await {
-            Ok(body) => {
-                if let Err(e) = store.write(&path, &body).await {
-                    tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
-                }
-                rendered(body)
-            }
-            Err(e) if matches!(e, MirrorError::UnknownProvider { .. }) => Err(e),
-            Err(e) => match cached {
-                // Upstream is asked again after another `metadata_ttl`.
-                Some(stored) => {
-                    tracing::warn!(%provider, upstream, error = %e, "upstream failed; serving stale version list");
-                    rendered(Bytes::from(stored.bytes))
-                }
-                None => Err(e),
-            },
-        }
+            mirror
+                .inner
+                .refreshing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
     }
 
     #[tracing::instrument(skip(self), fields(provider = %provider))]

@@ -31,6 +31,12 @@ pub enum StoreError {
         #[source]
         source: Arc<io::Error>,
     },
+    #[error("cache disk is full: {available} bytes free under {path}, {required} needed (cache.min_free_space plus the file)")]
+    Full {
+        path: PathBuf,
+        available: u64,
+        required: u64,
+    },
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -40,6 +46,15 @@ impl StoreError {
         Self::Io {
             path: path.to_owned(),
             source: Arc::new(source),
+        }
+    }
+
+    /// The filesystem ran out of space, by our own check or the kernel's `ENOSPC`.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            Self::Full { .. } => true,
+            Self::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
+            Self::Layout(_) => false,
         }
     }
 }
@@ -70,16 +85,19 @@ pub struct Stored {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// Writes are refused rather than left to fill the disk past this reserve.
+    min_free_space: u64,
 }
 
 impl Store {
     /// Opens (creating) the cache at `root` and removes temp files a crash left behind.
-    pub async fn open(root: &Path) -> Result<Self, StoreError> {
+    pub async fn open(root: &Path, min_free_space: u64) -> Result<Self, StoreError> {
         tokio::fs::create_dir_all(root)
             .await
             .map_err(|e| StoreError::io(root, e))?;
         let store = Self {
             root: root.to_path_buf(),
+            min_free_space,
         };
         let removed = store.sweep_temp_files().await?;
         if removed > 0 {
@@ -120,7 +138,7 @@ impl Store {
 
     /// Writes a small file atomically.
     pub async fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let temp = TempFile::create(path).await?;
+        let temp = self.temp_file(path, bytes.len() as u64).await?;
         let mut file = temp.file().await?;
         file.write_all(bytes)
             .await
@@ -130,14 +148,16 @@ impl Store {
 
     /// Streams an archive to `path`, hashing as it writes; renames it into place only if it is
     /// at most `limit` bytes and its SHA-256 equals `expected`. Otherwise nothing is left.
+    /// `size_hint` (the announced size, or 0) is checked against the free space up front.
     pub async fn write_verified<E>(
         &self,
         path: &Path,
         mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
         expected: Sha256Digest,
         limit: u64,
+        size_hint: u64,
     ) -> Result<u64, IngestError<E>> {
-        let temp = TempFile::create(path).await?;
+        let temp = self.temp_file(path, size_hint).await?;
         let mut file = temp.file().await?;
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
@@ -158,6 +178,30 @@ impl Store {
         }
         temp.commit(file).await?;
         Ok(written)
+    }
+}
+
+impl Store {
+    /// A temp file for `target`, if the disk can take `size` more bytes and keep its reserve.
+    async fn temp_file(&self, target: &Path, size: u64) -> Result<TempFile, StoreError> {
+        let temp = TempFile::create(target).await?;
+        let dir = target.parent().unwrap_or(&self.root).to_owned();
+        let available = tokio::task::spawn_blocking({
+            let dir = dir.clone();
+            move || fs4::available_space(dir)
+        })
+        .await
+        .map_err(|e| StoreError::io(&dir, io::Error::other(e)))?
+        .map_err(|e| StoreError::io(&dir, e))?;
+        let required = self.min_free_space.saturating_add(size);
+        if available < required {
+            return Err(StoreError::Full {
+                path: dir,
+                available,
+                required,
+            });
+        }
+        Ok(temp)
     }
 }
 
@@ -267,11 +311,11 @@ mod tests {
     #[tokio::test]
     async fn verified_write_lands_only_on_a_match() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).await.unwrap();
+        let store = Store::open(dir.path(), 0).await.unwrap();
         let target = dir.path().join("a/b.zip");
 
         let err = store
-            .write_verified(&target, chunks(b"tampered"), digest(b"original"), 100)
+            .write_verified(&target, chunks(b"tampered"), digest(b"original"), 100, 0)
             .await
             .unwrap_err();
         assert!(matches!(err, IngestError::DigestMismatch { .. }));
@@ -283,18 +327,45 @@ mod tests {
         );
 
         let err = store
-            .write_verified(&target, chunks(b"original"), digest(b"original"), 4)
+            .write_verified(&target, chunks(b"original"), digest(b"original"), 4, 0)
             .await
             .unwrap_err();
         assert!(matches!(err, IngestError::TooLarge { limit: 4 }));
         assert!(!target.exists());
 
         let n = store
-            .write_verified(&target, chunks(b"original"), digest(b"original"), 100)
+            .write_verified(&target, chunks(b"original"), digest(b"original"), 100, 0)
             .await
             .unwrap();
         assert_eq!(n, 8);
         assert_eq!(std::fs::read(&target).unwrap(), b"original");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), u64::MAX).await.unwrap();
+        let target = dir.path().join("a/b.json");
+        let err = store.write(&target, b"{}").await.unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        let err = store
+            .write_verified(&target, chunks(b"original"), digest(b"original"), 100, 8)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Store(e) if e.is_disk_full()));
+        assert!(files_in(dir.path()).is_empty());
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.path().is_dir() {
+                out.extend(files_in(&entry.path()));
+            } else {
+                out.push(entry.path());
+            }
+        }
+        out
     }
 
     #[tokio::test]
@@ -304,7 +375,7 @@ mod tests {
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(".a.zip.tmp-0123"), b"partial").unwrap();
         std::fs::write(sub.join("a.zip"), b"done").unwrap();
-        Store::open(dir.path()).await.unwrap();
+        Store::open(dir.path(), 0).await.unwrap();
         assert!(!sub.join(".a.zip.tmp-0123").exists());
         assert!(sub.join("a.zip").exists());
     }

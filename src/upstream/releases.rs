@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use url::Url;
 
-use super::{HttpClient, UpstreamError};
+use super::{HttpClient, UpstreamBody, UpstreamError};
 use crate::protocol::{
     releases::{product_name, ProductIndex, ReleaseVersion},
     FileName, ProviderType, Version,
@@ -98,8 +98,10 @@ impl ReleasesUpstream {
         provider: &ProviderType,
         version: &Version,
         file: &FileName,
-    ) -> Result<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static, UpstreamError>
-    {
+    ) -> Result<
+        UpstreamBody<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static>,
+        UpstreamError,
+    > {
         let url = self.file_url(provider, version, file)?;
         self.http.get_stream(&url).await
     }
@@ -115,13 +117,13 @@ fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
-    use std::time::Duration;
-
     use super::*;
 
     #[test]
     fn urls_stay_under_the_configured_base() {
-        let http = HttpClient::new(Duration::from_secs(1), Duration::from_secs(1)).unwrap();
+        let config: crate::config::UpstreamConfig =
+            serde_json::from_str(r#"{"url": "http://127.0.0.1:9/releases"}"#).unwrap();
+        let http = HttpClient::new(crate::upstream::FetchPolicy::from(&config)).unwrap();
         let up = ReleasesUpstream::new(
             "h".into(),
             &Url::parse("http://127.0.0.1:9/releases").unwrap(),

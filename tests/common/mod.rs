@@ -97,19 +97,100 @@ pub fn attacker_key() -> &'static TestKey {
 // ---------------------------------------------------------------------------------------------
 // Fake upstream
 
+/// Something the fake upstream does instead of (or before) answering normally.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status, and `Retry-After: <secs>` when given.
+    Status(u16, Option<u64>),
+    /// Wait this long, then answer normally.
+    Delay(std::time::Duration),
+    /// Answer 200 with bytes that were never published.
+    Garbage,
+}
+
 #[derive(Default)]
 struct UpstreamState {
     files: HashMap<String, Bytes>,
     hits: HashMap<String, usize>,
     /// product -> version -> per-version index JSON
     products: BTreeMap<String, BTreeMap<String, serde_json::Value>>,
+    /// Faults for the next requests of a path, used up one per request.
+    next_faults: HashMap<String, std::collections::VecDeque<Fault>>,
+    /// A fault for every request of a path, until cleared.
+    standing_faults: HashMap<String, Fault>,
+    /// Paths whose body is sent `(chunk bytes, pause between chunks)` at a time.
+    throttled: HashMap<String, (usize, std::time::Duration)>,
+    in_flight: usize,
+    max_in_flight: usize,
 }
 
-/// A releases.hashicorp.com-shaped server on 127.0.0.1 that counts every request.
+/// A releases.hashicorp.com-shaped server on 127.0.0.1 that counts every request and can be
+/// told to misbehave.
 pub struct FakeUpstream {
     pub addr: SocketAddr,
     state: Arc<Mutex<UpstreamState>>,
     handle: ServerHandle,
+}
+
+/// Counts a request as in flight until the response body is done or dropped.
+struct InFlight(Arc<Mutex<UpstreamState>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().in_flight -= 1;
+    }
+}
+
+async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, path: String) -> HttpResponse {
+    let (fault, body, throttle) = {
+        let mut s = state.lock().unwrap();
+        *s.hits.entry(path.clone()).or_default() += 1;
+        s.in_flight += 1;
+        s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        let fault = s
+            .next_faults
+            .get_mut(&path)
+            .and_then(|q| q.pop_front())
+            .or_else(|| s.standing_faults.get(&path).cloned());
+        (
+            fault,
+            s.files.get(&path).cloned(),
+            s.throttled.get(&path).copied(),
+        )
+    };
+    let guard = InFlight(state);
+    match fault {
+        Some(Fault::Status(code, retry_after)) => {
+            let mut response =
+                HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap());
+            if let Some(secs) = retry_after {
+                response.insert_header(("Retry-After", secs.to_string()));
+            }
+            return response.body("injected fault");
+        }
+        Some(Fault::Delay(pause)) => tokio::time::sleep(pause).await,
+        Some(Fault::Garbage) => return HttpResponse::Ok().body("<html>garbage</html>"),
+        None => {}
+    }
+    let Some(body) = body else {
+        return HttpResponse::NotFound().body("not found");
+    };
+    match throttle {
+        None => HttpResponse::Ok().body(body),
+        Some((chunk, pause)) => {
+            let len = body.len() as u64;
+            let chunks: Vec<Bytes> = body.chunks(chunk).map(Bytes::copy_from_slice).collect();
+            let stream = futures_util::stream::unfold(
+                (chunks.into_iter(), guard),
+                move |(mut rest, guard)| async move {
+                    let next = rest.next()?;
+                    tokio::time::sleep(pause).await;
+                    Some((Ok::<_, std::io::Error>(next), (rest, guard)))
+                },
+            );
+            HttpResponse::Ok().no_chunking(len).streaming(stream)
+        }
+    }
 }
 
 impl FakeUpstream {
@@ -119,16 +200,7 @@ impl FakeUpstream {
         let server = HttpServer::new(move || {
             let state = shared.clone();
             App::new().default_service(web::to(move |req: HttpRequest| {
-                let state = state.clone();
-                async move {
-                    let mut state = state.lock().unwrap();
-                    let path = req.path().to_owned();
-                    *state.hits.entry(path.clone()).or_default() += 1;
-                    match state.files.get(&path) {
-                        Some(body) => HttpResponse::Ok().body(body.clone()),
-                        None => HttpResponse::NotFound().body("not found"),
-                    }
-                }
+                fake_upstream_answer(state.clone(), req.path().to_owned())
             }))
         })
         .workers(1)
@@ -143,6 +215,46 @@ impl FakeUpstream {
             state,
             handle,
         }
+    }
+
+    /// The next requests of `path` meet these faults, one each, then it answers normally.
+    pub fn fail_next(&self, path: &str, faults: impl IntoIterator<Item = Fault>) {
+        self.state
+            .lock()
+            .unwrap()
+            .next_faults
+            .entry(path.to_owned())
+            .or_default()
+            .extend(faults);
+    }
+
+    /// Every request of `path` meets `fault` until `heal`.
+    pub fn fail_always(&self, path: &str, fault: Fault) {
+        self.state
+            .lock()
+            .unwrap()
+            .standing_faults
+            .insert(path.to_owned(), fault);
+    }
+
+    pub fn heal(&self, path: &str) {
+        let mut s = self.state.lock().unwrap();
+        s.standing_faults.remove(path);
+        s.next_faults.remove(path);
+    }
+
+    /// Sends `path`'s body `chunk` bytes at a time with `pause` before each chunk.
+    pub fn throttle(&self, path: &str, chunk: usize, pause: std::time::Duration) {
+        self.state
+            .lock()
+            .unwrap()
+            .throttled
+            .insert(path.to_owned(), (chunk, pause));
+    }
+
+    /// The most requests that were ever in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.lock().unwrap().max_in_flight
     }
 
     pub fn url(&self) -> String {
@@ -351,6 +463,25 @@ pub struct MirrorOptions<'a> {
     /// `cache.metadata_ttl`, humantime.
     pub metadata_ttl: &'a str,
     pub tls_dir: Option<&'a Path>,
+    /// Extra keys for `[upstreams.hashicorp]`.
+    pub upstream_extra: &'a str,
+    /// Extra keys for `[cache]`.
+    pub cache_extra: &'a str,
+}
+
+impl<'a> MirrorOptions<'a> {
+    /// Plain HTTP, a 10 minute `metadata_ttl`, nothing extra.
+    pub fn new(upstream_url: String, cache_dir: &'a Path) -> Self {
+        Self {
+            upstream_url,
+            cache_dir,
+            extra: String::new(),
+            metadata_ttl: "10m",
+            tls_dir: None,
+            upstream_extra: "",
+            cache_extra: "",
+        }
+    }
 }
 
 pub struct TestApp {
@@ -370,6 +501,8 @@ pub async fn start_with_fake_upstream(dir: &Path) -> (FakeUpstream, TestApp) {
         extra: String::new(),
         metadata_ttl: "10m",
         tls_dir: None,
+        upstream_extra: "",
+        cache_extra: "",
     })
     .await;
     (upstream, app)
@@ -401,13 +534,14 @@ listen = "127.0.0.1:0"
 [cache]
 dir = {cache:?}
 metadata_ttl = "{ttl}"
+{cache_extra}
 
 [upstreams.hashicorp]
 url = "{url}"
 signing_keys = [{key:?}]
 connect_timeout = "2s"
-read_timeout = "5s"
-
+retry_initial_delay = "20ms"
+{upstream_extra}
 [namespaces.myproviders]
 upstream = "hashicorp"
 
@@ -423,6 +557,13 @@ upstream = "hashicorp"
             key = key_path,
             extra = options.extra,
             ttl = options.metadata_ttl,
+            // Tests may set their own read_timeout; 5 s otherwise.
+            upstream_extra = if options.upstream_extra.contains("read_timeout") {
+                options.upstream_extra.to_owned()
+            } else {
+                format!("read_timeout = \"5s\"\n{}", options.upstream_extra)
+            },
+            cache_extra = options.cache_extra,
         );
         let config = Config::from_toml(&toml).unwrap();
         let server = tfmirror::server::start(&config).await.unwrap();

@@ -1,0 +1,408 @@
+//! Reliability: concurrent misses share one fetch (errors included), clients hanging up,
+//! upstream faults (retries, Retry-After, timeouts, garbage), serving stale, negative caching,
+//! size caps, listing URLs and a full disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    files_under, publisher_key, start_with_fake_upstream, FakeRelease, FakeUpstream, Fault,
+    MirrorOptions, TestApp,
+};
+
+const VERSIONS: &str = "/v1/providers/myproviders/local/versions";
+
+fn archive_url(version: &str, zip: &str) -> String {
+    format!("/v1/providers/myproviders/local/{version}/files/{zip}")
+}
+
+/// tfmirror in front of `upstream` with `options`.
+async fn spawn(upstream: &FakeUpstream, options: MirrorOptions<'_>) -> TestApp {
+    TestApp::spawn(MirrorOptions {
+        upstream_url: upstream.url(),
+        ..options
+    })
+    .await
+}
+
+fn temp_files(cache: &std::path::Path) -> Vec<String> {
+    files_under(cache)
+        .into_iter()
+        .filter(|f| f.contains(".tmp-"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Single flight
+
+#[actix_web::test]
+async fn concurrent_misses_for_lists_and_sums_share_one_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    // Slow answers make sure all requests arrive while the first fetch is under way.
+    let slow = || Fault::Delay(Duration::from_millis(300));
+    upstream.fail_next("/terraform-provider-local/index.json", [slow()]);
+    upstream.fail_next(
+        &format!("{}/{}", published.dir, published.sums_name),
+        [slow()],
+    );
+
+    let lists = (0..16).map(|_| app.get_json(VERSIONS));
+    let lists = futures_util::future::join_all(lists).await;
+    assert!(lists
+        .iter()
+        .all(|(status, body)| *status == 200 && body == &lists[0].1));
+    assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 1);
+
+    let download = "/v1/providers/myproviders/local/2.1.0/download/linux/amd64";
+    let docs = futures_util::future::join_all((0..16).map(|_| app.get_json(download))).await;
+    assert!(docs.iter().all(|(status, _)| *status == 200));
+    assert_eq!(
+        upstream.hits(&format!("{}/{}", published.dir, published.sums_name)),
+        1
+    );
+    assert_eq!(upstream.hits(&format!("{}/index.json", published.dir)), 1);
+}
+
+#[actix_web::test]
+async fn every_waiter_gets_the_error_of_a_shared_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    let path = format!("{}/{zip}", published.dir);
+    let mut tampered = upstream.get(&path).unwrap().to_vec();
+    tampered[10] ^= 1;
+    upstream.put(&path, tampered);
+    upstream.throttle(&path, 32, Duration::from_millis(20));
+
+    let registry_url = archive_url("2.1.0", &zip);
+    let registry = (0..6).map(|_| app.get_json(&registry_url));
+    let mirror_url = format!("/mirror/registry.terraform.io/hashicorp/local/{zip}");
+    let mirror = (0..2).map(|_| app.get_json(&mirror_url));
+    let (registry, mirror) = futures_util::future::join(
+        futures_util::future::join_all(registry),
+        futures_util::future::join_all(mirror),
+    )
+    .await;
+    for (status, body) in registry.iter().chain(&mirror) {
+        assert_eq!(*status, 502, "{body}");
+        assert!(body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("failed verification"));
+    }
+    assert_eq!(upstream.hits(&path), 1, "each waiter fetched on its own");
+    assert!(!files_under(&app.cache_dir)
+        .iter()
+        .any(|f| f.ends_with(".zip")));
+    assert!(temp_files(&app.cache_dir).is_empty());
+}
+
+#[actix_web::test]
+async fn a_client_hanging_up_does_not_cancel_the_download_for_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    let path = format!("{}/{zip}", published.dir);
+    // About 0.6 s for the whole archive.
+    upstream.throttle(
+        &path,
+        published.zips[&zip].len() / 20 + 1,
+        Duration::from_millis(30),
+    );
+
+    let impatient = app
+        .client
+        .get(format!("{}{}", app.base, archive_url("2.1.0", &zip)))
+        .timeout(Duration::from_millis(150))
+        .send()
+        .await;
+    assert!(impatient.is_err(), "the first client should have given up");
+
+    let (status, body) = app.get_bytes(&archive_url("2.1.0", &zip)).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &published.zips[&zip][..]);
+    assert_eq!(
+        upstream.hits(&path),
+        1,
+        "the hang-up restarted the download"
+    );
+    assert!(temp_files(&app.cache_dir).is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Upstream faults
+
+#[actix_web::test]
+async fn transient_upstream_errors_are_retried_and_404_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let index = "/terraform-provider-local/index.json";
+    upstream.fail_next(index, [Fault::Status(503, None), Fault::Status(502, None)]);
+    let (status, _) = app.get_json(VERSIONS).await;
+    assert_eq!(status, 200);
+    assert_eq!(upstream.hits(index), 3);
+
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/nope/versions")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert_eq!(upstream.hits("/terraform-provider-nope/index.json"), 1);
+}
+
+#[actix_web::test]
+async fn retry_after_is_honoured_and_a_long_one_is_not_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let index = "/terraform-provider-local/index.json";
+    upstream.fail_next(index, [Fault::Status(429, Some(1))]);
+    let started = Instant::now();
+    let (status, _) = app.get_json(VERSIONS).await;
+    assert_eq!(status, 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After ignored"
+    );
+    assert_eq!(upstream.hits(index), 2);
+
+    // An hour is past retry_max_delay (10 s by default): fail now rather than hang a client.
+    let version_index = format!("{}/index.json", published.dir);
+    upstream.fail_next(&version_index, [Fault::Status(503, Some(3600))]);
+    let started = Instant::now();
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("upstream"));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(upstream.hits(&version_index), 1);
+}
+
+#[actix_web::test]
+async fn slow_upstreams_time_out_with_a_json_504_and_cache_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("cache");
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            upstream_extra: "first_byte_timeout = \"300ms\"\nread_timeout = \"300ms\"\nretries = 1",
+            ..MirrorOptions::new(String::new(), &cache)
+        },
+    )
+    .await;
+
+    // No first byte: two attempts of 300 ms, then 504.
+    let index = "/terraform-provider-local/index.json";
+    upstream.fail_always(index, Fault::Delay(Duration::from_secs(3)));
+    let started = Instant::now();
+    let (status, body) = app.get_json(VERSIONS).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body["errors"][0].as_str().unwrap().contains("timed out"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(upstream.hits(index), 2);
+
+    // Headers at once, then the body stalls between chunks.
+    let zip = published.zip_name("linux", "amd64");
+    let path = format!("{}/{zip}", published.dir);
+    upstream.throttle(&path, 64, Duration::from_secs(1));
+    let (status, _) = app.get_json(&archive_url("2.1.0", &zip)).await;
+    assert!(status == 504 || status == 502, "{status}");
+    assert!(!files_under(&cache).iter().any(|f| f.ends_with(".zip")));
+    assert!(temp_files(&cache).is_empty());
+}
+
+#[actix_web::test]
+async fn stale_lists_are_served_at_once_and_refreshed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("cache");
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            metadata_ttl: "1s",
+            ..MirrorOptions::new(String::new(), &cache)
+        },
+    )
+    .await;
+    let (_, warm) = app.get_json(VERSIONS).await;
+    let index = "/terraform-provider-local/index.json";
+
+    // Past the TTL, each kind of upstream failure: the client still gets the list, at once.
+    for fault in [
+        Fault::Delay(Duration::from_secs(5)),
+        Fault::Status(500, None),
+        Fault::Garbage,
+    ] {
+        upstream.fail_always(index, fault.clone());
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        let started = Instant::now();
+        let (status, body) = app.get_json(VERSIONS).await;
+        assert_eq!(status, 200, "{fault:?}");
+        assert_eq!(body, warm, "{fault:?}");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{fault:?}: the client waited on upstream for {:?}",
+            started.elapsed()
+        );
+        upstream.heal(index);
+    }
+
+    // Upstream is back with a new version: a later request sees it without anyone waiting.
+    FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let started = Instant::now();
+        let (status, body) = app.get_json(VERSIONS).await;
+        assert_eq!(status, 200);
+        assert!(started.elapsed() < Duration::from_millis(500));
+        if body["versions"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the list was never refreshed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[actix_web::test]
+async fn nothing_cached_and_upstream_down_is_a_json_502() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    upstream.fail_always(
+        "/terraform-provider-local/index.json",
+        Fault::Status(503, None),
+    );
+    let (status, body) = app.get_json(VERSIONS).await;
+    assert_eq!(status, 502);
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("upstream unreachable"),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn upstream_404s_are_remembered_briefly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    for _ in 0..3 {
+        let (status, _) = app
+            .get_json("/v1/providers/myproviders/typo/versions")
+            .await;
+        assert_eq!(status, 404);
+        let (status, _) = app
+            .get_json("/v1/providers/myproviders/local/9.9.9/download/linux/amd64")
+            .await;
+        assert_eq!(status, 404);
+    }
+    assert_eq!(upstream.hits("/terraform-provider-typo/index.json"), 1);
+    assert_eq!(
+        upstream.hits("/terraform-provider-local/9.9.9/index.json"),
+        1
+    );
+    // Known things are unaffected.
+    let (status, _) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200);
+    let _ = published;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Caps and hosts
+
+#[actix_web::test]
+async fn archives_over_the_size_cap_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("cache");
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            cache_extra: "max_archive_bytes = 100",
+            ..MirrorOptions::new(String::new(), &cache)
+        },
+    )
+    .await;
+    let zip = published.zip_name("linux", "amd64");
+    assert!(published.zips[&zip].len() > 100);
+    let (status, body) = app.get_json(&archive_url("2.1.0", &zip)).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(!files_under(&cache).iter().any(|f| f.ends_with(".zip")));
+    assert!(temp_files(&cache).is_empty());
+}
+
+#[actix_web::test]
+async fn urls_in_listings_never_send_us_to_another_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let elsewhere = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    // The listing says the archive lives on another host, which would serve anything.
+    let index_path = format!("{}/index.json", published.dir);
+    let index = String::from_utf8(upstream.get(&index_path).unwrap().to_vec()).unwrap();
+    upstream.put(
+        &index_path,
+        index.replace(&upstream.url(), &elsewhere.url()),
+    );
+    elsewhere.put(&format!("{}/{zip}", published.dir), "evil bytes");
+
+    let (status, body) = app.get_bytes(&archive_url("2.1.0", &zip)).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &published.zips[&zip][..]);
+    assert_eq!(elsewhere.total_hits(), 0, "tfmirror followed a listing URL");
+}
+
+#[actix_web::test]
+async fn a_full_disk_still_serves_the_cache_and_refuses_new_downloads_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let linux = published.zip_name("linux", "amd64");
+    let darwin = published.zip_name("darwin", "arm64");
+    assert_eq!(app.get_bytes(&archive_url("2.1.0", &linux)).await.0, 200);
+    app.get_json(VERSIONS).await;
+    app.stop().await;
+    let cached_before = files_under(&dir.path().join("cache"));
+
+    // The same cache, now on a "full" disk: no filesystem has this much free.
+    let cache = dir.path().join("cache");
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            cache_extra: "min_free_space = \"1000000 TB\"",
+            ..MirrorOptions::new(String::new(), &cache)
+        },
+    )
+    .await;
+    let (status, body) = app.get_bytes(&archive_url("2.1.0", &linux)).await;
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], &published.zips[&linux][..]);
+    assert_eq!(app.get_json(VERSIONS).await.0, 200);
+
+    let (status, body) = app.get_json(&archive_url("2.1.0", &darwin)).await;
+    assert_eq!(status, 507, "{body}");
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("disk is full"),
+        "{body}"
+    );
+    assert_eq!(
+        files_under(&cache),
+        cached_before,
+        "something new was written"
+    );
+}
