@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG_PATH},
+    mirror::Mirror,
     server,
     telemetry::{self, LogFormat},
 };
@@ -30,19 +31,75 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Re-hash every cached archive against its signed SHA256SUMS (re-verifying the
+    /// signature) and report what does not match. Exits non-zero when anything is damaged.
+    Verify {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Remove what fails, so that the next request fetches it again.
+        #[arg(long)]
+        repair: bool,
+    },
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve { config } => serve(config).await,
+        Command::Verify { config, repair } => verify(config, repair).await,
+    }
+}
+
+fn load_config(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PathBuf)> {
+    let required = config_path.is_some();
+    let path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
+    let config = Config::load(&path, required)?;
+    Ok((config, path))
+}
+
+async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let mirror = Mirror::new(&config)
+        .await
+        .context("cannot open the cache")?;
+    eprintln!("verifying the cache in {}", config.cache.dir.display());
+    let report = mirror
+        .audit(repair, |line| eprintln!("{line}"))
+        .await
+        .context("verification stopped")?;
+    for damage in &report.damaged {
+        println!("DAMAGED {}: {}", damage.path.display(), damage.problem);
+    }
+    println!(
+        "{} releases, {} archives ({} bytes) checked: {} damaged{}",
+        report.releases,
+        report.archives,
+        report.bytes,
+        report.damaged.len(),
+        if repair {
+            format!(", {} removed", report.removed)
+        } else {
+            String::new()
+        }
+    );
+    if report.damaged.is_empty() {
+        Ok(())
+    } else if repair {
+        anyhow::bail!(
+            "{} damaged entries found and removed; they are fetched again on the next request",
+            report.damaged.len()
+        )
+    } else {
+        anyhow::bail!(
+            "{} damaged entries found; run `tfmirror verify --repair` to remove them",
+            report.damaged.len()
+        )
     }
 }
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
-    let required = config_path.is_some();
-    let path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
-    let config = Config::load(&path, required)?;
+    let (config, path) = load_config(config_path)?;
     let config_shown = if path.exists() {
         path.display().to_string()
     } else {

@@ -239,7 +239,11 @@ async fn version_lists_are_revalidated_after_metadata_ttl() {
     // Waiting out the configured TTL is the behaviour under test, not a readiness wait.
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     // The stale list answers at once and starts one background revalidation.
-    assert_eq!(versions().await, 1, "stale list not served while revalidating");
+    assert_eq!(
+        versions().await,
+        1,
+        "stale list not served while revalidating"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while versions().await != 2 {
         assert!(

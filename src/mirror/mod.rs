@@ -6,6 +6,7 @@
 //! download other clients are waiting for.
 
 mod archives;
+mod audit;
 mod error;
 mod network_mirror;
 mod releases;
@@ -23,6 +24,7 @@ use crate::{
     verify::{Keyring, TrustedKey},
 };
 pub use archives::Artifact;
+pub use audit::{AuditReport, Damage};
 pub use error::{MirrorError, ReleaseId, VerifyFailure};
 pub use releases::Release;
 

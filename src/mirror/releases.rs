@@ -103,7 +103,7 @@ impl Mirror {
         result
     }
 
-    async fn load_release(
+    pub(super) async fn load_release(
         &self,
         upstream: &str,
         source: &Upstream,

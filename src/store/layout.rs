@@ -43,6 +43,16 @@ fn join(root: &Path, segments: &[&str]) -> Result<PathBuf, LayoutError> {
     Ok(path)
 }
 
+/// Where one upstream's providers live.
+pub fn upstream_dir(root: &Path, upstream: &str) -> Result<PathBuf, LayoutError> {
+    join(root, &[RELEASES_DIR, upstream])
+}
+
+/// Where all upstreams' providers live.
+pub fn releases_dir(root: &Path) -> PathBuf {
+    root.join(RELEASES_DIR)
+}
+
 /// Where one upstream provider's files live.
 pub fn provider_dir(
     root: &Path,

@@ -181,6 +181,77 @@ impl Store {
     }
 }
 
+/// What a cache directory holds.
+#[derive(Debug, Default)]
+pub struct DirListing {
+    pub dirs: Vec<String>,
+    pub files: Vec<String>,
+}
+
+/// Reading back and pruning, for `tfmirror verify`.
+impl Store {
+    /// Names of the subdirectories and of the files in `dir`, sorted; none when `dir` does
+    /// not exist.
+    pub async fn list_dir(&self, dir: &Path) -> Result<DirListing, StoreError> {
+        let mut listing = DirListing::default();
+        let mut entries = match tokio::fs::read_dir(dir).await {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
+            Err(e) => return Err(StoreError::io(dir, e)),
+        };
+        while let Some(entry) = entries
+            .next_entry()
+            .await
+            .map_err(|e| StoreError::io(dir, e))?
+        {
+            let is_dir = entry
+                .file_type()
+                .await
+                .map_err(|e| StoreError::io(&entry.path(), e))?
+                .is_dir();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_dir {
+                listing.dirs.push(name);
+            } else {
+                listing.files.push(name);
+            }
+        }
+        listing.dirs.sort();
+        listing.files.sort();
+        Ok(listing)
+    }
+
+    /// The SHA-256 and length of a cached file, read in blocks off the async runtime.
+    pub async fn digest_of(&self, path: &Path) -> Result<(Sha256Digest, u64), StoreError> {
+        let owned = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut file = std::fs::File::open(&owned)?;
+            let mut hasher = Sha256::new();
+            let bytes = io::copy(&mut file, &mut hasher)?;
+            Ok::<_, io::Error>((Sha256Digest(hasher.finalize().into()), bytes))
+        })
+        .await
+        .map_err(|e| StoreError::io(path, io::Error::other(e)))?
+        .map_err(|e| StoreError::io(path, e))
+    }
+
+    /// Removes a file; one that is already gone is not an error.
+    pub async fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
+        match tokio::fs::remove_file(path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a directory and everything in it.
+    pub async fn remove_dir(&self, path: &Path) -> Result<(), StoreError> {
+        match tokio::fs::remove_dir_all(path).await {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
 impl Store {
     /// A temp file for `target`, if the disk can take `size` more bytes and keep its reserve.
     async fn temp_file(&self, target: &Path, size: u64) -> Result<TempFile, StoreError> {

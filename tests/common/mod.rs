@@ -515,19 +515,19 @@ pub fn write_publisher_key(dir: &Path) -> PathBuf {
     path
 }
 
-impl TestApp {
-    pub async fn spawn(options: MirrorOptions<'_>) -> Self {
-        let key_path = write_publisher_key(options.cache_dir.parent().unwrap());
-        let tls = match options.tls_dir {
-            Some(dir) => format!(
-                "[tls]\ncert = {:?}\nkey = {:?}\nself_signed = true\n",
-                dir.join("localhost.pem"),
-                dir.join("localhost-key.pem")
-            ),
-            None => String::new(),
-        };
-        let toml = format!(
-            r#"
+/// The config TOML `TestApp::spawn` runs with (also written to files for the binary).
+pub fn config_toml(options: &MirrorOptions<'_>) -> String {
+    let key_path = write_publisher_key(options.cache_dir.parent().unwrap());
+    let tls = match options.tls_dir {
+        Some(dir) => format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\nself_signed = true\n",
+            dir.join("localhost.pem"),
+            dir.join("localhost-key.pem")
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"
 [server]
 listen = "127.0.0.1:0"
 {tls}
@@ -552,19 +552,24 @@ upstream = "hashicorp"
 upstream = "hashicorp"
 {extra}
 "#,
-            cache = options.cache_dir,
-            url = options.upstream_url,
-            key = key_path,
-            extra = options.extra,
-            ttl = options.metadata_ttl,
-            // Tests may set their own read_timeout; 5 s otherwise.
-            upstream_extra = if options.upstream_extra.contains("read_timeout") {
-                options.upstream_extra.to_owned()
-            } else {
-                format!("read_timeout = \"5s\"\n{}", options.upstream_extra)
-            },
-            cache_extra = options.cache_extra,
-        );
+        cache = options.cache_dir,
+        url = options.upstream_url,
+        key = key_path,
+        extra = options.extra,
+        ttl = options.metadata_ttl,
+        // Tests may set their own read_timeout; 5 s otherwise.
+        upstream_extra = if options.upstream_extra.contains("read_timeout") {
+            options.upstream_extra.to_owned()
+        } else {
+            format!("read_timeout = \"5s\"\n{}", options.upstream_extra)
+        },
+        cache_extra = options.cache_extra,
+    )
+}
+
+impl TestApp {
+    pub async fn spawn(options: MirrorOptions<'_>) -> Self {
+        let toml = config_toml(&options);
         let config = Config::from_toml(&toml).unwrap();
         let server = tfmirror::server::start(&config).await.unwrap();
         let base = server.base_url();

@@ -1,0 +1,223 @@
+//! The real binary killed with SIGKILL mid-download, restarted on the same cache; and
+//! `tfmirror verify [--repair]` finding and removing damage.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+use common::{config_toml, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions};
+
+/// `tfmirror serve` as a child process, with the address it printed.
+struct Serving {
+    child: Child,
+    base: String,
+}
+
+impl Serving {
+    fn start(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tfmirror"))
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            if let Some(rest) = line.split("listening on ").nth(1) {
+                let base = rest.trim().to_owned();
+                std::thread::spawn(move || while rx.recv().is_ok() {});
+                return Self { child, base };
+            }
+            seen.push(line);
+        }
+        panic!("tfmirror did not start:\n{}", seen.join("\n"));
+    }
+
+    fn kill9(mut self) {
+        // std's Child::kill sends SIGKILL on Unix: no destructor or handler runs.
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+fn verify(config: &Path, repair: bool) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tfmirror"));
+    command.args(["verify", "--config"]).arg(config);
+    if repair {
+        command.arg("--repair");
+    }
+    command.env("RUST_LOG", "warn").output().unwrap()
+}
+
+fn temp_files(cache: &Path) -> Vec<String> {
+    files_under(cache)
+        .into_iter()
+        .filter(|f| f.contains(".tmp-"))
+        .collect()
+}
+
+fn write_config(dir: &Path, upstream: &FakeUpstream) -> (PathBuf, PathBuf) {
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let toml = config_toml(&MirrorOptions::new(upstream.url(), &cache));
+    let path = dir.join("tfmirror.toml");
+    std::fs::write(&path, toml).unwrap();
+    (path, cache)
+}
+
+#[actix_web::test]
+async fn kill_9_mid_download_leaves_nothing_servable_and_restart_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    let upstream_path = format!("{}/{zip}", published.dir);
+    // About 2 s for the archive, so the kill lands mid-download.
+    upstream.throttle(
+        &upstream_path,
+        published.zips[&zip].len() / 20 + 1,
+        Duration::from_millis(100),
+    );
+    let (config, cache) = write_config(dir.path(), &upstream);
+    let url_path = format!("/v1/providers/myproviders/local/2.1.0/files/{zip}");
+
+    let serving = Serving::start(&config);
+    let url = format!("{}{url_path}", serving.base);
+    let client = reqwest::Client::new();
+    let pending = tokio::spawn(client.get(url).send());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while temp_files(&cache).is_empty() {
+        assert!(Instant::now() < deadline, "the download never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    serving.kill9();
+    let _ = pending.await;
+    assert_eq!(
+        temp_files(&cache).len(),
+        1,
+        "the crash should leave a temp file"
+    );
+    assert!(
+        !files_under(&cache).iter().any(|f| f.ends_with(".zip")),
+        "a partial archive is visible under its final name"
+    );
+
+    // Restart: the temp file is swept and the next request fetches cleanly.
+    let serving = Serving::start(&config);
+    assert!(
+        temp_files(&cache).is_empty(),
+        "stale temp file survived start-up"
+    );
+    let response = reqwest::get(format!("{}{url_path}", serving.base))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        &published.zips[&zip][..]
+    );
+    assert_eq!(upstream.hits(&upstream_path), 2);
+    serving.kill9();
+}
+
+#[actix_web::test]
+async fn verify_reports_damage_and_repair_removes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    let (config, cache) = write_config(dir.path(), &upstream);
+    let serving = Serving::start(&config);
+    let client = reqwest::Client::new();
+    for version in ["2.1.0", "2.2.0"] {
+        for (os, arch) in [("linux", "amd64"), ("darwin", "arm64")] {
+            let zip = format!("terraform-provider-local_{version}_{os}_{arch}.zip");
+            let url = format!(
+                "{}/v1/providers/myproviders/local/{version}/files/{zip}",
+                serving.base
+            );
+            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+        }
+    }
+    serving.kill9();
+
+    let clean = verify(&config, false);
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(clean.status.success(), "{stdout}");
+    assert!(stdout.contains("2 releases, 4 archives"), "{stdout}");
+    assert!(stdout.contains("0 damaged"), "{stdout}");
+
+    // One archive flipped on disk, one release's SHA256SUMS edited behind our back.
+    let release_dir = cache.join("releases/hashicorp/terraform-provider-local");
+    let zip = release_dir.join(format!("2.1.0/{}", published.zip_name("linux", "amd64")));
+    let mut bytes = std::fs::read(&zip).unwrap();
+    bytes[20] ^= 1;
+    std::fs::write(&zip, bytes).unwrap();
+    let sums = release_dir.join("2.2.0/terraform-provider-local_2.2.0_SHA256SUMS");
+    let mut text = std::fs::read_to_string(&sums).unwrap();
+    text.push('\n');
+    std::fs::write(&sums, text).unwrap();
+
+    let damaged = verify(&config, false);
+    let stdout = String::from_utf8_lossy(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("DAMAGED {}", zip.display())),
+        "{stdout}"
+    );
+    assert!(stdout.contains("does not match the signed"), "{stdout}");
+    assert!(
+        stdout.contains("2.2.0: release record, SHA256SUMS or its signature"),
+        "{stdout}"
+    );
+    assert!(zip.exists(), "verify without --repair removed something");
+
+    let repaired = verify(&config, true);
+    let stdout = String::from_utf8_lossy(&repaired.stdout);
+    assert_eq!(repaired.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("2 damaged, 2 removed"), "{stdout}");
+    assert!(!zip.exists());
+    assert!(!release_dir.join("2.2.0").exists());
+    assert!(
+        release_dir.join("2.1.0/release.json").exists(),
+        "a good release was removed"
+    );
+
+    let after = verify(&config, false);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+
+    // The removed archive is fetched again, verified, on the next request.
+    let serving = Serving::start(&config);
+    let zip_name = published.zip_name("linux", "amd64");
+    let response = reqwest::get(format!(
+        "{}/v1/providers/myproviders/local/2.1.0/files/{zip_name}",
+        serving.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        &published.zips[&zip_name][..]
+    );
+    serving.kill9();
+}
