@@ -45,6 +45,8 @@ impl Serving {
             }
             seen.push(line);
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("tfmirror did not start:\n{}", seen.join("\n"));
     }
 
