@@ -43,6 +43,33 @@ pub struct Config {
     /// Origin `hostname/namespace` -> upstream, for the network mirror protocol under `/mirror/`.
     #[serde(default)]
     pub mirrors: BTreeMap<String, MirrorConfig>,
+    /// Absent: anyone who can reach the server may use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+}
+
+/// Client authentication: bearer tokens for the JSON endpoints, signed time-limited URLs for
+/// the files (Terraform sends no credentials when it downloads those).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Accepted `Authorization: Bearer` tokens.
+    #[serde(default)]
+    pub tokens: Vec<String>,
+    /// A file with more tokens, one per line (`#` starts a comment).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_file: Option<PathBuf>,
+    /// Key that signs file URLs. Default: random at start-up, so URLs handed out before a
+    /// restart stop working; replicas behind one load balancer need the same secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret: Option<String>,
+    /// How long a signed file URL stays valid.
+    #[serde(default = "default_url_ttl", with = "humantime_serde")]
+    pub url_ttl: Duration,
+}
+
+fn default_url_ttl() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -221,6 +248,7 @@ impl Default for Config {
             upstreams,
             namespaces: BTreeMap::new(),
             mirrors: BTreeMap::new(),
+            auth: None,
         }
     }
 }
@@ -312,6 +340,26 @@ impl Config {
         if let Some(url) = &self.server.public_url {
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(rule("server.public_url: must be an http(s) URL".to_owned()));
+            }
+        }
+        if let Some(auth) = &self.auth {
+            if auth.tokens.is_empty() && auth.tokens_file.is_none() {
+                return Err(rule(
+                    "auth: set auth.tokens or auth.tokens_file (or remove [auth] to serve without authentication)"
+                        .to_owned(),
+                ));
+            }
+            if auth
+                .tokens
+                .iter()
+                .any(|t| t.trim().is_empty() || t.contains(char::is_whitespace))
+            {
+                return Err(rule(
+                    "auth.tokens: tokens must be non-empty and contain no whitespace".to_owned(),
+                ));
+            }
+            if auth.url_ttl.is_zero() {
+                return Err(rule("auth.url_ttl: must be longer than zero".to_owned()));
             }
         }
         if self.cache.metadata_ttl.is_zero() {

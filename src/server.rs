@@ -10,12 +10,15 @@ use std::{
     sync::Arc,
 };
 
-use actix_web::{dev::ServerHandle, middleware, App, HttpServer};
+use actix_web::{dev::ServerHandle, middleware, web, App, HttpServer};
 use rustls_pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 
 use crate::{
     config::{Config, TlsConfig},
-    http,
+    http::{
+        self,
+        auth::{Access, AuthSetupError},
+    },
     mirror::{Mirror, MirrorError},
 };
 
@@ -31,6 +34,8 @@ pub enum ServerError {
     Tls { path: String, reason: String },
     #[error(transparent)]
     Mirror(#[from] Box<MirrorError>),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
     #[error("server failed")]
     Run(#[source] io::Error),
 }
@@ -72,6 +77,7 @@ impl RunningServer {
 /// caller's runtime does (tests block it while the Terraform CLI runs).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mirror = Mirror::new(config).await.map_err(Box::new)?;
+    let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,
@@ -92,7 +98,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 let server = HttpServer::new(move || {
                     App::new()
                         .wrap(middleware::from_fn(http::log_request))
-                        .configure(http::configure(mirror.clone()))
+                        .configure(http::configure(mirror.clone(), access.clone()))
                 })
                 .workers(worker_count());
                 let server = match tls {

@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(String),
     #[error(transparent)]
     Mirror(#[from] MirrorError),
 }
@@ -21,7 +23,7 @@ pub enum ApiError {
 impl ApiError {
     fn public_message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::NotFound(m) => m.clone(),
+            Self::BadRequest(m) | Self::NotFound(m) | Self::Unauthorized(m) => m.clone(),
             Self::Mirror(e) => match e {
                 MirrorError::Verification { release, .. } => format!(
                     "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
@@ -50,6 +52,7 @@ impl ResponseError for ApiError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Mirror(e) => match e {
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
@@ -77,7 +80,14 @@ impl ResponseError for ApiError {
         if status.is_server_error() {
             tracing::error!(status = status.as_u16(), error = %error_chain(self), "request failed");
         }
-        HttpResponse::build(status).json(ErrorBody {
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            response.insert_header((
+                actix_web::http::header::WWW_AUTHENTICATE,
+                "Bearer realm=\"tfmirror\"",
+            ));
+        }
+        response.json(ErrorBody {
             errors: vec![self.public_message()],
         })
     }

@@ -5,7 +5,7 @@ use actix_files::NamedFile;
 use actix_web::{http::header, web, HttpRequest, HttpResponse, Responder};
 use serde::Deserialize;
 
-use super::ApiError;
+use super::{auth::FileAccess, ApiError};
 use crate::{
     mirror::{Artifact, Mirror, MirrorError},
     protocol::{FileName, Namespace, ProviderType, Version},
@@ -25,6 +25,7 @@ const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 #[tracing::instrument(name = "file", skip_all, fields(provider = %path.provider_type, version = %path.version, file = %path.file))]
 pub async fn release_file(
+    _: FileAccess,
     req: HttpRequest,
     mirror: web::Data<Mirror>,
     path: web::Path<FilePath>,

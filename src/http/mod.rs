@@ -1,6 +1,7 @@
 //! The HTTP front end: routes, shared state and middleware. Handlers are thin: typed path
 //! extractors (invalid segments never reach them) → one `Mirror` call → a response.
 
+pub mod auth;
 mod discovery;
 pub mod error;
 mod files;
@@ -21,9 +22,15 @@ pub use error::ApiError;
 
 use crate::mirror::Mirror;
 
-/// Registers every route on an actix `App`.
-pub fn configure(mirror: Mirror) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Registers every route on an actix `App`; `access` turns client authentication on.
+pub fn configure(
+    mirror: Mirror,
+    access: Option<web::Data<auth::Access>>,
+) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
+        if let Some(access) = access {
+            cfg.app_data(access);
+        }
         cfg.app_data(web::Data::new(mirror))
             .app_data(
                 web::PathConfig::default()

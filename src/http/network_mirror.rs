@@ -3,7 +3,11 @@
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{files::serve_artifact, ApiError};
+use super::{
+    auth::{Authorized, FileAccess},
+    files::serve_artifact,
+    ApiError,
+};
 use crate::{
     mirror::Mirror,
     protocol::{
@@ -41,21 +45,33 @@ pub async fn mirror_file(
             .body(body)
     };
     match wanted {
-        MirrorFile::Index => Ok(json(
-            mirror
-                .mirror_index(&hostname, &namespace, &provider_type)
-                .await?,
-        )),
-        MirrorFile::Version(version) => Ok(json(
-            mirror
+        MirrorFile::Index => {
+            Authorized::check(&req)?;
+            Ok(json(
+                mirror
+                    .mirror_index(&hostname, &namespace, &provider_type)
+                    .await?,
+            ))
+        }
+        MirrorFile::Version(version) => {
+            let access = Authorized::check(&req)?;
+            let mut document = mirror
                 .mirror_version(&hostname, &namespace, &provider_type, &version)
-                .await?,
-        )),
+                .await?;
+            // Archive URLs are relative to this document's URL, so their path is its sibling.
+            let dir = req.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+            for archive in document.archives.values_mut() {
+                let path = format!("{dir}/{}", archive.url);
+                archive.url = access.sign(std::mem::take(&mut archive.url), &path);
+            }
+            Ok(HttpResponse::Ok().json(document))
+        }
         MirrorFile::Archive {
             version,
             platform,
             file,
         } => {
+            FileAccess::check(&req)?;
             let artifact = mirror
                 .mirror_archive(
                     &hostname,

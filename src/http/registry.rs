@@ -3,7 +3,7 @@
 use actix_web::{http::header::ContentType, web, HttpResponse};
 use serde::Deserialize;
 
-use super::ApiError;
+use super::{auth::Authorized, ApiError};
 use crate::{
     mirror::Mirror,
     protocol::{Arch, Namespace, Os, Platform, ProviderType, Version},
@@ -26,6 +26,7 @@ pub struct DownloadPath {
 
 #[tracing::instrument(name = "versions", skip_all, fields(namespace = %path.namespace, provider = %path.provider_type))]
 pub async fn versions(
+    _: Authorized,
     mirror: web::Data<Mirror>,
     path: web::Path<ProviderPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -39,6 +40,7 @@ pub async fn versions(
 
 #[tracing::instrument(name = "download", skip_all, fields(provider = %path.provider_type, version = %path.version))]
 pub async fn download(
+    access: Authorized,
     mirror: web::Data<Mirror>,
     path: web::Path<DownloadPath>,
 ) -> Result<HttpResponse, ApiError> {
@@ -47,7 +49,7 @@ pub async fn download(
         os: path.os,
         arch: path.arch,
     };
-    let document = mirror
+    let mut document = mirror
         .download(
             &path.namespace,
             &path.provider_type,
@@ -55,5 +57,15 @@ pub async fn download(
             &platform,
         )
         .await?;
+    // The URLs were built as public base + route path; the signature covers the route path.
+    let base_len = mirror.public_base().len();
+    for url in [
+        &mut document.download_url,
+        &mut document.shasums_url,
+        &mut document.shasums_signature_url,
+    ] {
+        let path = url[base_len..].to_owned();
+        *url = access.sign(std::mem::take(url), &path);
+    }
     Ok(HttpResponse::Ok().json(document))
 }

@@ -33,7 +33,7 @@ impl Mirror {
         namespace: &Namespace,
         provider: &ProviderType,
         version: &Version,
-    ) -> Result<Bytes, MirrorError> {
+    ) -> Result<MirrorVersion, MirrorError> {
         let upstream = self.upstream_for_origin(hostname, namespace)?.to_owned();
         let release = self.release(&upstream, provider, version).await?;
         let mut archives = BTreeMap::new();
@@ -57,9 +57,7 @@ impl Mirror {
                 },
             );
         }
-        serde_json::to_vec(&MirrorVersion { archives })
-            .map(Bytes::from)
-            .map_err(|e| MirrorError::Internal(e.to_string()))
+        Ok(MirrorVersion { archives })
     }
 
     /// An archive named in a `<version>.json`.
