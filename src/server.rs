@@ -97,6 +97,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
             let result = actix_web::rt::System::new().block_on(async move {
                 let server = HttpServer::new(move || {
                     App::new()
+                        .wrap(middleware::from_fn(http::limit_request))
                         .wrap(middleware::from_fn(http::log_request))
                         .configure(http::configure(mirror.clone(), access.clone()))
                 })

@@ -16,6 +16,10 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Unauthorized(String),
+    #[error("{0}")]
+    UriTooLong(String),
+    #[error("{0}")]
+    HeadersTooLarge(String),
     #[error(transparent)]
     Mirror(#[from] MirrorError),
 }
@@ -23,7 +27,11 @@ pub enum ApiError {
 impl ApiError {
     fn public_message(&self) -> String {
         match self {
-            Self::BadRequest(m) | Self::NotFound(m) | Self::Unauthorized(m) => m.clone(),
+            Self::BadRequest(m)
+            | Self::NotFound(m)
+            | Self::Unauthorized(m)
+            | Self::UriTooLong(m)
+            | Self::HeadersTooLarge(m) => m.clone(),
             Self::Mirror(e) => match e {
                 MirrorError::Verification { release, .. } => format!(
                     "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
@@ -53,6 +61,8 @@ impl ResponseError for ApiError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Mirror(e) => match e {
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }

@@ -84,6 +84,41 @@ async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound(format!("no such endpoint: {raw}")))
 }
 
+/// Longest request target (path and query) accepted. Real ones are under 300 bytes; the
+/// signed query adds about 100.
+pub const MAX_REQUEST_TARGET_BYTES: usize = 2048;
+
+/// Most header bytes (names and values) accepted. Terraform sends well under 1 KiB; actix
+/// itself stops reading at 128 KiB.
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Refuses over-long request targets and header sets before routing: nothing downstream ever
+/// sees one.
+pub async fn limit_request(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if target > MAX_REQUEST_TARGET_BYTES {
+        return Err(ApiError::UriTooLong(format!(
+            "request target is {target} bytes; the limit is {MAX_REQUEST_TARGET_BYTES}"
+        ))
+        .into());
+    }
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers > MAX_HEADER_BYTES {
+        return Err(ApiError::HeadersTooLarge(format!(
+            "request headers are {headers} bytes; the limit is {MAX_HEADER_BYTES}"
+        ))
+        .into());
+    }
+    next.call(req).await
+}
+
 /// One log line per request.
 pub async fn log_request(
     req: ServiceRequest,

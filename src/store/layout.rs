@@ -147,4 +147,101 @@ mod tests {
             assert!(provider_dir(Path::new("/c"), bad, &t).is_err(), "{bad:?}");
         }
     }
+
+    mod properties {
+        #![allow(clippy::unwrap_used)]
+        use proptest::prelude::*;
+
+        use super::*;
+        use crate::protocol::{network_mirror::MirrorFile, Arch, Namespace, Os, Platform};
+
+        /// Segments biased towards the dangerous: dots, separators, encodings, NUL, unicode.
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "[a-z0-9._-]{0,20}",
+                prop::collection::vec(
+                    prop_oneof![
+                        Just("..".to_owned()),
+                        Just(".".to_owned()),
+                        Just("/".to_owned()),
+                        Just("\\".to_owned()),
+                        Just("%2e".to_owned()),
+                        Just("%2F".to_owned()),
+                        Just("\0".to_owned()),
+                        Just("é".to_owned()),
+                        "[a-zA-Z0-9]{1,4}",
+                    ],
+                    0..8
+                )
+                .prop_map(|parts| parts.concat()),
+                ".{0,300}",
+            ]
+        }
+
+        fn stays_under(root: &Path, path: &Path) -> bool {
+            path.starts_with(root)
+                && path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .components()
+                    .all(|c| matches!(c, Component::Normal(_)))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Whatever a client or upstream sends, a name that parses maps inside the cache.
+            #[test]
+            fn parsed_names_never_leave_the_cache(
+                upstream in segment(),
+                provider in segment(),
+                version in segment(),
+                file in segment(),
+            ) {
+                let root = Path::new("/cache");
+                if let (Ok(t), Ok(v), Ok(f)) = (
+                    ProviderType::try_from(provider.as_str()),
+                    Version::try_from(version.as_str()),
+                    FileName::try_from(file.as_str()),
+                ) {
+                    for path in [
+                        release_file(root, &upstream, &t, &v, &f),
+                        archive_h1_file(root, &upstream, &t, &v, &f),
+                        versions_file(root, &upstream, &t),
+                    ] {
+                        // Whatever the upstream name, a path that is built stays inside;
+                        // a valid upstream name (config checks it) always builds one.
+                        match path {
+                            Ok(path) => prop_assert!(stays_under(root, &path), "{path:?}"),
+                            Err(_) => prop_assert!(Namespace::try_from(upstream.as_str()).is_err()),
+                        }
+                    }
+                }
+            }
+
+            /// Names that parse hold only their whitelisted alphabet: no separator, no dot-dot
+            /// segment, no encoding, and at most the documented length.
+            #[test]
+            fn parsers_accept_only_plain_names(input in segment()) {
+                let plain = |s: &str| !s.contains(['/', '\\', '%', '\0']) && s != ".." && s != ".";
+                if let Ok(t) = ProviderType::try_from(input.as_str()) {
+                    prop_assert!(plain(t.as_str()) && t.as_str().len() <= crate::protocol::names::MAX_NAME_LEN);
+                }
+                if let Ok(f) = FileName::try_from(input.as_str()) {
+                    prop_assert!(plain(f.as_str()) && f.as_str().len() <= crate::protocol::names::MAX_FILE_NAME_LEN);
+                }
+                if let Ok(v) = Version::try_from(input.as_str()) {
+                    prop_assert!(plain(v.as_str()));
+                }
+                if let (Ok(os), Ok(arch)) = (Os::try_from(input.as_str()), Arch::try_from(input.as_str())) {
+                    let platform = Platform { os, arch }.to_string();
+                    prop_assert!(plain(&platform));
+                }
+                let local = ProviderType::try_from("local").unwrap();
+                if let Ok(MirrorFile::Archive { file, .. }) = MirrorFile::parse(&local, &input) {
+                    prop_assert!(plain(file.as_str()));
+                }
+            }
+        }
+    }
 }
