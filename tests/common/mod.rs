@@ -2,6 +2,7 @@
 //! releases built on the fly, and tfmirror started on an ephemeral port.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod soak;
 pub mod terraform;
 
 use std::{
@@ -122,6 +123,8 @@ struct UpstreamState {
     throttled: HashMap<String, (usize, std::time::Duration)>,
     in_flight: usize,
     max_in_flight: usize,
+    /// Share of all requests answered 503, at random.
+    failure_rate: f64,
 }
 
 /// A releases.hashicorp.com-shaped server on 127.0.0.1 that counts every request and can be
@@ -147,11 +150,14 @@ async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, path: String) ->
         *s.hits.entry(path.clone()).or_default() += 1;
         s.in_flight += 1;
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
+        let random_failure = (s.failure_rate > 0.0 && rand::random::<f64>() < s.failure_rate)
+            .then_some(Fault::Status(503, None));
         let fault = s
             .next_faults
             .get_mut(&path)
             .and_then(|q| q.pop_front())
-            .or_else(|| s.standing_faults.get(&path).cloned());
+            .or_else(|| s.standing_faults.get(&path).cloned())
+            .or(random_failure);
         (
             fault,
             s.files.get(&path).cloned(),
@@ -252,6 +258,11 @@ impl FakeUpstream {
             .insert(path.to_owned(), (chunk, pause));
     }
 
+    /// Answers this share of all requests (0.0–1.0) with a 503, at random.
+    pub fn set_failure_rate(&self, rate: f64) {
+        self.state.lock().unwrap().failure_rate = rate;
+    }
+
     /// The most requests that were ever in flight at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.lock().unwrap().max_in_flight
@@ -317,6 +328,8 @@ pub struct FakeRelease {
     pub version: String,
     pub platforms: Vec<(&'static str, &'static str)>,
     pub protocols: Option<Vec<&'static str>>,
+    /// Random (incompressible) bytes added to each provider binary.
+    pub payload_bytes: usize,
 }
 
 /// What was published, for assertions.
@@ -358,6 +371,7 @@ impl FakeRelease {
                 ("windows", "amd64"),
             ],
             protocols: Some(vec!["5.0"]),
+            payload_bytes: 0,
         }
     }
 
@@ -373,11 +387,10 @@ impl FakeRelease {
         let mut zips = BTreeMap::new();
         for (os, arch) in &self.platforms {
             let name = format!("{product}_{v}_{os}_{arch}.zip");
-            let binary = format!("#!/bin/sh\n# fake {product} {v} for {os}_{arch}\n");
-            zips.insert(
-                name,
-                make_zip(&format!("{product}_v{v}_x5"), binary.as_bytes()),
-            );
+            let mut binary =
+                format!("#!/bin/sh\n# fake {product} {v} for {os}_{arch}\n").into_bytes();
+            binary.extend((0..self.payload_bytes).map(|_| rand::random::<u8>()));
+            zips.insert(name, make_zip(&format!("{product}_v{v}_x5"), &binary));
         }
         let mut sums = String::new();
         let mut listed: Vec<(String, Vec<u8>)> =
