@@ -77,6 +77,7 @@ impl RunningServer {
 /// caller's runtime does (tests block it while the Terraform CLI runs).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mirror = Mirror::new(config).await.map_err(Box::new)?;
+    mirror.sweep_leftovers().await.map_err(Box::new)?;
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,

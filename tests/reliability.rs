@@ -406,3 +406,35 @@ async fn a_full_disk_still_serves_the_cache_and_refuses_new_downloads_cleanly() 
         "something new was written"
     );
 }
+
+#[actix_web::test]
+async fn an_unwritable_cache_still_serves_what_it_has_and_says_why_it_cannot_fetch() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    let linux = published.zip_name("linux", "amd64");
+    assert_eq!(app.get_bytes(&archive_url("2.1.0", &linux)).await.0, 200);
+    // A plain file where 2.2.0's directory would go: every write below it fails (a stand-in
+    // for a read-only or broken cache volume that also works when the tests run as root).
+    let blocked = app
+        .cache_dir
+        .join("releases/hashicorp/terraform-provider-local/2.2.0");
+    std::fs::write(&blocked, "not a directory").unwrap();
+
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/2.2.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 500, "{body}");
+    assert!(
+        body["errors"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot write its cache"),
+        "{body}"
+    );
+    let (status, bytes) = app.get_bytes(&archive_url("2.1.0", &linux)).await;
+    assert_eq!(status, 200);
+    assert_eq!(&bytes[..], &published.zips[&linux][..]);
+    assert!(temp_files(&app.cache_dir).is_empty());
+}

@@ -52,6 +52,8 @@ pub struct Mirror {
 
 struct Inner {
     store: Store,
+    /// When this mirror was built; older temp files are leftovers of a crash.
+    started: std::time::SystemTime,
     public_base: String,
     metadata_ttl: Duration,
     max_archive_bytes: u64,
@@ -118,6 +120,7 @@ impl Mirror {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                started: std::time::SystemTime::now(),
                 public_base: config.public_base(),
                 metadata_ttl: config.cache.metadata_ttl,
                 max_archive_bytes: config.cache.max_archive_bytes,
@@ -141,6 +144,20 @@ impl Mirror {
                 archive_fetches: Cache::builder().build(),
             }),
         })
+    }
+
+    /// Removes the temp files a crashed process left in the cache: those older than this
+    /// mirror, so downloads started since (here or by another process) are left alone.
+    pub async fn sweep_leftovers(&self) -> Result<(), MirrorError> {
+        let removed = self
+            .inner
+            .store
+            .sweep_temp_files(self.inner.started)
+            .await?;
+        if removed > 0 {
+            tracing::info!(removed, "removed stale temp files from the cache");
+        }
+        Ok(())
     }
 
     /// The public URL prefix ("" for request-relative URLs).

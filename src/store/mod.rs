@@ -90,29 +90,27 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (creating) the cache at `root` and removes temp files a crash left behind.
+    /// Opens (creating) the cache at `root`.
     pub async fn open(root: &Path, min_free_space: u64) -> Result<Self, StoreError> {
         tokio::fs::create_dir_all(root)
             .await
             .map_err(|e| StoreError::io(root, e))?;
-        let store = Self {
+        Ok(Self {
             root: root.to_path_buf(),
             min_free_space,
-        };
-        let removed = store.sweep_temp_files().await?;
-        if removed > 0 {
-            tracing::info!(removed, "removed stale temp files from the cache");
-        }
-        Ok(store)
+        })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    async fn sweep_temp_files(&self) -> Result<usize, StoreError> {
+    /// Removes temp files last modified before `cutoff`: what a crashed process left behind.
+    /// Younger ones belong to a download in progress (of this process, or of another one
+    /// sharing the cache, such as `tfmirror verify` running beside `serve`) and stay.
+    pub async fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep_dir(&root))
+        tokio::task::spawn_blocking(move || sweep_dir(&root, cutoff))
             .await
             .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))?
     }
@@ -341,7 +339,7 @@ impl Drop for TempFile {
     }
 }
 
-fn sweep_dir(dir: &Path) -> Result<usize, StoreError> {
+fn sweep_dir(dir: &Path, cutoff: SystemTime) -> Result<usize, StoreError> {
     let mut removed = 0;
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -353,8 +351,13 @@ fn sweep_dir(dir: &Path) -> Result<usize, StoreError> {
         let path = entry.path();
         let kind = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
         if kind.is_dir() {
-            removed += sweep_dir(&path)?;
-        } else if is_temp_name(&entry.file_name().to_string_lossy()) {
+            removed += sweep_dir(&path, cutoff)?;
+        } else if is_temp_name(&entry.file_name().to_string_lossy())
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff)
+        {
             std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
             removed += 1;
         }
@@ -440,13 +443,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn open_sweeps_stale_temp_files_only() {
+    async fn sweeping_removes_only_temp_files_older_than_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("releases/x");
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(".a.zip.tmp-0123"), b"partial").unwrap();
         std::fs::write(sub.join("a.zip"), b"done").unwrap();
-        Store::open(dir.path(), 0).await.unwrap();
+        let store = Store::open(dir.path(), 0).await.unwrap();
+        let before = SystemTime::now() - std::time::Duration::from_secs(60);
+        assert_eq!(store.sweep_temp_files(before).await.unwrap(), 0);
+        assert!(
+            sub.join(".a.zip.tmp-0123").exists(),
+            "a young temp file was removed"
+        );
+        let after = SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(store.sweep_temp_files(after).await.unwrap(), 1);
         assert!(!sub.join(".a.zip.tmp-0123").exists());
         assert!(sub.join("a.zip").exists());
     }
