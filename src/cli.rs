@@ -31,6 +31,11 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Inspect the configuration.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Re-hash every cached archive against its signed SHA256SUMS (re-verifying the
     /// signature) and report what does not match. Exits non-zero when anything is damaged.
     Verify {
@@ -43,11 +48,25 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration and print the effective result (defaults, file and
+    /// environment merged; secrets redacted).
+    Check {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Verify { config, repair } => verify(config, repair).await,
+        Command::Config {
+            action: ConfigAction::Check { config },
+        } => config_check(config),
     }
 }
 
@@ -56,6 +75,19 @@ fn load_config(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PathBuf)
     let path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let config = Config::load(&path, required)?;
     Ok((config, path))
+}
+
+fn config_check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let (config, path) = load_config(config_path)?;
+    let shown = if path.exists() {
+        path.display().to_string()
+    } else {
+        format!("built-in defaults ({} not found)", path.display())
+    };
+    let text =
+        toml::to_string_pretty(&config.redacted()).context("cannot render the configuration")?;
+    println!("# valid; effective configuration from {shown} and the environment\n{text}");
+    Ok(())
 }
 
 async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()> {

@@ -22,6 +22,8 @@ use crate::protocol::{Hostname, Namespace};
 
 /// The config file `serve` reads when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
+/// Shown instead of a secret.
+pub const REDACTED: &str = "<redacted>";
 /// Environment variables with this prefix override the file (`TFMIRROR_SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "TFMIRROR_";
 
@@ -368,6 +370,18 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// A copy safe to print: tokens and secrets replaced.
+    pub fn redacted(&self) -> Self {
+        let mut copy = self.clone();
+        if let Some(auth) = &mut copy.auth {
+            auth.tokens = vec![REDACTED.to_owned(); auth.tokens.len()];
+            if auth.url_secret.is_some() {
+                auth.url_secret = Some(REDACTED.to_owned());
+            }
+        }
+        copy
     }
 
     /// The public URL prefix without a trailing slash, or "" for request-relative URLs.

@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod metrics;
 pub mod mirror;
 pub mod protocol;
 pub mod server;

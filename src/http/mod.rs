@@ -20,7 +20,10 @@ use actix_web::{
 
 pub use error::ApiError;
 
-use crate::mirror::Mirror;
+use crate::{
+    metrics::{metrics, with_cache_outcome, CacheOutcome},
+    mirror::Mirror,
+};
 
 /// Registers every route on an actix `App`; `access` turns client authentication on.
 pub fn configure(
@@ -41,6 +44,8 @@ pub fn configure(
                 web::get().to(discovery::document),
             )
             .route("/healthz", web::get().to(health::healthz))
+            .route("/readyz", web::get().to(health::readyz))
+            .route("/metrics", web::get().to(health::prometheus))
             .route(
                 "/v1/providers/{namespace}/{provider_type}/versions",
                 web::get().to(registry::versions),
@@ -119,7 +124,8 @@ pub async fn limit_request(
     next.call(req).await
 }
 
-/// One log line per request.
+/// One log line per request (method, path, status, bytes, duration, cache outcome), and the
+/// request metrics.
 pub async fn log_request(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
@@ -127,12 +133,36 @@ pub async fn log_request(
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.path().to_owned();
-    let response = next.call(req).await?;
+    let (response, cache) = with_cache_outcome(next.call(req)).await;
+    let response = response?;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let bytes = match response.response().body().size() {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    // Route patterns, not paths, keep the label set bounded whatever clients send.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let m = metrics();
+    m.http_requests
+        .with_label_values(&[route.as_str(), method.as_str(), &status.to_string()])
+        .inc();
+    m.http_duration
+        .with_label_values(&[route.as_str()])
+        .observe(elapsed.as_secs_f64());
+    m.http_response_bytes
+        .with_label_values(&[route.as_str()])
+        .inc_by(bytes);
     tracing::info!(
         %method,
         path,
-        status = response.status().as_u16(),
-        elapsed_ms = (started.elapsed().as_secs_f64() * 1e6).round() / 1e3,
+        status,
+        bytes,
+        elapsed_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        cache = cache.map_or("-", CacheOutcome::as_str),
         "request"
     );
     Ok(response)

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use super::{unshare, Mirror, MirrorError, ReleaseId, VerifyFailure};
 use crate::{
+    metrics::{metrics, note_cache, CacheOutcome},
     protocol::{FileName, Namespace, ProviderType, Version},
     store::{layout, IngestError},
     verify::h1_of_zip,
@@ -53,9 +54,10 @@ impl Mirror {
             });
         };
         if self.inner.store.exists(&path).await {
-            tracing::debug!(%file, cache = "hit", "archive");
+            note_cache(CacheOutcome::Hit);
             return Ok(Artifact { path });
         }
+        note_cache(CacheOutcome::Miss);
 
         // Single flight: concurrent requests for one archive wait for one download, which runs
         // in its own task so that a client hanging up does not abort it for the others.
@@ -98,6 +100,9 @@ impl Mirror {
         expected: crate::verify::Sha256Digest,
     ) -> Result<(), MirrorError> {
         let started = std::time::Instant::now();
+        let in_flight = &metrics().downloads_in_flight;
+        in_flight.inc();
+        let _done = scopeguard(|| in_flight.dec());
         let source = self.upstream(upstream)?;
         let body = source.releases.archive(provider, version, file).await?;
         let max = self.inner.max_archive_bytes;
@@ -140,10 +145,12 @@ impl Mirror {
                 Ok(())
             }
             Err(IngestError::DigestMismatch { expected, actual }) => {
+                metrics().verification_failures.inc();
                 tracing::error!(%expected, %actual, "archive digest mismatch; nothing cached");
                 Err(fail(VerifyFailure::DigestMismatch { expected, actual }))
             }
             Err(IngestError::TooLarge { limit }) => {
+                metrics().verification_failures.inc();
                 tracing::error!(limit, "archive exceeds the size limit; nothing cached");
                 Err(fail(VerifyFailure::TooLarge { limit }))
             }
@@ -209,4 +216,17 @@ impl Mirror {
             .and_then(|stored| String::from_utf8(stored.bytes).ok())
             .filter(|h1| h1.starts_with("h1:")))
     }
+}
+
+/// Runs `f` when dropped: on success, error and cancellation alike.
+fn scopeguard(f: impl FnOnce()) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
 }

@@ -80,7 +80,7 @@ impl Mirror {
         let store = Store::open(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
         let mut upstreams = BTreeMap::new();
         for (name, upstream) in &config.upstreams {
-            let http = HttpClient::new(FetchPolicy::from(upstream))?;
+            let http = HttpClient::new(name, FetchPolicy::from(upstream))?;
             let mut keyring = Keyring::hashicorp()?;
             for path in &upstream.signing_keys {
                 let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
@@ -158,6 +158,20 @@ impl Mirror {
             tracing::info!(removed, "removed stale temp files from the cache");
         }
         Ok(())
+    }
+
+    /// How each upstream has been answering lately.
+    pub fn upstream_health(&self) -> BTreeMap<String, crate::upstream::UpstreamHealth> {
+        self.inner
+            .upstreams
+            .iter()
+            .map(|(name, u)| (name.clone(), u.releases.health()))
+            .collect()
+    }
+
+    /// Whether the cache accepts writes now (a probe file written and removed).
+    pub async fn cache_writable(&self) -> Result<(), MirrorError> {
+        Ok(self.inner.store.probe_writable().await?)
     }
 
     /// The public URL prefix ("" for request-relative URLs).

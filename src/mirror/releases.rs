@@ -15,6 +15,7 @@ use super::{
     unshare, Mirror, MirrorError, NotFoundKey, ReleaseId, ReleaseKey, Upstream, VerifyFailure,
 };
 use crate::{
+    metrics::{metrics, note_cache, CacheOutcome},
     protocol::{
         releases::{default_protocols, product_name, Manifest, ReleaseVersion, ValidBuild},
         FileName, Platform, ProviderType, Version,
@@ -78,7 +79,12 @@ impl Mirror {
         let key: ReleaseKey = (upstream.to_owned(), provider.clone(), version.clone());
         let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), Some(version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
+            note_cache(CacheOutcome::Negative);
             return Err(error);
+        }
+        if let Some(release) = self.inner.releases.get(&key).await {
+            note_cache(CacheOutcome::Hit);
+            return Ok(release);
         }
         let result = self
             .inner
@@ -89,8 +95,10 @@ impl Mirror {
                     .load_release(upstream, source, provider, version)
                     .await?
                 {
+                    note_cache(CacheOutcome::Hit);
                     return Ok(Arc::new(release));
                 }
+                note_cache(CacheOutcome::Miss);
                 self.ingest_release(upstream, source, provider, version)
                     .await
                     .map(Arc::new)
@@ -230,6 +238,7 @@ impl Mirror {
             }
         }
         let Some((signature_file, sig, checksums, signed_by)) = verified else {
+            metrics().verification_failures.inc();
             tracing::error!(file = %shasums_file, reason = %last_failure, "SHA256SUMS failed verification; nothing cached");
             return Err(fail(shasums_file.as_str(), last_failure));
         };
@@ -249,6 +258,7 @@ impl Mirror {
                     .await?;
                 let actual = Sha256Digest(Sha256::digest(&bytes).into());
                 if actual != expected {
+                    metrics().verification_failures.inc();
                     tracing::error!(file = %manifest_file, %expected, %actual, "manifest digest mismatch; nothing cached");
                     return Err(fail(
                         manifest_file.as_str(),

@@ -15,6 +15,7 @@ use bytes::Bytes;
 
 use super::{unshare, Mirror, MirrorError, NotFoundKey, ProviderKey, ReleaseId};
 use crate::{
+    metrics::{note_cache, CacheOutcome},
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
         registry::{Download, GpgPublicKey, PlatformEntry, SigningKeys, VersionEntry, VersionList},
@@ -88,11 +89,19 @@ impl Mirror {
         let key: ProviderKey = (upstream.to_owned(), provider.clone());
         let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), None);
         if let Some(error) = self.inner.not_found.get(&missing).await {
+            note_cache(CacheOutcome::Negative);
             return Err(error);
         }
         let lists = &self.inner.version_lists;
         let cached = match lists.get(&key).await {
-            Some(cached) => cached,
+            Some(cached) => {
+                note_cache(if cached.is_fresh() {
+                    CacheOutcome::Hit
+                } else {
+                    CacheOutcome::Stale
+                });
+                cached
+            }
             None => {
                 let loaded = lists
                     .try_get_with(key.clone(), self.load_versions(upstream, provider))
@@ -125,12 +134,20 @@ impl Mirror {
                 .unwrap_or_default();
             let fresh_for = self.inner.metadata_ttl.saturating_sub(age);
             match CachedVersions::from_registry_json(Bytes::from(stored.bytes), fresh_for) {
-                Ok(cached) => return Ok(cached),
+                Ok(cached) => {
+                    note_cache(if cached.is_fresh() {
+                        CacheOutcome::Hit
+                    } else {
+                        CacheOutcome::Stale
+                    });
+                    return Ok(cached);
+                }
                 Err(e) => {
                     tracing::warn!(path = %path.display(), error = %e, "unreadable cached version list; fetching again")
                 }
             }
         }
+        note_cache(CacheOutcome::Miss);
         self.fetch_and_keep_versions(upstream, provider).await
     }
 

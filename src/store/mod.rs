@@ -233,6 +233,19 @@ impl Store {
         .map_err(|e| StoreError::io(path, e))
     }
 
+    /// Writes and removes a probe file: the cache accepts writes right now.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        let probe = self.root.join(format!(
+            ".probe{}{:016x}",
+            layout::TEMP_MARKER,
+            rand::random::<u64>()
+        ));
+        tokio::fs::write(&probe, b"probe")
+            .await
+            .map_err(|e| StoreError::io(&probe, e))?;
+        self.remove_file(&probe).await
+    }
+
     /// Removes a file; one that is already gone is not an error.
     pub async fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
         match tokio::fs::remove_file(path).await {

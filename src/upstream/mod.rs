@@ -17,7 +17,7 @@ use futures_util::{Stream, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
-use crate::config::UpstreamConfig;
+use crate::{config::UpstreamConfig, metrics::metrics};
 pub use releases::ReleasesUpstream;
 
 /// Sent on every upstream request.
@@ -134,16 +134,29 @@ pub struct UpstreamBody<S> {
     pub chunks: S,
 }
 
+/// How an upstream has been answering lately, for `/readyz` and the status page.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UpstreamHealth {
+    /// Whether the last request got an answer (any status but 5xx/429); `None` before any.
+    pub reachable: Option<bool>,
+    #[serde(with = "humantime_serde")]
+    pub last_success: Option<std::time::SystemTime>,
+    pub last_error: Option<String>,
+}
+
 /// The HTTP client of one upstream.
 #[derive(Debug, Clone)]
 pub struct HttpClient {
+    /// The `[upstreams.NAME]` name, for metrics and logs.
+    name: String,
     inner: reqwest::Client,
     policy: FetchPolicy,
     slots: Arc<Semaphore>,
+    health: Arc<std::sync::Mutex<UpstreamHealth>>,
 }
 
 impl HttpClient {
-    pub fn new(policy: FetchPolicy) -> Result<Self, UpstreamError> {
+    pub fn new(name: &str, policy: FetchPolicy) -> Result<Self, UpstreamError> {
         let inner = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(policy.connect_timeout)
@@ -155,10 +168,55 @@ impl HttpClient {
             .map_err(|e| UpstreamError::Client(Arc::new(e)))?;
         let slots = Arc::new(Semaphore::new(policy.max_concurrent_requests));
         Ok(Self {
+            name: name.to_owned(),
             inner,
             policy,
             slots,
+            health: Default::default(),
         })
+    }
+
+    pub fn health(&self) -> UpstreamHealth {
+        self.health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn record(&self, started: std::time::Instant, result: &Result<(), &UpstreamError>) {
+        let m = metrics();
+        m.upstream_duration
+            .with_label_values(&[self.name.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+        let outcome = match result {
+            Ok(()) => "ok",
+            Err(e) if e.is_not_found() => "not_found",
+            Err(_) => "error",
+        };
+        m.upstream_requests
+            .with_label_values(&[self.name.as_str(), outcome])
+            .inc();
+        let mut health = self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match result {
+            Err(e) if e.is_transient() => {
+                health.reachable = Some(false);
+                health.last_error = Some(e.to_string());
+            }
+            _ => {
+                health.reachable = Some(true);
+                health.last_success = Some(std::time::SystemTime::now());
+            }
+        }
+    }
+
+    fn count_bytes(&self, bytes: usize) {
+        metrics()
+            .upstream_bytes
+            .with_label_values(&[self.name.as_str()])
+            .inc_by(bytes as u64);
     }
 
     /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
@@ -201,6 +259,13 @@ impl HttpClient {
             .acquire_owned()
             .await
             .map_err(|_| UpstreamError::Timeout { url: url.clone() })?;
+        let started = std::time::Instant::now();
+        let result = self.request_head(url).await;
+        self.record(started, &result.as_ref().map(|_| ()));
+        Ok((result?, permit))
+    }
+
+    async fn request_head(&self, url: &Url) -> Result<reqwest::Response, UpstreamError> {
         let request = self.inner.get(url.clone()).send();
         let response = tokio::time::timeout(self.policy.first_byte_timeout, request)
             .await
@@ -221,7 +286,7 @@ impl HttpClient {
                     .and_then(parse_retry_after),
             });
         }
-        Ok((response, permit))
+        Ok(response)
     }
 
     /// A whole small document, refused once it grows past `limit` bytes. A body cut short is
@@ -247,6 +312,7 @@ impl HttpClient {
                 }
                 body.extend_from_slice(&chunk);
             }
+            self.count_bytes(body.len());
             Ok(Bytes::from(body))
         })
         .await
@@ -265,8 +331,12 @@ impl HttpClient {
         let (response, permit) = self.with_retries(url, || self.send_once(url)).await?;
         let declared_len = response.content_length();
         let url = url.clone();
+        let client = self.clone();
         let chunks = response.bytes_stream().map(move |chunk| {
             let _slot = &permit;
+            if let Ok(bytes) = &chunk {
+                client.count_bytes(bytes.len());
+            }
             chunk.map_err(|e| UpstreamError::from_reqwest(&url, e))
         });
         Ok(UpstreamBody {

@@ -37,6 +37,10 @@ impl ReleasesUpstream {
         Self { name, base, http }
     }
 
+    pub fn health(&self) -> super::UpstreamHealth {
+        self.http.health()
+    }
+
     fn url(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
         let mut url = self.base.clone();
         url.path_segments_mut()
@@ -123,7 +127,7 @@ mod tests {
     fn urls_stay_under_the_configured_base() {
         let config: crate::config::UpstreamConfig =
             serde_json::from_str(r#"{"url": "http://127.0.0.1:9/releases"}"#).unwrap();
-        let http = HttpClient::new(crate::upstream::FetchPolicy::from(&config)).unwrap();
+        let http = HttpClient::new("h", crate::upstream::FetchPolicy::from(&config)).unwrap();
         let up = ReleasesUpstream::new(
             "h".into(),
             &Url::parse("http://127.0.0.1:9/releases").unwrap(),

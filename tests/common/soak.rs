@@ -47,8 +47,9 @@ pub struct SoakReport {
     pub cold_releases: usize,
     pub upstream_requests: usize,
     pub rss_after_warmup_kb: u64,
+    /// RSS at each quarter of the run: flat memory means these stop growing.
+    pub rss_quarters_kb: [u64; 4],
     pub rss_peak_kb: u64,
-    pub rss_end_kb: u64,
 }
 
 impl SoakReport {
@@ -84,7 +85,8 @@ impl SoakReport {
             "{} clients for {:.0} s, upstream failing {:.0}% of requests, {} KiB archives: \
              {} requests ({:.0} req/s), {} upstream requests, {} cold releases fetched\n\n\
              | request kind | 2xx | 5xx | wrong bytes |\n|---|---|---|---|\n{}{}{}\n\
-             | tfmirror RSS | after warm-up | peak | end |\n|---|---|---|---|\n| KiB | {} | {} | {} |\n",
+             | tfmirror RSS (KiB) | after warm-up | at 25% | at 50% | at 75% | at 100% | peak |\n\
+             |---|---|---|---|---|---|---|\n| | {} | {} | {} | {} | {} | {} |\n",
             options.clients,
             self.elapsed.as_secs_f64(),
             options.failure_rate * 100.0,
@@ -97,8 +99,11 @@ impl SoakReport {
             row("cached archives", self.cached_archives),
             row("cold misses", self.cold),
             self.rss_after_warmup_kb,
+            self.rss_quarters_kb[0],
+            self.rss_quarters_kb[1],
+            self.rss_quarters_kb[2],
+            self.rss_quarters_kb[3],
             self.rss_peak_kb,
-            self.rss_end_kb,
         )
     }
 }
@@ -293,9 +298,15 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         .collect();
 
     let mut rss_peak_kb = rss_after_warmup_kb;
+    let mut rss_quarters_kb = [0; 4];
     while Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        rss_peak_kb = rss_peak_kb.max(serving.rss_kb());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let rss = serving.rss_kb();
+        rss_peak_kb = rss_peak_kb.max(rss);
+        let done = started.elapsed().as_secs_f64() / options.duration.as_secs_f64();
+        let quarter = ((done * 4.0) as usize).min(3);
+        // The last sample taken within each quarter.
+        rss_quarters_kb[quarter] = rss;
     }
     for client in clients {
         client.await.unwrap();
@@ -310,8 +321,8 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         cold_releases: next_cold.load(Ordering::Relaxed).min(cold.len()),
         upstream_requests: upstream.total_hits() - upstream_before,
         rss_after_warmup_kb,
-        rss_peak_kb: rss_peak_kb.max(serving.rss_kb()),
-        rss_end_kb: serving.rss_kb(),
+        rss_quarters_kb,
+        rss_peak_kb,
     };
     drop(serving);
     upstream.stop().await;
