@@ -18,7 +18,7 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::protocol::{Hostname, Namespace};
+use crate::protocol::{constraints::VersionConstraints, Hostname, Namespace, Platform};
 
 /// The config file `serve` reads when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
@@ -48,6 +48,22 @@ pub struct Config {
     /// Absent: anyone who can reach the server may use it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
+    /// Providers `tfmirror prefetch` fills the cache with, and `gc` never evicts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prefetch: Vec<PrefetchConfig>,
+}
+
+/// One `[[prefetch]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefetchConfig {
+    /// `NAMESPACE/TYPE` (a `[namespaces]` name) or `HOST/NAMESPACE/TYPE` (a `[mirrors]` origin).
+    pub provider: String,
+    /// Terraform version constraints, e.g. `"~> 5.0"`; default: every version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<String>,
+    /// `OS_ARCH` platforms to fetch.
+    pub platforms: Vec<String>,
 }
 
 /// Client authentication: bearer tokens for the JSON endpoints, signed time-limited URLs for
@@ -251,6 +267,7 @@ impl Default for Config {
             namespaces: BTreeMap::new(),
             mirrors: BTreeMap::new(),
             auth: None,
+            prefetch: Vec::new(),
         }
     }
 }
@@ -362,6 +379,28 @@ impl Config {
             }
             if auth.url_ttl.is_zero() {
                 return Err(rule("auth.url_ttl: must be longer than zero".to_owned()));
+            }
+        }
+        for (i, entry) in self.prefetch.iter().enumerate() {
+            let at = |key: &str| format!("prefetch[{i}].{key}");
+            let parts: Vec<&str> = entry.provider.split('/').collect();
+            if !(2..=3).contains(&parts.len()) {
+                return Err(rule(format!(
+                    "{}: {:?} must be NAMESPACE/TYPE or HOST/NAMESPACE/TYPE",
+                    at("provider"),
+                    entry.provider
+                )));
+            }
+            if let Some(versions) = &entry.versions {
+                VersionConstraints::parse(versions)
+                    .map_err(|e| rule(format!("{}: {e}", at("versions"))))?;
+            }
+            if entry.platforms.is_empty() {
+                return Err(rule(format!("{}: list at least one OS_ARCH", at("platforms"))));
+            }
+            for platform in &entry.platforms {
+                Platform::try_from(platform.as_str())
+                    .map_err(|e| rule(format!("{}: {e}", at("platforms"))))?;
             }
         }
         if self.cache.metadata_ttl.is_zero() {

@@ -1,5 +1,6 @@
 //! Wire shapes and names of the protocols tfmirror speaks and reads. Nothing in here does I/O.
 
+pub mod constraints;
 pub mod discovery;
 pub mod names;
 pub mod network_mirror;

@@ -138,6 +138,21 @@ pub struct Platform {
     pub arch: Arch,
 }
 
+impl TryFrom<&str> for Platform {
+    type Error = NameError;
+
+    /// `linux_amd64`, as Terraform writes platforms.
+    fn try_from(input: &str) -> Result<Self, NameError> {
+        let (os, arch) = input
+            .split_once('_')
+            .ok_or_else(|| NameError::new("platform", input, "must be written OS_ARCH"))?;
+        Ok(Self {
+            os: Os::try_from(os)?,
+            arch: Arch::try_from(arch)?,
+        })
+    }
+}
+
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}_{}", self.os, self.arch)
