@@ -396,7 +396,10 @@ impl Config {
                     .map_err(|e| rule(format!("{}: {e}", at("versions"))))?;
             }
             if entry.platforms.is_empty() {
-                return Err(rule(format!("{}: list at least one OS_ARCH", at("platforms"))));
+                return Err(rule(format!(
+                    "{}: list at least one OS_ARCH",
+                    at("platforms")
+                )));
             }
             for platform in &entry.platforms {
                 Platform::try_from(platform.as_str())

@@ -64,6 +64,7 @@ impl ResponseError for ApiError {
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Mirror(e) => match e {
+                MirrorError::InvalidAddress(_) => StatusCode::BAD_REQUEST,
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }

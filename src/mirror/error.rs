@@ -18,6 +18,8 @@ pub enum MirrorError {
         hostname: Hostname,
         namespace: Namespace,
     },
+    #[error("{0}")]
+    InvalidAddress(String),
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
     #[error("provider {provider} is not known to upstream {upstream}")]

@@ -9,6 +9,7 @@ mod archives;
 mod audit;
 mod error;
 mod network_mirror;
+mod prefetch;
 mod releases;
 mod versions;
 
@@ -26,6 +27,7 @@ use crate::{
 pub use archives::Artifact;
 pub use audit::{AuditReport, Damage};
 pub use error::{MirrorError, ReleaseId, VerifyFailure};
+pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};
 pub use releases::Release;
 
 /// Most verified releases kept in memory; each is a few KB.

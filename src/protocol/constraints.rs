@@ -100,10 +100,7 @@ impl VersionConstraints {
         let v = version.semver();
         if !v.pre.is_empty() {
             // Pre-releases only by an exact constraint naming them.
-            return self
-                .all
-                .iter()
-                .any(|c| c.op == Op::Eq && c.version == *v)
+            return self.all.iter().any(|c| c.op == Op::Eq && c.version == *v)
                 && self.all.iter().all(|c| c.allows(v));
         }
         self.all.iter().all(|c| c.allows(v))
@@ -161,7 +158,14 @@ mod tests {
     }
 
     const ALL: &[&str] = &[
-        "4.9.0", "5.0.0", "5.0.3", "5.0.9", "5.1.0", "5.31.2", "6.0.0", "6.0.0-beta1",
+        "4.9.0",
+        "5.0.0",
+        "5.0.3",
+        "5.0.9",
+        "5.1.0",
+        "5.31.2",
+        "6.0.0",
+        "6.0.0-beta1",
     ];
 
     #[test]
@@ -179,7 +183,10 @@ mod tests {
 
     #[test]
     fn ranges_exact_and_exclusions() {
-        assert_eq!(allowed(">= 5.0.3, < 5.31", ALL), ["5.0.3", "5.0.9", "5.1.0"]);
+        assert_eq!(
+            allowed(">= 5.0.3, < 5.31", ALL),
+            ["5.0.3", "5.0.9", "5.1.0"]
+        );
         assert_eq!(allowed("5.0.3", ALL), ["5.0.3"]);
         assert_eq!(allowed("= 5.0.3", ALL), ["5.0.3"]);
         assert_eq!(allowed("~> 5.0, != 5.0.9", ALL).len(), 4);

@@ -6,6 +6,22 @@ pub mod names;
 pub mod network_mirror;
 pub mod registry;
 pub mod releases;
+pub mod tf_config;
 
 pub use names::{Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, Version};
 pub use network_mirror::Hostname;
+
+/// A provider source address in its full form: `hashicorp/aws` is
+/// `registry.terraform.io/hashicorp/aws`, as Terraform reads it. Hostnames compare
+/// case-insensitively, so they are lowercased.
+pub fn full_provider_address(source: &str) -> String {
+    let parts: Vec<&str> = source.split('/').collect();
+    match parts.as_slice() {
+        [namespace, provider] => format!(
+            "registry.terraform.io/{}/{}",
+            namespace.to_ascii_lowercase(),
+            provider.to_ascii_lowercase()
+        ),
+        _ => source.to_ascii_lowercase(),
+    }
+}

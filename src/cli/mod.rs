@@ -1,5 +1,7 @@
 //! The command line: one clap enum, one function per subcommand.
 
+mod prefetch;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -30,6 +32,25 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
+    },
+    /// Fill the cache ahead of time from the config's [[prefetch]] list and/or a Terraform
+    /// configuration's required_providers and lock file, through the same fetch and
+    /// verification path as `serve`. Already cached archives are skipped; safe to run while
+    /// `serve` uses the same cache.
+    Prefetch {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// A Terraform root module directory: its *.tf required_providers and
+        /// .terraform.lock.hcl (locked versions win).
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Platforms to fetch for --from (repeatable; default linux_amd64).
+        #[arg(long = "platform", value_name = "OS_ARCH")]
+        platforms: Vec<String>,
+        /// Downloads at a time.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
     },
     /// Inspect the configuration.
     Config {
@@ -67,6 +88,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Check { config },
         } => config_check(config),
+        Command::Prefetch {
+            config,
+            from,
+            platforms,
+            jobs,
+        } => {
+            let (config, _) = load_config(config)?;
+            prefetch::run(
+                &config,
+                prefetch::PrefetchArgs {
+                    from,
+                    platforms,
+                    jobs,
+                },
+            )
+            .await
+        }
     }
 }
 
