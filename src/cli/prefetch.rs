@@ -178,7 +178,7 @@ fn requests_from_terraform_dir(
                     .as_deref()
                     .map(VersionConstraints::parse)
                     .transpose()
-                    .with_context(|| format!("{provider}"))?,
+                    .with_context(|| provider.clone())?,
                 provider,
                 platforms: platforms.clone(),
             })
