@@ -136,6 +136,24 @@ pub struct CacheConfig {
     /// (bytes or "512MB"); what is cached is still served.
     #[serde(default = "default_min_free_space")]
     pub min_free_space: ByteSize,
+    /// Largest size of the disk cache ("50GB"); least-recently-used archives are evicted past
+    /// it, by `serve` every `gc_interval` and by `tfmirror gc`. Unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_size: Option<ByteSize>,
+    /// How often `serve` checks `max_size`.
+    #[serde(default = "default_gc_interval", with = "humantime_serde")]
+    pub gc_interval: Duration,
+    /// Archives served this recently are never evicted (a client may be downloading one).
+    #[serde(default = "default_gc_grace", with = "humantime_serde")]
+    pub gc_grace: Duration,
+}
+
+fn default_gc_interval() -> Duration {
+    Duration::from_secs(300)
+}
+
+fn default_gc_grace() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_negative_ttl() -> Duration {
@@ -158,6 +176,9 @@ impl Default for CacheConfig {
             max_archive_bytes: default_max_archive_bytes(),
             negative_ttl: default_negative_ttl(),
             min_free_space: default_min_free_space(),
+            max_size: None,
+            gc_interval: default_gc_interval(),
+            gc_grace: default_gc_grace(),
         }
     }
 }
@@ -405,6 +426,11 @@ impl Config {
                 Platform::try_from(platform.as_str())
                     .map_err(|e| rule(format!("{}: {e}", at("platforms"))))?;
             }
+        }
+        if self.cache.gc_interval.is_zero() {
+            return Err(rule(
+                "cache.gc_interval: must be longer than zero".to_owned(),
+            ));
         }
         if self.cache.metadata_ttl.is_zero() {
             return Err(rule(

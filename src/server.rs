@@ -19,7 +19,7 @@ use crate::{
         self,
         auth::{Access, AuthSetupError},
     },
-    mirror::{Mirror, MirrorError},
+    mirror::{Mirror, MirrorError, PrefetchRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,31 @@ impl RunningServer {
     }
 }
 
+/// Evicts least-recently-used archives every `interval` while the cache is over `limit`.
+async fn keep_cache_under(
+    mirror: Mirror,
+    limit: u64,
+    interval: std::time::Duration,
+    grace: std::time::Duration,
+    keep: Vec<PrefetchRequest>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        ticks.tick().await;
+        match mirror.collect_garbage(limit, grace, &keep).await {
+            Ok(report) if !report.evicted.is_empty() => tracing::info!(
+                evicted = report.evicted.len(),
+                evicted_bytes = report.evicted_bytes,
+                bytes = report.bytes_after,
+                limit,
+                "cache over max_size: evicted least-recently-used archives"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cache size check failed"),
+        }
+    }
+}
+
 /// Builds the mirror, binds the listener and starts serving.
 ///
 /// The actix system runs on a thread of its own, so the server keeps answering whatever the
@@ -78,6 +103,21 @@ impl RunningServer {
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mirror = Mirror::new(config).await.map_err(Box::new)?;
     mirror.sweep_leftovers().await.map_err(Box::new)?;
+    if let Some(limit) = config.cache.max_size {
+        let keep = config
+            .prefetch
+            .iter()
+            .map(PrefetchRequest::from_config)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Box::new)?;
+        tokio::spawn(keep_cache_under(
+            mirror.clone(),
+            limit.as_u64(),
+            config.cache.gc_interval,
+            config.cache.gc_grace,
+            keep,
+        ));
+    }
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,

@@ -52,6 +52,17 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         jobs: usize,
     },
+    /// Evict least-recently-used archives until the cache is under cache.max_size (or
+    /// --max-size). Archives of [[prefetch]] providers and archives served within
+    /// cache.gc_grace are kept.
+    Gc {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// Overrides cache.max_size, e.g. "50GB".
+        #[arg(long, value_name = "SIZE")]
+        max_size: Option<bytesize::ByteSize>,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -88,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config {
             action: ConfigAction::Check { config },
         } => config_check(config),
+        Command::Gc { config, max_size } => gc(config, max_size).await,
         Command::Prefetch {
             config,
             from,
@@ -113,6 +125,42 @@ fn load_config(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PathBuf)
     let path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let config = Config::load(&path, required)?;
     Ok((config, path))
+}
+
+async fn gc(
+    config_path: Option<PathBuf>,
+    max_size: Option<bytesize::ByteSize>,
+) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let Some(limit) = max_size.or(config.cache.max_size) else {
+        anyhow::bail!("no size limit: set cache.max_size in the config or pass --max-size");
+    };
+    let keep = prefetch::requests_from_config(&config)?;
+    let mirror = Mirror::new(&config)
+        .await
+        .context("cannot open the cache")?;
+    let report = mirror
+        .collect_garbage(limit.as_u64(), config.cache.gc_grace, &keep)
+        .await
+        .context("garbage collection stopped")?;
+    for path in &report.evicted {
+        eprintln!("evicted {}", path.display());
+    }
+    println!(
+        "gc: cache was {}, limit {}; evicted {} archives ({}); now {}; {} kept for [[prefetch]]",
+        bytesize::ByteSize(report.bytes_before),
+        limit,
+        report.evicted.len(),
+        bytesize::ByteSize(report.evicted_bytes),
+        bytesize::ByteSize(report.bytes_after),
+        report.protected
+    );
+    if report.bytes_after > limit.as_u64() {
+        anyhow::bail!(
+            "the cache is still over its limit: what remains is protected or in use within cache.gc_grace"
+        );
+    }
+    Ok(())
 }
 
 fn config_check(config_path: Option<PathBuf>) -> anyhow::Result<()> {

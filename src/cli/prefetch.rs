@@ -113,22 +113,12 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
     }
 }
 
-fn requests_from_config(config: &Config) -> anyhow::Result<Vec<PrefetchRequest>> {
-    config
+pub(super) fn requests_from_config(config: &Config) -> anyhow::Result<Vec<PrefetchRequest>> {
+    Ok(config
         .prefetch
         .iter()
-        .map(|entry| {
-            Ok(PrefetchRequest {
-                provider: entry.provider.clone(),
-                versions: entry
-                    .versions
-                    .as_deref()
-                    .map(VersionConstraints::parse)
-                    .transpose()?,
-                platforms: parse_platforms(&entry.platforms)?,
-            })
-        })
-        .collect()
+        .map(PrefetchRequest::from_config)
+        .collect::<Result<_, _>>()?)
 }
 
 /// The root module's `required_providers` (every `*.tf` file in `dir`) and its lock file.

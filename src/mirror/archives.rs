@@ -55,6 +55,7 @@ impl Mirror {
         };
         if self.inner.store.exists(&path).await {
             note_cache(CacheOutcome::Hit);
+            self.inner.store.touch_accessed(&path);
             return Ok(Artifact { path });
         }
         note_cache(CacheOutcome::Miss);

@@ -8,6 +8,7 @@
 mod archives;
 mod audit;
 mod error;
+mod gc;
 mod network_mirror;
 mod prefetch;
 mod releases;
@@ -27,6 +28,7 @@ use crate::{
 pub use archives::Artifact;
 pub use audit::{AuditReport, Damage};
 pub use error::{MirrorError, ReleaseId, VerifyFailure};
+pub use gc::GcReport;
 pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};
 pub use releases::Release;
 
@@ -151,14 +153,18 @@ impl Mirror {
     /// Removes the temp files a crashed process left in the cache: those older than this
     /// mirror, so downloads started since (here or by another process) are left alone.
     pub async fn sweep_leftovers(&self) -> Result<(), MirrorError> {
-        let removed = self
+        let sweep = self
             .inner
             .store
             .sweep_temp_files(self.inner.started)
             .await?;
-        if removed > 0 {
-            tracing::info!(removed, "removed stale temp files from the cache");
+        if sweep.removed > 0 {
+            tracing::info!(
+                removed = sweep.removed,
+                "removed stale temp files from the cache"
+            );
         }
+        tracing::info!(files = sweep.files, bytes = sweep.bytes, "cache opened");
         Ok(())
     }
 

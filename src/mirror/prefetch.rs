@@ -4,6 +4,7 @@
 
 use super::{Mirror, MirrorError, ReleaseId};
 use crate::{
+    config::PrefetchConfig,
     protocol::{
         constraints::VersionConstraints, registry::VersionList, Hostname, Namespace, Platform,
         ProviderType, Version,
@@ -22,6 +23,27 @@ pub struct PrefetchRequest {
     /// `None`: every version.
     pub versions: Option<VersionConstraints>,
     pub platforms: Vec<Platform>,
+}
+
+impl PrefetchRequest {
+    /// A `[[prefetch]]` entry (already validated with the config).
+    pub fn from_config(entry: &PrefetchConfig) -> Result<Self, MirrorError> {
+        let invalid = |e: String| MirrorError::InvalidAddress(format!("{}: {e}", entry.provider));
+        Ok(Self {
+            provider: entry.provider.clone(),
+            versions: entry
+                .versions
+                .as_deref()
+                .map(VersionConstraints::parse)
+                .transpose()
+                .map_err(|e| invalid(e.to_string()))?,
+            platforms: entry
+                .platforms
+                .iter()
+                .map(|p| Platform::try_from(p.as_str()).map_err(|e| invalid(e.to_string())))
+                .collect::<Result<_, _>>()?,
+        })
+    }
 }
 
 /// One archive to have in the cache.

@@ -20,7 +20,7 @@ use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::verify::Sha256Digest;
+use crate::{metrics::metrics, verify::Sha256Digest};
 pub use layout::LayoutError;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -107,12 +107,53 @@ impl Store {
 
     /// Removes temp files last modified before `cutoff`: what a crashed process left behind.
     /// Younger ones belong to a download in progress (of this process, or of another one
-    /// sharing the cache, such as `tfmirror verify` running beside `serve`) and stay.
-    pub async fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<usize, StoreError> {
+    /// sharing the cache, such as `tfmirror prefetch` running beside `serve`) and stay.
+    /// The same walk measures the cache, which sets the size metrics.
+    pub async fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<Sweep, StoreError> {
         let root = self.root.clone();
-        tokio::task::spawn_blocking(move || sweep_dir(&root, cutoff))
-            .await
-            .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))?
+        let sweep = tokio::task::spawn_blocking(move || {
+            let mut sweep = Sweep::default();
+            sweep_dir(&root, cutoff, &mut sweep).map(|()| sweep)
+        })
+        .await
+        .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))??;
+        metrics().cache_bytes.set(sweep.bytes as i64);
+        metrics().cache_files.set(sweep.files as i64);
+        Ok(sweep)
+    }
+
+    /// Bytes and files in the cache (temp files not counted, none removed).
+    pub async fn usage(&self) -> Result<Sweep, StoreError> {
+        self.sweep_temp_files(SystemTime::UNIX_EPOCH).await
+    }
+
+    /// Every cached archive with its size and last access, for eviction.
+    pub async fn archives(&self) -> Result<Vec<CachedArchive>, StoreError> {
+        let releases = layout::releases_dir(&self.root);
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            list_archives(&releases, &mut out)?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))?
+    }
+
+    /// Records that `path` was just served, for least-recently-used eviction. The access time
+    /// is set explicitly (mounts often run `noatime`) and at most once a minute per file, so a
+    /// hot archive costs no write per hit. Its modification time, and so its ETag, stay.
+    /// Runs in the background: the answer never waits for it.
+    pub fn touch_accessed(&self, path: &Path) {
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&path)?;
+            let accessed = file.metadata()?.accessed()?;
+            let now = SystemTime::now();
+            if now.duration_since(accessed).unwrap_or_default() > ACCESS_RESOLUTION {
+                file.set_times(std::fs::FileTimes::new().set_accessed(now))?;
+            }
+            Ok::<_, io::Error>(())
+        });
     }
 
     /// Reads a whole small file, or `None` when it is not cached.
@@ -177,6 +218,25 @@ impl Store {
         temp.commit(file).await?;
         Ok(written)
     }
+}
+
+/// How often, at most, an archive's access time is updated.
+const ACCESS_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// What a start-up sweep removed and found.
+#[derive(Debug, Default)]
+pub struct Sweep {
+    pub removed: usize,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// A cached archive, for eviction.
+#[derive(Debug, Clone)]
+pub struct CachedArchive {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub accessed: SystemTime,
 }
 
 /// What a cache directory holds.
@@ -248,9 +308,17 @@ impl Store {
 
     /// Removes a file; one that is already gone is not an error.
     pub async fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
+        let size = tokio::fs::metadata(path).await.map(|m| m.len());
         match tokio::fs::remove_file(path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
-            _ => Ok(()),
+            Ok(()) => {
+                if let Ok(size) = size {
+                    metrics().cache_bytes.sub(size as i64);
+                    metrics().cache_files.dec();
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io(path, e)),
         }
     }
 
@@ -334,11 +402,26 @@ impl TempFile {
         file.sync_all()
             .await
             .map_err(|e| StoreError::io(&self.path, e))?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| StoreError::io(&self.path, e))?
+            .len();
         drop(file);
+        let replaced = tokio::fs::metadata(&self.target)
+            .await
+            .ok()
+            .map(|m| m.len());
         tokio::fs::rename(&self.path, &self.target)
             .await
             .map_err(|e| StoreError::io(&self.target, e))?;
         self.committed = true;
+        let m = metrics();
+        m.cache_bytes
+            .add(size as i64 - replaced.unwrap_or(0) as i64);
+        if replaced.is_none() {
+            m.cache_files.inc();
+        }
         Ok(())
     }
 }
@@ -352,11 +435,10 @@ impl Drop for TempFile {
     }
 }
 
-fn sweep_dir(dir: &Path, cutoff: SystemTime) -> Result<usize, StoreError> {
-    let mut removed = 0;
+fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(StoreError::io(dir, e)),
     };
     for entry in entries {
@@ -364,18 +446,52 @@ fn sweep_dir(dir: &Path, cutoff: SystemTime) -> Result<usize, StoreError> {
         let path = entry.path();
         let kind = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
         if kind.is_dir() {
-            removed += sweep_dir(&path, cutoff)?;
-        } else if is_temp_name(&entry.file_name().to_string_lossy())
-            && entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < cutoff)
-        {
-            std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-            removed += 1;
+            sweep_dir(&path, cutoff, sweep)?;
+            continue;
+        }
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if is_temp_name(&entry.file_name().to_string_lossy()) {
+            if metadata.modified().is_ok_and(|modified| modified < cutoff) {
+                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
+                sweep.removed += 1;
+            }
+        } else {
+            sweep.files += 1;
+            sweep.bytes += metadata.len();
         }
     }
-    Ok(removed)
+    Ok(())
+}
+
+fn list_archives(dir: &Path, out: &mut Vec<CachedArchive>) -> Result<(), StoreError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StoreError::io(dir, e)),
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        if metadata.is_dir() {
+            list_archives(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "zip")
+            && !is_temp_name(&entry.file_name().to_string_lossy())
+        {
+            out.push(CachedArchive {
+                bytes: metadata.len(),
+                accessed: metadata
+                    .accessed()
+                    .or_else(|_| metadata.modified())
+                    .unwrap_or(SystemTime::UNIX_EPOCH),
+                path,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_temp_name(name: &str) -> bool {
