@@ -580,13 +580,14 @@ mod tests {
         std::fs::write(sub.join("a.zip"), b"done").unwrap();
         let store = Store::open(dir.path(), 0).await.unwrap();
         let before = SystemTime::now() - std::time::Duration::from_secs(60);
-        assert_eq!(store.sweep_temp_files(before).await.unwrap(), 0);
+        assert_eq!(store.sweep_temp_files(before).await.unwrap().removed, 0);
         assert!(
             sub.join(".a.zip.tmp-0123").exists(),
             "a young temp file was removed"
         );
         let after = SystemTime::now() + std::time::Duration::from_secs(1);
-        assert_eq!(store.sweep_temp_files(after).await.unwrap(), 1);
+        let sweep = store.sweep_temp_files(after).await.unwrap();
+        assert_eq!((sweep.removed, sweep.files, sweep.bytes), (1, 1, 4));
         assert!(!sub.join(".a.zip.tmp-0123").exists());
         assert!(sub.join("a.zip").exists());
     }
