@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG_PATH},
-    mirror::Mirror,
+    mirror::{import_bundle, AuditMode, BundleFilter, Mirror},
+    protocol::Version,
     server,
     telemetry::{self, LogFormat},
 };
@@ -63,6 +64,31 @@ enum Command {
         #[arg(long, value_name = "SIZE")]
         max_size: Option<bytesize::ByteSize>,
     },
+    /// Write verified releases from the cache to a tar bundle, to carry into an air-gapped
+    /// site.
+    Export {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// The bundle to write.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Only this provider: TYPE (`local`) or UPSTREAM/TYPE (`hashicorp/local`).
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only this version.
+        #[arg(long)]
+        version: Option<String>,
+    },
+    /// Import a bundle made by `export`: every signature and digest is verified before
+    /// anything enters the cache; a bundle with any fault is refused whole.
+    Import {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// The bundle to read.
+        bundle: PathBuf,
+    },
     /// Inspect the configuration.
     Config {
         #[command(subcommand)]
@@ -100,6 +126,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             action: ConfigAction::Check { config },
         } => config_check(config),
         Command::Gc { config, max_size } => gc(config, max_size).await,
+        Command::Export {
+            config,
+            output,
+            provider,
+            version,
+        } => export(config, &output, provider, version).await,
+        Command::Import { config, bundle } => import(config, &bundle).await,
         Command::Prefetch {
             config,
             from,
@@ -125,6 +158,46 @@ fn load_config(config_path: Option<PathBuf>) -> anyhow::Result<(Config, PathBuf)
     let path = config_path.unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let config = Config::load(&path, required)?;
     Ok((config, path))
+}
+
+async fn export(
+    config_path: Option<PathBuf>,
+    output: &std::path::Path,
+    provider: Option<String>,
+    version: Option<String>,
+) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let version = version
+        .map(|v| Version::try_from(v.as_str()))
+        .transpose()
+        .context("--version")?;
+    let mirror = Mirror::new(&config)
+        .await
+        .context("cannot open the cache")?;
+    let report = mirror
+        .export_bundle(output, &BundleFilter { provider, version })
+        .await?;
+    println!(
+        "export: {} releases, {} files ({}) written to {}",
+        report.releases,
+        report.files,
+        bytesize::ByteSize(report.bytes),
+        output.display()
+    );
+    Ok(())
+}
+
+async fn import(config_path: Option<PathBuf>, bundle: &std::path::Path) -> anyhow::Result<()> {
+    let (config, _) = load_config(config_path)?;
+    let report = import_bundle(&config, bundle, |line| eprintln!("{line}")).await?;
+    println!(
+        "import: {} releases, {} files ({}) verified and added to {}",
+        report.releases,
+        report.files,
+        bytesize::ByteSize(report.bytes),
+        config.cache.dir.display()
+    );
+    Ok(())
 }
 
 async fn gc(
@@ -183,7 +256,14 @@ async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()
         .context("cannot open the cache")?;
     eprintln!("verifying the cache in {}", config.cache.dir.display());
     let report = mirror
-        .audit(repair, |line| eprintln!("{line}"))
+        .audit(
+            if repair {
+                AuditMode::Repair
+            } else {
+                AuditMode::Report
+            },
+            |line| eprintln!("{line}"),
+        )
         .await
         .context("verification stopped")?;
     for damage in &report.damaged {

@@ -81,6 +81,8 @@ impl ResponseError for ApiError {
                 | MirrorError::Layout(_)
                 | MirrorError::Key(_)
                 | MirrorError::SigningKeyFile { .. }
+                | MirrorError::Bundle(_)
+                | MirrorError::BundleRefused(_)
                 | MirrorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

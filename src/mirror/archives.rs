@@ -162,7 +162,7 @@ impl Mirror {
 
     /// Computes the `h1:` of a freshly verified archive once and keeps it beside the archive.
     /// A failure only costs the mirror protocol its `h1:` for this archive (`zh:` remains).
-    async fn record_h1(
+    pub(super) async fn record_h1(
         &self,
         upstream: &str,
         provider: &ProviderType,

@@ -31,12 +31,25 @@ pub struct Damage {
 
 const PRODUCT_PREFIX: &str = "terraform-provider-";
 
+/// How an audit treats what it finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditMode {
+    /// Report damage only.
+    Report,
+    /// Report and remove damage.
+    Repair,
+    /// A bundle being imported: besides damage, anything not backed by a verified release
+    /// (a file of no release, a file the release does not name, an upstream we cannot verify
+    /// for, a derived `.h1` we would rather compute ourselves) counts as damage.
+    Import,
+}
+
 impl Mirror {
     /// Re-verifies the whole cache; with `repair`, removes what fails. `progress` gets one
     /// line per release checked.
     pub async fn audit(
         &self,
-        repair: bool,
+        mode: AuditMode,
         progress: impl Fn(&str),
     ) -> Result<AuditReport, MirrorError> {
         let store = &self.inner.store;
@@ -47,9 +60,15 @@ impl Mirror {
             .dirs;
         for upstream in upstreams {
             if self.upstream(&upstream).is_err() {
-                progress(&format!(
-                    "skipping {upstream}: no [upstreams.{upstream}] is configured to verify it with"
-                ));
+                let problem = format!("no [upstreams.{upstream}] is configured to verify it with");
+                if mode == AuditMode::Import {
+                    report.damaged.push(Damage {
+                        path: layout::releases_dir(store.root()).join(&upstream),
+                        problem,
+                    });
+                } else {
+                    progress(&format!("skipping {upstream}: {problem}"));
+                }
                 continue;
             }
             let upstream_dir = layout::upstream_dir(store.root(), &upstream)?;
@@ -65,7 +84,7 @@ impl Mirror {
                     let Ok(version) = Version::try_from(version.as_str()) else {
                         continue;
                     };
-                    self.audit_release(&upstream, &provider, &version, repair, &mut report)
+                    self.audit_release(&upstream, &provider, &version, mode, &mut report)
                         .await?;
                     progress(&format!(
                         "checked {upstream}/{product} {version}: {} damaged so far",
@@ -82,9 +101,10 @@ impl Mirror {
         upstream: &str,
         provider: &ProviderType,
         version: &Version,
-        repair: bool,
+        mode: AuditMode,
         report: &mut AuditReport,
     ) -> Result<(), MirrorError> {
+        let repair = mode == AuditMode::Repair;
         let store = &self.inner.store;
         let root = store.root();
         let dir = layout::release_dir(root, upstream, provider, version)?;
@@ -93,7 +113,13 @@ impl Mirror {
             .await
         {
             // Files are written before the record: without one, nothing here was ever served
-            // and the next request fetches the release again.
+            // and the next request fetches the release again. A bundle has no such excuse.
+            if mode == AuditMode::Import {
+                report.damaged.push(Damage {
+                    path: dir,
+                    problem: "files without a release record".to_owned(),
+                });
+            }
             return Ok(());
         }
         report.releases += 1;
@@ -112,8 +138,28 @@ impl Mirror {
             }
             return Ok(());
         };
+        let manifest = format!("{PRODUCT_PREFIX}{provider}_{version}_manifest.json");
         for name in store.list_dir(&dir).await?.files {
             if !name.ends_with(".zip") {
+                let named = name == "release.json"
+                    || name == release.shasums_file.as_str()
+                    || name == release.signature_file.as_str();
+                let problem = if mode != AuditMode::Import || named {
+                    None
+                } else if name == manifest {
+                    let expected = release.checksums.digest_of(&name);
+                    let (actual, _) = store.digest_of(&dir.join(&name)).await?;
+                    (expected != Some(actual))
+                        .then(|| "manifest does not match the signed SHA256SUMS".to_owned())
+                } else {
+                    Some("a file the release does not name".to_owned())
+                };
+                if let Some(problem) = problem {
+                    report.damaged.push(Damage {
+                        path: dir.join(&name),
+                        problem,
+                    });
+                }
                 continue;
             }
             let path = dir.join(&name);

@@ -20,6 +20,10 @@ pub enum MirrorError {
     },
     #[error("{0}")]
     InvalidAddress(String),
+    #[error("{0}")]
+    Bundle(String),
+    #[error("bundle refused, nothing imported: {}", .0.join("; "))]
+    BundleRefused(Vec<String>),
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
     #[error("provider {provider} is not known to upstream {upstream}")]

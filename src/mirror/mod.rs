@@ -7,6 +7,7 @@
 
 mod archives;
 mod audit;
+mod bundle;
 mod error;
 mod gc;
 mod network_mirror;
@@ -26,7 +27,8 @@ use crate::{
     verify::{Keyring, TrustedKey},
 };
 pub use archives::Artifact;
-pub use audit::{AuditReport, Damage};
+pub use audit::{AuditMode, AuditReport, Damage};
+pub use bundle::{import_bundle, BundleFilter, BundleReport};
 pub use error::{MirrorError, ReleaseId, VerifyFailure};
 pub use gc::GcReport;
 pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};

@@ -445,6 +445,19 @@ fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), St
         let entry = entry.map_err(|e| StoreError::io(dir, e))?;
         let path = entry.path();
         let kind = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
+        let temp = is_temp_name(&entry.file_name().to_string_lossy());
+        if kind.is_dir() && temp {
+            // An import's staging directory, left by a crash.
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|modified| modified < cutoff);
+            if stale {
+                std::fs::remove_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
+                sweep.removed += 1;
+            }
+            continue;
+        }
         if kind.is_dir() {
             sweep_dir(&path, cutoff, sweep)?;
             continue;
@@ -452,7 +465,7 @@ fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), St
         let Ok(metadata) = entry.metadata() else {
             continue;
         };
-        if is_temp_name(&entry.file_name().to_string_lossy()) {
+        if temp {
             if metadata.modified().is_ok_and(|modified| modified < cutoff) {
                 std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
                 sweep.removed += 1;
