@@ -97,6 +97,13 @@ pub struct ServerConfig {
     /// Prefix for URLs in responses; default: URLs relative to the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<Url>,
+    /// On SIGTERM/SIGINT, how long in-flight requests may still run.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl Default for ServerConfig {
@@ -104,6 +111,7 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: None,
+            shutdown_timeout: default_shutdown_timeout(),
         }
     }
 }

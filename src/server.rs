@@ -128,6 +128,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         source,
     })?;
     let tls = config.tls.as_ref().map(rustls_config).transpose()?;
+    let shutdown_timeout = config.server.shutdown_timeout.as_secs().max(1);
     let scheme = if tls.is_some() { "https" } else { "http" };
 
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -142,7 +143,10 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                         .wrap(middleware::from_fn(http::log_request))
                         .configure(http::configure(mirror.clone(), access.clone()))
                 })
-                .workers(worker_count());
+                .workers(worker_count())
+                // On SIGTERM/SIGINT: stop accepting, let in-flight requests (and the downloads
+                // they wait on) finish for up to this long.
+                .shutdown_timeout(shutdown_timeout);
                 let server = match tls {
                     Some(tls) => server.listen_rustls_0_23(listener, tls),
                     None => server.listen(listener),

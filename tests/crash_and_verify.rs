@@ -223,3 +223,58 @@ async fn verify_reports_damage_and_repair_removes_it() {
     );
     serving.kill9();
 }
+
+#[actix_web::test]
+async fn sigterm_lets_a_download_in_flight_finish_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    let upstream_path = format!("{}/{zip}", published.dir);
+    upstream.throttle(
+        &upstream_path,
+        published.zips[&zip].len() / 10 + 1,
+        Duration::from_millis(100),
+    );
+    let (config, cache) = write_config(dir.path(), &upstream);
+    let mut serving = Serving::start(&config);
+    let url = format!(
+        "{}/v1/providers/myproviders/local/2.1.0/files/{zip}",
+        serving.base
+    );
+    let pending = tokio::spawn(reqwest::get(url.clone()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while temp_files(&cache).is_empty() {
+        assert!(Instant::now() < deadline, "the download never started");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pid = serving.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+
+    let response = pending.await.unwrap().unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        &response.bytes().await.unwrap()[..],
+        &published.zips[&zip][..]
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = serving.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tfmirror did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "{status}");
+    assert!(temp_files(&cache).is_empty());
+    assert!(files_under(&cache).contains(&format!(
+        "releases/hashicorp/terraform-provider-local/2.1.0/{zip}"
+    )));
+}
