@@ -154,3 +154,80 @@ fn a_missing_explicit_config_file_is_an_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nope.toml"));
 }
+
+#[test]
+fn config_check_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("site.toml");
+    std::fs::write(
+        &config,
+        "[server]\nlisten = \"127.0.0.1:0\"\n\n[auth]\ntokens = [\"very-secret-token\"]\nurl_secret = \"also-secret\"\n\n[[prefetch]]\nprovider = \"hashicorp/aws\"\nversions = \"~> 5.0\"\nplatforms = [\"linux_amd64\"]\n",
+    )
+    .unwrap();
+    let out = tfmirror(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .env("TFMIRROR_CACHE__METADATA_TTL", "5m")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("# valid; effective configuration from"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("metadata_ttl = \"5m\""),
+        "environment not merged:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("[upstreams.hashicorp]"),
+        "defaults missing:\n{stdout}"
+    );
+    assert!(stdout.contains("versions = \"~> 5.0\""), "{stdout}");
+    assert!(!stdout.contains("very-secret-token") && !stdout.contains("also-secret"));
+    assert!(stdout.contains("<redacted>"), "{stdout}");
+
+    std::fs::write(
+        &config,
+        "[[prefetch]]\nprovider = \"hashicorp/aws\"\nversions = \"~> five\"\nplatforms = [\"linux_amd64\"]\n",
+    )
+    .unwrap();
+    let out = tfmirror(dir.path())
+        .args(["config", "check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prefetch[0].versions"), "{stderr}");
+    assert!(stderr.contains("site.toml"), "{stderr}");
+}
+
+#[test]
+fn every_subcommand_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in [
+        vec!["serve"],
+        vec!["prefetch"],
+        vec!["export"],
+        vec!["import"],
+        vec!["gc"],
+        vec!["verify"],
+        vec!["config", "check"],
+    ] {
+        let out = tfmirror(dir.path())
+            .args(&command)
+            .arg("--help")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{command:?}");
+        assert!(stdout.contains("Usage: tfmirror"), "{command:?}: {stdout}");
+        assert!(stdout.contains("--config"), "{command:?}: {stdout}");
+    }
+}

@@ -82,6 +82,25 @@ async fn terraform_init_installs_through_the_mirror_cold_then_warm() {
     );
     let upstream_hits = upstream.total_hits();
 
+    // What an operator's Prometheus saw of that `terraform init`.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    let excerpt: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("tfmirror_") && !l.contains("_bucket"))
+        .collect();
+    eprintln!("/metrics after the cold init:\n{}", excerpt.join("\n"));
+    for series in [
+        "tfmirror_http_requests_total{method=\"GET\",route=\"/v1/providers/{namespace}/{provider_type}/versions\",status=\"200\"} 1",
+        "tfmirror_http_requests_total{method=\"GET\",route=\"/v1/providers/{namespace}/{provider_type}/{version}/download/{os}/{arch}\",status=\"200\"} 1",
+        "tfmirror_verification_failures_total 0",
+        "tfmirror_downloads_in_flight 0",
+    ] {
+        assert!(excerpt.contains(&series), "{series} not in:\n{}", excerpt.join("\n"));
+    }
+    assert!(excerpt.iter().any(|l| l.starts_with(
+        "tfmirror_http_requests_total{method=\"GET\",route=\"/v1/providers/{namespace}/{provider_type}/{version}/files/{file}\",status=\"200\"}"
+    )));
+
     // Warm: upstream is gone; a new machine still installs, from the mirror's cache alone,
     // against the lock file the cold run wrote.
     upstream.stop().await;

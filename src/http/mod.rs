@@ -8,6 +8,7 @@ mod files;
 mod health;
 mod network_mirror;
 mod registry;
+mod status_page;
 
 use std::time::Instant;
 
@@ -43,6 +44,7 @@ pub fn configure(
                 "/.well-known/terraform.json",
                 web::get().to(discovery::document),
             )
+            .route("/", web::get().to(status_page::page))
             .route("/healthz", web::get().to(health::healthz))
             .route("/readyz", web::get().to(health::readyz))
             .route("/metrics", web::get().to(health::prometheus))

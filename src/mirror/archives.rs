@@ -56,6 +56,7 @@ impl Mirror {
         if self.inner.store.exists(&path).await {
             note_cache(CacheOutcome::Hit);
             self.inner.store.touch_accessed(&path);
+            self.count_hit(&path);
             return Ok(Artifact { path });
         }
         note_cache(CacheOutcome::Miss);
@@ -87,7 +88,10 @@ impl Mirror {
             .map_err(unshare);
         // The file on disk is the record from now on; keep no marker that could outlive it.
         fetches.invalidate(&path).await;
-        result.map(|()| Artifact { path })
+        result.map(|()| {
+            self.count_hit(&path);
+            Artifact { path }
+        })
     }
 
     #[tracing::instrument(skip(self, path, expected), fields(provider = %provider, version = %version, file = %file))]

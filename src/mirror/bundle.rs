@@ -40,15 +40,15 @@ pub struct BundleReport {
 }
 
 /// One release directory of the cache.
-struct ReleaseDir {
-    upstream: String,
-    provider: ProviderType,
-    version: Version,
+pub(super) struct ReleaseDir {
+    pub upstream: String,
+    pub provider: ProviderType,
+    pub version: Version,
 }
 
 impl Mirror {
     /// Every release directory in the cache (verified or not), sorted.
-    async fn release_dirs(&self) -> Result<Vec<ReleaseDir>, MirrorError> {
+    pub(super) async fn release_dirs(&self) -> Result<Vec<ReleaseDir>, MirrorError> {
         let store = &self.inner.store;
         let mut out = Vec::new();
         for upstream in store

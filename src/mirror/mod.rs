@@ -13,6 +13,7 @@ mod gc;
 mod network_mirror;
 mod prefetch;
 mod releases;
+mod status;
 mod versions;
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
@@ -33,6 +34,7 @@ pub use error::{MirrorError, ReleaseId, VerifyFailure};
 pub use gc::GcReport;
 pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};
 pub use releases::Release;
+pub use status::{CachedArchiveStatus, CachedRelease, StatusSnapshot};
 
 /// Most verified releases kept in memory; each is a few KB.
 const MAX_RELEASES_IN_MEMORY: u64 = 10_000;
@@ -72,6 +74,10 @@ struct Inner {
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
     /// Version lists being refreshed in the background (one refresh per list at a time).
     refreshing: std::sync::Mutex<std::collections::HashSet<ProviderKey>>,
+    /// How often each cached archive was served since start-up (status page).
+    hits: std::sync::Mutex<
+        std::collections::HashMap<std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>>,
+    >,
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
     not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
@@ -137,6 +143,7 @@ impl Mirror {
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .build(),
                 refreshing: Default::default(),
+                hits: Default::default(),
                 not_found: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .time_to_live(config.cache.negative_ttl)

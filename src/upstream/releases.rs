@@ -37,6 +37,10 @@ impl ReleasesUpstream {
         Self { name, base, http }
     }
 
+    pub fn base_url(&self) -> String {
+        self.base.to_string()
+    }
+
     pub fn health(&self) -> super::UpstreamHealth {
         self.http.health()
     }

@@ -1,0 +1,74 @@
+//! `/metrics` in the Prometheus text format: requests, cache outcomes, upstream traffic,
+//! verification failures, cache size. Alone in its test binary, so counts are exact.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use common::{publisher_key, start_with_fake_upstream, FakeRelease};
+
+/// The value of the metric line that starts with `series` (name and labels), if any.
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+#[actix_web::test]
+async fn metrics_count_requests_cache_outcomes_upstream_and_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let tampered = FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    let zip = published.zip_name("linux", "amd64");
+    let path = format!("{}/{}", tampered.dir, tampered.zip_name("linux", "amd64"));
+    let mut bytes = upstream.get(&path).unwrap().to_vec();
+    bytes[5] ^= 1;
+    upstream.put(&path, bytes);
+
+    let scrape = || async {
+        let response = app.get("/metrics").await;
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/plain; version=0.0.4; charset=utf-8"
+        );
+        response.text().await.unwrap()
+    };
+    let before = scrape().await;
+    let versions_ok = "tfmirror_http_requests_total{method=\"GET\",route=\"/v1/providers/{namespace}/{provider_type}/versions\",status=\"200\"}";
+    let failures = "tfmirror_verification_failures_total";
+
+    app.get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    app.get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    let url = format!("/v1/providers/myproviders/local/2.1.0/files/{zip}");
+    app.get_bytes(&url).await;
+    app.get_bytes(&url).await;
+    let bad = format!(
+        "/v1/providers/myproviders/local/2.2.0/files/{}",
+        tampered.zip_name("linux", "amd64")
+    );
+    assert_eq!(app.get_bytes(&bad).await.0, 502);
+    let after = scrape().await;
+
+    let delta = |series: &str| {
+        metric(&after, series).unwrap_or(0.0) - metric(&before, series).unwrap_or(0.0)
+    };
+    assert_eq!(delta(versions_ok), 2.0, "{after}");
+    assert!(delta(failures) >= 1.0, "{after}");
+    assert!(delta("tfmirror_cache_events_total{outcome=\"hit\"}") >= 2.0);
+    assert!(delta("tfmirror_cache_events_total{outcome=\"miss\"}") >= 3.0);
+    assert!(
+        delta("tfmirror_upstream_requests_total{outcome=\"ok\",upstream=\"hashicorp\"}") >= 5.0
+    );
+    assert!(delta("tfmirror_upstream_bytes_total{upstream=\"hashicorp\"}") > 0.0);
+    assert!(after.contains("tfmirror_http_request_duration_seconds_bucket{route=\"/v1/providers/{namespace}/{provider_type}/{version}/files/{file}\""));
+    assert!(metric(&after, "tfmirror_downloads_in_flight").is_some());
+    assert!(metric(&after, "tfmirror_cache_bytes").unwrap() > 0.0);
+    assert!(metric(&after, "process_resident_memory_bytes").unwrap() > 0.0);
+    // Hostile paths do not create series: unmatched routes share one label.
+    app.get("/no/such/thing").await;
+    let text = scrape().await;
+    assert!(!text.contains("/no/such/thing"));
+    assert!(text.contains("route=\"unmatched\""));
+}
