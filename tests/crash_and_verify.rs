@@ -153,7 +153,10 @@ async fn verify_reports_damage_and_repair_removes_it() {
                 "{}/v1/providers/myproviders/local/{version}/files/{zip}",
                 serving.base
             );
-            assert_eq!(client.get(url).send().await.unwrap().status(), 200);
+            let response = client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            // The whole body: the archive is in the cache once its last bytes were sent.
+            response.bytes().await.unwrap();
         }
     }
     serving.kill9();

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::{auth::FileAccess, ApiError};
 use crate::{
-    mirror::{Artifact, Mirror, MirrorError},
+    mirror::{ArchiveBody, Artifact, Mirror, MirrorError},
     protocol::{FileName, Namespace, ProviderType, Version},
     store::StoreError,
 };
@@ -30,15 +30,47 @@ pub async fn release_file(
     mirror: web::Data<Mirror>,
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let artifact = mirror
-        .artifact(
+    if wants_whole_file(&req) {
+        let artifact = mirror
+            .artifact(
+                &path.namespace,
+                &path.provider_type,
+                &path.version,
+                &path.file,
+            )
+            .await?;
+        return serve_artifact(&req, artifact).await;
+    }
+    let body = mirror
+        .artifact_body(
             &path.namespace,
             &path.provider_type,
             &path.version,
             &path.file,
         )
         .await?;
-    serve_artifact(&req, artifact).await
+    serve_body(&req, body).await
+}
+
+/// `HEAD` and `Range` requests are answered from the verified file (waiting for a download
+/// in progress); a plain `GET` may follow a download as it arrives.
+pub(super) fn wants_whole_file(req: &HttpRequest) -> bool {
+    req.method() == actix_web::http::Method::HEAD || req.headers().contains_key(header::RANGE)
+}
+
+/// Sends a file that is on disk, or the stream of one still arriving.
+pub(super) async fn serve_body(
+    req: &HttpRequest,
+    body: ArchiveBody,
+) -> Result<HttpResponse, ApiError> {
+    match body {
+        ArchiveBody::File(artifact) => serve_artifact(req, artifact).await,
+        ArchiveBody::Live { total, stream } => Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+            .content_type("application/zip")
+            .no_chunking(total)
+            .streaming(stream)),
+    }
 }
 
 /// Streams a verified file from the cache.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use super::{
     auth::{Authorized, FileAccess},
-    files::serve_artifact,
+    files::{serve_artifact, serve_body, wants_whole_file},
     ApiError,
 };
 use crate::{
@@ -72,8 +72,21 @@ pub async fn mirror_file(
             file,
         } => {
             FileAccess::check(&req)?;
-            let artifact = mirror
-                .mirror_archive(
+            if wants_whole_file(&req) {
+                let artifact = mirror
+                    .mirror_archive(
+                        &hostname,
+                        &namespace,
+                        &provider_type,
+                        &version,
+                        &platform,
+                        &file,
+                    )
+                    .await?;
+                return serve_artifact(&req, artifact).await;
+            }
+            let body = mirror
+                .mirror_archive_body(
                     &hostname,
                     &namespace,
                     &provider_type,
@@ -82,7 +95,7 @@ pub async fn mirror_file(
                     &file,
                 )
                 .await?;
-            serve_artifact(&req, artifact).await
+            serve_body(&req, body).await
         }
     }
 }

@@ -1,9 +1,15 @@
 //! Release files served to clients: SHA256SUMS and its signature (cached with the release)
 //! and archives (fetched on first request, verified while streaming to disk).
 
-use std::path::PathBuf;
+use std::{path::PathBuf, pin::Pin, sync::Arc};
 
-use super::{unshare, Mirror, MirrorError, ReleaseId, VerifyFailure};
+use bytes::Bytes;
+use futures_util::Stream;
+
+use super::{
+    live::{LiveDownload, Phase, Progress},
+    Mirror, MirrorError, ReleaseId, VerifyFailure,
+};
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{FileName, Namespace, ProviderType, Version},
@@ -17,8 +23,24 @@ pub struct Artifact {
     pub path: PathBuf,
 }
 
+/// A release file to send: verified on disk, or an archive still arriving from upstream
+/// (whose tail is held back until its digest matches; see `live`).
+pub enum ArchiveBody {
+    File(Artifact),
+    Live {
+        total: u64,
+        stream: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
+    },
+}
+
+/// Where a release file is.
+enum Located {
+    Ready(Artifact),
+    Downloading(PathBuf, Arc<LiveDownload>),
+}
+
 impl Mirror {
-    /// A file of a release, by name: only files the verified release lists are served.
+    /// A file of a release, by name, once it is verified on disk.
     pub async fn artifact(
         &self,
         namespace: &Namespace,
@@ -31,6 +53,19 @@ impl Mirror {
             .await
     }
 
+    /// A file of a release, by name, as soon as it can be sent: an archive being downloaded
+    /// is streamed while it arrives.
+    pub async fn artifact_body(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<ArchiveBody, MirrorError> {
+        let upstream = self.upstream_for(namespace)?.to_owned();
+        self.release_body(upstream, provider, version, file).await
+    }
+
     /// A release file of an upstream provider, fetched and verified on first request.
     pub(super) async fn release_artifact(
         &self,
@@ -39,11 +74,56 @@ impl Mirror {
         version: &Version,
         file: &FileName,
     ) -> Result<Artifact, MirrorError> {
+        match self.locate(upstream, provider, version, file).await? {
+            Located::Ready(artifact) => Ok(artifact),
+            Located::Downloading(path, live) => {
+                live.finished().await?;
+                self.count_hit(&path);
+                Ok(Artifact { path })
+            }
+        }
+    }
+
+    pub(super) async fn release_body(
+        &self,
+        upstream: String,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<ArchiveBody, MirrorError> {
+        match self.locate(upstream, provider, version, file).await? {
+            Located::Ready(artifact) => Ok(ArchiveBody::File(artifact)),
+            Located::Downloading(path, live) => {
+                self.count_hit(&path);
+                match live.follow().await? {
+                    Some((total, stream)) => Ok(ArchiveBody::Live {
+                        total,
+                        stream: Box::pin(stream),
+                    }),
+                    // No announced length: no way to hold back a tail; wait for the file.
+                    None => {
+                        live.finished().await?;
+                        Ok(ArchiveBody::File(Artifact { path }))
+                    }
+                }
+            }
+        }
+    }
+
+    /// Checks the file against the verified release and finds it: cached, or downloading
+    /// (joining the download in progress, or starting it).
+    async fn locate(
+        &self,
+        upstream: String,
+        provider: &ProviderType,
+        version: &Version,
+        file: &FileName,
+    ) -> Result<Located, MirrorError> {
         let release = self.release(&upstream, provider, version).await?;
         let path =
             layout::release_file(self.inner.store.root(), &upstream, provider, version, file)?;
         if file == &release.shasums_file || file == &release.signature_file {
-            return Ok(Artifact { path });
+            return Ok(Located::Ready(Artifact { path }));
         }
         // Only a build of this release is an archive; other SHA256SUMS lines (the manifest)
         // are not served.
@@ -57,59 +137,89 @@ impl Mirror {
             note_cache(CacheOutcome::Hit);
             self.inner.store.touch_accessed(&path);
             self.count_hit(&path);
-            return Ok(Artifact { path });
+            return Ok(Located::Ready(Artifact { path }));
         }
         note_cache(CacheOutcome::Miss);
-
-        // Single flight: concurrent requests for one archive wait for one download, which runs
-        // in its own task so that a client hanging up does not abort it for the others.
-        let fetch = {
-            let mirror = self.clone();
-            let (path, provider, version, file) = (
-                path.clone(),
-                provider.clone(),
-                version.clone(),
-                file.clone(),
-            );
-            async move {
-                let task = tokio::spawn(async move {
-                    mirror
-                        .fetch_archive(&upstream, &provider, &version, &file, &path, expected)
-                        .await
-                });
-                task.await
-                    .map_err(|e| MirrorError::Internal(e.to_string()))?
-            }
+        let target = ArchiveTarget {
+            upstream,
+            provider: provider.clone(),
+            version: version.clone(),
+            file: file.clone(),
+            path: path.clone(),
+            expected,
         };
-        let fetches = &self.inner.archive_fetches;
-        let result = fetches
-            .try_get_with(path.clone(), fetch)
-            .await
-            .map_err(unshare);
-        // The file on disk is the record from now on; keep no marker that could outlive it.
-        fetches.invalidate(&path).await;
-        result.map(|()| {
-            self.count_hit(&path);
-            Artifact { path }
+        Ok(match self.join_or_start_download(target) {
+            Some(live) => Located::Downloading(path, live),
+            None => Located::Ready(Artifact { path }),
         })
     }
 
-    #[tracing::instrument(skip(self, path, expected), fields(provider = %provider, version = %version, file = %file))]
+    /// Single flight: the download in progress for this archive, or a new one. The download
+    /// runs in a task of its own, so clients hanging up never cancel it for the others.
+    /// `None` when the archive landed on disk a moment ago.
+    fn join_or_start_download(&self, target: ArchiveTarget) -> Option<Arc<LiveDownload>> {
+        let mut downloads = self
+            .inner
+            .downloads
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(live) = downloads.get(&target.path) {
+            return Some(live.clone());
+        }
+        // A download removes itself once its file is in place: look again under the lock.
+        if target.path.exists() {
+            return None;
+        }
+        let (progress, watch) = tokio::sync::watch::channel(Progress::start());
+        let live = Arc::new(LiveDownload::new(target.path.clone(), watch));
+        downloads.insert(target.path.clone(), live.clone());
+        let mirror = self.clone();
+        tokio::spawn(async move {
+            let result = mirror.fetch_archive(&target, &progress).await;
+            let phase = match &result {
+                Ok(()) => Phase::Verified,
+                Err(error) => Phase::Failed(Arc::new(error.clone())),
+            };
+            progress.send_modify(|p| p.phase = phase);
+            mirror
+                .inner
+                .downloads
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&target.path);
+            if result.is_ok() {
+                // After the clients: they need not wait for this.
+                let t = &target;
+                mirror
+                    .record_h1(&t.upstream, &t.provider, &t.version, &t.file, &t.path)
+                    .await;
+            }
+        });
+        Some(live)
+    }
+
+    #[tracing::instrument(skip_all, fields(provider = %target.provider, version = %target.version, file = %target.file))]
     async fn fetch_archive(
         &self,
-        upstream: &str,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-        path: &std::path::Path,
-        expected: crate::verify::Sha256Digest,
+        target: &ArchiveTarget,
+        progress: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<(), MirrorError> {
+        let ArchiveTarget {
+            upstream,
+            provider,
+            version,
+            file,
+            path,
+            expected,
+        } = target;
+        let expected = *expected;
         let started = std::time::Instant::now();
         let in_flight = &metrics().downloads_in_flight;
         in_flight.inc();
         let _done = scopeguard(|| in_flight.dec());
         let source = self.upstream(upstream)?;
         let body = source.releases.archive(provider, version, file).await?;
+        progress.send_modify(|p| p.total = body.declared_len);
         let max = self.inner.max_archive_bytes;
         let fail = |failure| MirrorError::Verification {
             release: ReleaseId::boxed(provider, version),
@@ -136,12 +246,18 @@ impl Mirror {
                 expected,
                 limit,
                 body.declared_len.unwrap_or(0),
+                &mut |temp, written| {
+                    progress.send_modify(|p| {
+                        if p.temp.is_none() {
+                            p.temp = Some(temp.to_owned());
+                        }
+                        p.written = written;
+                    })
+                },
             )
             .await
         {
             Ok(bytes) => {
-                self.record_h1(upstream, provider, version, file, path)
-                    .await;
                 tracing::info!(
                     bytes,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -221,6 +337,16 @@ impl Mirror {
             .and_then(|stored| String::from_utf8(stored.bytes).ok())
             .filter(|h1| h1.starts_with("h1:")))
     }
+}
+
+/// One archive to download: where from, where to, and the digest it must have.
+pub(super) struct ArchiveTarget {
+    pub upstream: String,
+    pub provider: ProviderType,
+    pub version: Version,
+    pub file: FileName,
+    pub path: PathBuf,
+    pub expected: crate::verify::Sha256Digest,
 }
 
 /// Runs `f` when dropped: on success, error and cancellation alike.

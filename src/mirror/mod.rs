@@ -10,6 +10,7 @@ mod audit;
 mod bundle;
 mod error;
 mod gc;
+mod live;
 mod network_mirror;
 mod prefetch;
 mod releases;
@@ -27,11 +28,12 @@ use crate::{
     upstream::{FetchPolicy, HttpClient, ReleasesUpstream},
     verify::{Keyring, TrustedKey},
 };
-pub use archives::Artifact;
+pub use archives::{ArchiveBody, Artifact};
 pub use audit::{AuditMode, AuditReport, Damage};
 pub use bundle::{import_bundle, BundleFilter, BundleReport};
 pub use error::{MirrorError, ReleaseId, VerifyFailure};
 pub use gc::GcReport;
+pub use live::HOLDBACK;
 pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};
 pub use releases::Release;
 pub use status::{CachedArchiveStatus, CachedRelease, StatusSnapshot};
@@ -81,8 +83,9 @@ struct Inner {
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
     not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
-    /// In-flight archive downloads, keyed by their final path (single flight).
-    archive_fetches: Cache<std::path::PathBuf, ()>,
+    /// Archive downloads in progress, keyed by their final path (single flight).
+    downloads:
+        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Arc<live::LiveDownload>>>,
 }
 
 impl Mirror {
@@ -154,7 +157,7 @@ impl Mirror {
                     .max_capacity(MAX_RELEASES_IN_MEMORY)
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
-                archive_fetches: Cache::builder().build(),
+                downloads: Default::default(),
             }),
         })
     }

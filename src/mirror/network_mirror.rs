@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
-use super::{Artifact, Mirror, MirrorError, ReleaseId};
+use super::{ArchiveBody, Artifact, Mirror, MirrorError, ReleaseId};
 use crate::protocol::{
     network_mirror::{MirrorArchive, MirrorVersion},
     FileName, Hostname, Namespace, Platform, ProviderType, Version,
@@ -60,7 +60,7 @@ impl Mirror {
         Ok(MirrorVersion { archives })
     }
 
-    /// An archive named in a `<version>.json`.
+    /// An archive named in a `<version>.json`, once verified on disk.
     pub async fn mirror_archive(
         &self,
         hostname: &Hostname,
@@ -70,16 +70,48 @@ impl Mirror {
         platform: &Platform,
         file: &FileName,
     ) -> Result<Artifact, MirrorError> {
+        let upstream = self
+            .mirror_archive_upstream(hostname, namespace, provider, version, platform, file)
+            .await?;
+        self.release_artifact(upstream, provider, version, file)
+            .await
+    }
+
+    /// An archive named in a `<version>.json`, streamed while it downloads.
+    pub async fn mirror_archive_body(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+        file: &FileName,
+    ) -> Result<ArchiveBody, MirrorError> {
+        let upstream = self
+            .mirror_archive_upstream(hostname, namespace, provider, version, platform, file)
+            .await?;
+        self.release_body(upstream, provider, version, file).await
+    }
+
+    /// The upstream of an origin, once the name is known to be the platform's archive (not
+    /// merely some file of the release).
+    async fn mirror_archive_upstream(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+        file: &FileName,
+    ) -> Result<String, MirrorError> {
         let upstream = self.upstream_for_origin(hostname, namespace)?.to_owned();
         let release = self.release(&upstream, provider, version).await?;
-        // The name must be the platform's archive, not merely some file of the release.
         if release.build_for(platform).map(|b| &b.filename) != Some(file) {
             return Err(MirrorError::UnknownFile {
                 release: ReleaseId::boxed(provider, version),
                 file: file.clone(),
             });
         }
-        self.release_artifact(upstream, provider, version, file)
-            .await
+        Ok(upstream)
     }
 }

@@ -85,12 +85,22 @@ impl Mirror {
             let Some(stored) = store.read(&record).await? else {
                 continue;
             };
-            // Verified again, as serving would; a release that fails is not shown as cached.
-            let Some(release) = self
-                .load_release(&dir.upstream, source, &dir.provider, &dir.version)
-                .await?
-            else {
-                continue;
+            // From memory when serving has it, else verified again from disk; a release that
+            // fails is not shown as cached (and nothing is fetched for the page).
+            let key = (
+                dir.upstream.clone(),
+                dir.provider.clone(),
+                dir.version.clone(),
+            );
+            let release = match self.inner.releases.get(&key).await {
+                Some(release) => release,
+                None => match self
+                    .load_release(&dir.upstream, source, &dir.provider, &dir.version)
+                    .await?
+                {
+                    Some(release) => Arc::new(release),
+                    None => continue,
+                },
             };
             let mut archives = Vec::new();
             for build in &release.builds {

@@ -188,6 +188,8 @@ impl Store {
     /// Streams an archive to `path`, hashing as it writes; renames it into place only if it is
     /// at most `limit` bytes and its SHA-256 equals `expected`. Otherwise nothing is left.
     /// `size_hint` (the announced size, or 0) is checked against the free space up front.
+    /// `observe(temp, written)` hears of every chunk once it is readable from the temp file,
+    /// so that clients can follow the download.
     pub async fn write_verified<E>(
         &self,
         path: &Path,
@@ -195,11 +197,13 @@ impl Store {
         expected: Sha256Digest,
         limit: u64,
         size_hint: u64,
+        observe: &mut (dyn FnMut(&Path, u64) + Send),
     ) -> Result<u64, IngestError<E>> {
         let temp = self.temp_file(path, size_hint).await?;
         let mut file = temp.file().await?;
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
+        observe(&temp.path, 0);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(IngestError::Source)?;
             written += chunk.len() as u64;
@@ -210,6 +214,12 @@ impl Store {
             file.write_all(&chunk)
                 .await
                 .map_err(|e| StoreError::io(&temp.path, e))?;
+            // tokio hands writes to a blocking thread; flushing waits until the bytes are in
+            // the file, where readers following the download look for them.
+            file.flush()
+                .await
+                .map_err(|e| StoreError::io(&temp.path, e))?;
+            observe(&temp.path, written);
         }
         let actual = Sha256Digest(hasher.finalize().into());
         if actual != expected {
@@ -531,7 +541,14 @@ mod tests {
         let target = dir.path().join("a/b.zip");
 
         let err = store
-            .write_verified(&target, chunks(b"tampered"), digest(b"original"), 100, 0)
+            .write_verified(
+                &target,
+                chunks(b"tampered"),
+                digest(b"original"),
+                100,
+                0,
+                &mut |_, _| {},
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, IngestError::DigestMismatch { .. }));
@@ -543,14 +560,28 @@ mod tests {
         );
 
         let err = store
-            .write_verified(&target, chunks(b"original"), digest(b"original"), 4, 0)
+            .write_verified(
+                &target,
+                chunks(b"original"),
+                digest(b"original"),
+                4,
+                0,
+                &mut |_, _| {},
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, IngestError::TooLarge { limit: 4 }));
         assert!(!target.exists());
 
         let n = store
-            .write_verified(&target, chunks(b"original"), digest(b"original"), 100, 0)
+            .write_verified(
+                &target,
+                chunks(b"original"),
+                digest(b"original"),
+                100,
+                0,
+                &mut |_, _| {},
+            )
             .await
             .unwrap();
         assert_eq!(n, 8);
@@ -565,7 +596,14 @@ mod tests {
         let err = store.write(&target, b"{}").await.unwrap_err();
         assert!(err.is_disk_full(), "{err}");
         let err = store
-            .write_verified(&target, chunks(b"original"), digest(b"original"), 100, 8)
+            .write_verified(
+                &target,
+                chunks(b"original"),
+                digest(b"original"),
+                100,
+                8,
+                &mut |_, _| {},
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, IngestError::Store(e) if e.is_disk_full()));
