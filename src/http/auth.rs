@@ -142,6 +142,11 @@ fn access(req: &HttpRequest) -> Option<&Access> {
 pub struct Authorized(Option<web::Data<Access>>);
 
 impl Authorized {
+    /// Whether URLs handed out need signing (authentication is on).
+    pub fn signs_urls(&self) -> bool {
+        self.0.is_some()
+    }
+
     /// Signs a file URL for this client, when authentication is on.
     pub fn sign(&self, url: String, path: &str) -> String {
         match &self.0 {

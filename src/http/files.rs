@@ -78,12 +78,29 @@ pub(super) async fn serve_artifact(
     req: &HttpRequest,
     artifact: Artifact,
 ) -> Result<HttpResponse, ApiError> {
-    let file = NamedFile::open_async(&artifact.path).await.map_err(|e| {
-        MirrorError::Store(StoreError::Io {
+    let io_error = |e: std::io::Error| {
+        ApiError::from(MirrorError::Store(StoreError::Io {
             path: artifact.path.clone(),
             source: std::sync::Arc::new(e),
-        })
-    })?;
+        }))
+    };
+    let conditional = [
+        header::RANGE,
+        header::IF_NONE_MATCH,
+        header::IF_MODIFIED_SINCE,
+        header::IF_RANGE,
+        header::IF_MATCH,
+        header::IF_UNMODIFIED_SINCE,
+    ]
+    .iter()
+    .any(|h| req.headers().contains_key(h));
+    if req.method() == actix_web::http::Method::GET && !conditional {
+        return whole_file(&artifact.path).await.map_err(io_error);
+    }
+    // Ranges, conditional requests and HEAD: actix-files implements them all.
+    let file = NamedFile::open_async(&artifact.path)
+        .await
+        .map_err(io_error)?;
     Ok(file
         .use_etag(true)
         .use_last_modified(true)
@@ -91,4 +108,72 @@ pub(super) async fn serve_artifact(
         .insert_header((header::CACHE_CONTROL, IMMUTABLE))
         .respond_to(req)
         .map_into_boxed_body())
+}
+
+/// Bytes read from disk per step of a whole-file answer: large enough that the blocking-pool
+/// round trip per step stays cheap, small enough that many concurrent downloads keep memory
+/// flat.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// A plain `GET` of a whole verified file: read in large chunks (actix-files reads 64 KiB per
+/// blocking task, which caps a download at a few hundred MB/s), with the same `ETag` and
+/// `Last-Modified` that actix-files gives `HEAD` and conditional requests.
+async fn whole_file(path: &std::path::Path) -> std::io::Result<HttpResponse> {
+    let path_for_mime = path.to_owned();
+    let path = path.to_owned();
+    let (file, metadata) = web::block(move || {
+        let file = std::fs::File::open(&path)?;
+        let metadata = file.metadata()?;
+        Ok::<_, std::io::Error>((file, metadata))
+    })
+    .await
+    .map_err(std::io::Error::other)??;
+    let len = metadata.len();
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::CACHE_CONTROL, IMMUTABLE))
+        .content_type(
+            path_for_mime
+                .extension()
+                .and_then(|e| e.to_str())
+                .map(actix_files::file_extension_to_mime)
+                .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM),
+        );
+    if let Ok(modified) = metadata.modified() {
+        use std::os::unix::fs::MetadataExt as _;
+        let since_epoch = modified
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        response
+            .insert_header((
+                header::ETAG,
+                header::EntityTag::new_strong(format!(
+                    "{:x}:{:x}:{:x}:{:x}",
+                    metadata.ino(),
+                    len,
+                    since_epoch.as_secs(),
+                    since_epoch.subsec_nanos()
+                )),
+            ))
+            .insert_header((header::LAST_MODIFIED, header::HttpDate::from(modified)));
+    }
+    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let read = web::block(move || {
+            use std::io::Read as _;
+            let mut buf = vec![0; FILE_CHUNK];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>((file, buf))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        match read {
+            Ok((_, buf)) if buf.is_empty() => None,
+            Ok((file, buf)) => Some((Ok(bytes::Bytes::from(buf)), Some(file))),
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    Ok(response.no_chunking(len).streaming(chunks))
 }

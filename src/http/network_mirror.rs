@@ -55,6 +55,13 @@ pub async fn mirror_file(
         }
         MirrorFile::Version(version) => {
             let access = Authorized::check(&req)?;
+            if !access.signs_urls() {
+                return Ok(json(
+                    mirror
+                        .mirror_version_json(&hostname, &namespace, &provider_type, &version)
+                        .await?,
+                ));
+            }
             let mut document = mirror
                 .mirror_version(&hostname, &namespace, &provider_type, &version)
                 .await?;

@@ -49,6 +49,19 @@ pub async fn download(
         os: path.os,
         arch: path.arch,
     };
+    if !access.signs_urls() {
+        let body = mirror
+            .download_json(
+                &path.namespace,
+                &path.provider_type,
+                &path.version,
+                &platform,
+            )
+            .await?;
+        return Ok(HttpResponse::Ok()
+            .content_type(ContentType::json())
+            .body(body));
+    }
     let mut document = mirror
         .download(
             &path.namespace,

@@ -319,6 +319,12 @@ impl Mirror {
         if let Err(e) = written {
             tracing::warn!(error = %e, "cannot keep the archive's h1");
         }
+        self.inner
+            .documents
+            .invalidate(&super::network_mirror::mirror_doc_key(
+                upstream, provider, version,
+            ))
+            .await;
     }
 
     /// The `h1:` of a cached archive, if it has been computed.
@@ -331,11 +337,27 @@ impl Mirror {
     ) -> Result<Option<String>, MirrorError> {
         let store = &self.inner.store;
         let path = layout::archive_h1_file(store.root(), upstream, provider, version, file)?;
-        Ok(store
-            .read(&path)
-            .await?
-            .and_then(|stored| String::from_utf8(stored.bytes).ok())
-            .filter(|h1| h1.starts_with("h1:")))
+        let read = || async {
+            Ok::<_, MirrorError>(
+                store
+                    .read(&path)
+                    .await?
+                    .and_then(|stored| String::from_utf8(stored.bytes).ok())
+                    .filter(|h1| h1.starts_with("h1:")),
+            )
+        };
+        if let Some(h1) = read().await? {
+            return Ok(Some(h1));
+        }
+        // The download task records it just after clients got the archive; a client asking
+        // right then (or an archive cached without one) gets it computed now.
+        let archive = layout::release_file(store.root(), upstream, provider, version, file)?;
+        if !store.exists(&archive).await {
+            return Ok(None);
+        }
+        self.record_h1(upstream, provider, version, file, &archive)
+            .await;
+        read().await
     }
 }
 

@@ -40,6 +40,9 @@ pub use status::{CachedArchiveStatus, CachedRelease, StatusSnapshot};
 
 /// Most verified releases kept in memory; each is a few KB.
 const MAX_RELEASES_IN_MEMORY: u64 = 10_000;
+/// Bytes of rendered documents kept in memory (each is a few KB: the download document
+/// carries the signing key).
+const MAX_DOCUMENT_BYTES_IN_MEMORY: u64 = 4 * 1024 * 1024;
 /// Most version lists kept in memory.
 const MAX_VERSION_LISTS_IN_MEMORY: u64 = 10_000;
 
@@ -83,6 +86,8 @@ struct Inner {
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
     not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
+    /// Rendered download and `<version>.json` documents, ready to write to the socket.
+    documents: Cache<String, bytes::Bytes>,
     /// Archive downloads in progress, keyed by their final path (single flight).
     downloads:
         std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Arc<live::LiveDownload>>>,
@@ -158,6 +163,13 @@ impl Mirror {
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 downloads: Default::default(),
+                documents: Cache::builder()
+                    .weigher(|key: &String, doc: &bytes::Bytes| {
+                        u32::try_from(key.len() + doc.len()).unwrap_or(u32::MAX)
+                    })
+                    .max_capacity(MAX_DOCUMENT_BYTES_IN_MEMORY)
+                    .time_to_live(config.cache.metadata_ttl)
+                    .build(),
             }),
         })
     }

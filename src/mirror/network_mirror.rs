@@ -26,6 +26,32 @@ impl Mirror {
         Ok(self.version_lists(&upstream, provider).await?.mirror_index)
     }
 
+    /// `<version>.json` as JSON bytes, rendered once and kept in memory until an archive's
+    /// `h1:` is added (for servers without `[auth]`, whose URLs are the same for everyone).
+    pub async fn mirror_version_json(
+        &self,
+        hostname: &Hostname,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+    ) -> Result<Bytes, MirrorError> {
+        let upstream = self.upstream_for_origin(hostname, namespace)?;
+        let key = mirror_doc_key(upstream, provider, version);
+        if let Some(doc) = self.inner.documents.get(&key).await {
+            return Ok(doc);
+        }
+        let doc = self
+            .mirror_version(hostname, namespace, provider, version)
+            .await?;
+        let bytes = Bytes::from(
+            serde_json::to_vec(&doc).map_err(|e| MirrorError::Internal(e.to_string()))?,
+        );
+        // Dropped again when an archive's `h1:` is recorded (`record_h1`). An evicted archive
+        // keeps its listed `h1:`, which stays true: a refetch must have the same digest.
+        self.inner.documents.insert(key, bytes.clone()).await;
+        Ok(bytes)
+    }
+
     /// `GET /mirror/:hostname/:namespace/:type/:version.json`.
     pub async fn mirror_version(
         &self,
@@ -114,4 +140,8 @@ impl Mirror {
         }
         Ok(upstream)
     }
+}
+
+pub(super) fn mirror_doc_key(upstream: &str, provider: &ProviderType, version: &Version) -> String {
+    format!("mirror/{upstream}/{provider}/{version}")
 }

@@ -249,6 +249,30 @@ impl Mirror {
             .map_err(|e| MirrorError::Internal(e.to_string()))
     }
 
+    /// The download document as JSON bytes, rendered once and kept in memory (for servers
+    /// without `[auth]`, whose URLs are the same for everyone).
+    pub async fn download_json(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+    ) -> Result<Bytes, MirrorError> {
+        let key = format!("download/{namespace}/{provider}/{version}/{platform}");
+        if let Some(doc) = self.inner.documents.get(&key).await {
+            note_cache(CacheOutcome::Hit);
+            return Ok(doc);
+        }
+        let doc = self
+            .download(namespace, provider, version, platform)
+            .await?;
+        let bytes = Bytes::from(
+            serde_json::to_vec(&doc).map_err(|e| MirrorError::Internal(e.to_string()))?,
+        );
+        self.inner.documents.insert(key, bytes.clone()).await;
+        Ok(bytes)
+    }
+
     /// `GET /v1/providers/:namespace/:type/:version/download/:os/:arch`.
     pub async fn download(
         &self,

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# tfmirror against nginx proxy_cache on the same data, in one run. Installs nginx and wrk from
+# the distribution when missing, builds tfmirror optimised, and prints one Markdown table.
+#   bench/run.sh            full run (1 MiB and 100 MiB archives, 5 s per measurement)
+#   bench/run.sh --quick    a smoke run of a few seconds
+# Extra flags: --duration SECS, --big-mib N, --upstream-mibps N.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk >/dev/null
+fi
+exec cargo bench --bench perf -- "$@"
