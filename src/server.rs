@@ -102,7 +102,16 @@ async fn keep_cache_under(
 /// caller's runtime does (tests block it while the Terraform CLI runs).
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     let mirror = Mirror::new(config).await.map_err(Box::new)?;
-    mirror.sweep_leftovers().await.map_err(Box::new)?;
+    // In the background: a large cache takes a while to walk, and the walk only removes temp
+    // files older than this process, so it cannot race the downloads that start meanwhile.
+    tokio::spawn({
+        let mirror = mirror.clone();
+        async move {
+            if let Err(e) = mirror.sweep_leftovers().await {
+                tracing::warn!(error = %e, "cannot sweep the cache for leftovers");
+            }
+        }
+    });
     if let Some(limit) = config.cache.max_size {
         let keep = config
             .prefetch

@@ -121,10 +121,15 @@ async fn kill_9_mid_download_leaves_nothing_servable_and_restart_recovers() {
 
     // Restart: the temp file is swept and the next request fetches cleanly.
     let serving = Serving::start(&config);
-    assert!(
-        temp_files(&cache).is_empty(),
-        "stale temp file survived start-up"
-    );
+    // The sweep runs in the background right after start-up.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !temp_files(&cache).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "stale temp file survived start-up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let response = reqwest::get(format!("{}{url_path}", serving.base))
         .await
         .unwrap();

@@ -2,6 +2,7 @@
 //! releases built on the fly, and tfmirror started on an ephemeral port.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
+pub mod perf;
 pub mod soak;
 pub mod terraform;
 

@@ -1,0 +1,641 @@
+//! The performance comparison: tfmirror against nginx `proxy_cache` on the same data, in one
+//! run — cached JSON, cached archives (1 MB and 100 MB), memory, a cold miss shared by eight
+//! clients, start-up time. `bench/run.sh` runs it at full size (`benches/perf.rs`); a smoke
+//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        atomic::{AtomicBool, AtomicU64, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use super::{config_toml, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, Published};
+use futures_util::StreamExt;
+
+pub struct Options {
+    /// Tiny sizes and one-second measurements.
+    pub quick: bool,
+    /// Even less: one measurement of each kind (the `cargo test` smoke run).
+    pub smoke: bool,
+    pub duration: u64,
+    pub big_bytes: usize,
+    pub small_bytes: usize,
+    pub upstream_bytes_per_sec: usize,
+    pub binary: PathBuf,
+}
+
+impl Options {
+    /// From command-line flags: `--quick`, `--duration SECS`, `--big-mib N`, `--upstream-mibps N`.
+    pub fn parse(binary: PathBuf) -> Self {
+        let args: Vec<String> = std::env::args().collect();
+        let value = |flag: &str| {
+            args.iter()
+                .position(|a| a == flag)
+                .and_then(|i| args.get(i + 1))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let quick = args.iter().any(|a| a == "--quick");
+        Self {
+            quick,
+            smoke: false,
+            duration: value("--duration").unwrap_or(if quick { 1 } else { 5 }) as u64,
+            big_bytes: value("--big-mib").unwrap_or(if quick { 2 } else { 100 }) * 1024 * 1024,
+            small_bytes: if quick { 64 * 1024 } else { 1024 * 1024 },
+            upstream_bytes_per_sec: value("--upstream-mibps").unwrap_or(if quick { 4 } else { 10 })
+                * 1024
+                * 1024,
+            binary,
+        }
+    }
+}
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    /// SIGTERM first: nginx's master stops its workers only when asked nicely.
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the RSS of `pids` (summed) until stopped; returns the peak.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    peak: Arc<AtomicU64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl RssSampler {
+    fn start(pids: Vec<u32>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let peak = Arc::new(AtomicU64::new(0));
+        let (s, p) = (stop.clone(), peak.clone());
+        let thread = std::thread::spawn(move || {
+            while !s.load(Ordering::Relaxed) {
+                let rss: u64 = pids.iter().map(|pid| rss_kb(*pid)).sum();
+                p.fetch_max(rss, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Self {
+            stop,
+            peak,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.peak.load(Ordering::Relaxed)
+    }
+}
+
+/// What wrk measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Wrk {
+    requests_per_sec: f64,
+    bytes_per_sec: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
+    let out = Command::new("wrk")
+        .args([
+            "-t",
+            &connections.min(2).to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .expect("wrk is not installed (bench/run.sh installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut result = Wrk::default();
+    for line in text.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("Requests/sec:") {
+            result.requests_per_sec = v.trim().parse().unwrap_or(0.0);
+        } else if let Some(v) = line.strip_prefix("Transfer/sec:") {
+            result.bytes_per_sec = parse_size(v.trim());
+        } else if let Some(v) = line.strip_prefix("99%") {
+            result.p99_ms = parse_ms(v.trim());
+        } else if let Some(v) = line.strip_prefix("Non-2xx or 3xx responses:") {
+            result.non_2xx = v.trim().parse().unwrap_or(0);
+        }
+    }
+    result
+}
+
+fn parse_size(text: &str) -> f64 {
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(0.0);
+    number
+        * match unit {
+            "KB" => 1024.0,
+            "MB" => 1024.0 * 1024.0,
+            "GB" => 1024.0 * 1024.0 * 1024.0,
+            _ => 1.0,
+        }
+}
+
+fn parse_ms(text: &str) -> f64 {
+    if let Some(us) = text.strip_suffix("us") {
+        us.parse::<f64>().unwrap_or(0.0) / 1000.0
+    } else if let Some(ms) = text.strip_suffix("ms") {
+        ms.parse().unwrap_or(0.0)
+    } else if let Some(s) = text.strip_suffix('s') {
+        s.parse::<f64>().unwrap_or(0.0) * 1000.0
+    } else {
+        0.0
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// nginx with `proxy_cache` in front of the upstream: the baseline.
+fn start_nginx(dir: &Path, upstream: &str) -> (Proc, String) {
+    std::fs::create_dir_all(dir.join("cache")).unwrap();
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    let port = free_port();
+    let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
+        "user root;"
+    } else {
+        ""
+    };
+    let conf = format!(
+        r#"{user}
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  proxy_cache_path {dir}/cache levels=1:2 keys_zone=providers:10m max_size=10g inactive=1d use_temp_path=off;
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass {upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_cache providers;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+      proxy_max_temp_file_size 0;
+    }}
+  }}
+}}
+"#,
+        dir = dir.display(),
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
+    let child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir)
+        .arg("-c")
+        .arg(dir.join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx is not installed (bench/run.sh installs it)");
+    let base = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{base}/"));
+    (Proc(child), base)
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|v| v.split_whitespace().next() == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn wait_until_up(url: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let addr = url
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    while std::net::TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "{url} never came up");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// tfmirror on a fresh or given cache; returns the process, its base URL and the time from
+/// spawn to its "listening" line.
+fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str) -> (Proc, String, Duration) {
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = dir.join("tfmirror.toml");
+    std::fs::write(
+        &config,
+        config_toml(&MirrorOptions::new(upstream.to_owned(), &cache)),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(binary)
+        .args(["serve", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn,tfmirror::cli=info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("tfmirror exited before listening")
+            .unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.trim().to_owned();
+        }
+    };
+    let ready = started.elapsed();
+    std::thread::spawn(move || for _ in lines {});
+    (Proc(child), base, ready)
+}
+
+/// Eight clients at once for an uncached archive: (slowest first byte, last finish).
+async fn cold_miss(url: &str, clients: usize) -> (Duration, Duration, bool) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move {
+                let response = client.get(url).send().await.unwrap();
+                let ok = response.status() == 200;
+                let mut first = None;
+                let mut stream = response.bytes_stream();
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.unwrap();
+                    if !chunk.is_empty() {
+                        first.get_or_insert_with(|| started.elapsed());
+                    }
+                }
+                (first.unwrap_or_default(), started.elapsed(), ok)
+            })
+        })
+        .collect();
+    let mut slowest_first = Duration::ZERO;
+    let mut last = Duration::ZERO;
+    let mut all_ok = true;
+    for task in tasks {
+        let (first, done, ok) = task.await.unwrap();
+        slowest_first = slowest_first.max(first);
+        last = last.max(done);
+        all_ok &= ok;
+    }
+    (slowest_first, last, all_ok)
+}
+
+fn mib(bytes_per_sec: f64) -> String {
+    format!("{:.0} MB/s", bytes_per_sec / 1024.0 / 1024.0)
+}
+
+/// Rows of measurement, tfmirror, nginx, ratio, target.
+pub struct Table(pub Vec<[String; 5]>);
+
+impl Table {
+    fn row(&mut self, what: &str, ours: String, theirs: String, ratio: f64, target: &str) {
+        self.0.push([
+            what.to_owned(),
+            ours,
+            theirs,
+            format!("{ratio:.2}×"),
+            target.to_owned(),
+        ]);
+    }
+}
+
+fn publish(upstream: &FakeUpstream, provider: &str, bytes: usize) -> Published {
+    FakeRelease {
+        payload_bytes: bytes,
+        platforms: vec![("linux", "amd64")],
+        ..FakeRelease::new(provider, "1.0.0")
+    }
+    .publish(upstream, publisher_key())
+}
+
+impl Table {
+    /// The Markdown table.
+    pub fn render(&self) -> String {
+        let mut out = String::from(
+            "| measurement | tfmirror | nginx proxy_cache | ratio | target |\n|---|---|---|---|---|\n",
+        );
+        for [a, b, c, d, e] in &self.0 {
+            let ratio = if d == "0.00×" { "-" } else { d.as_str() };
+            out.push_str(&format!("| {a} | {b} | {c} | {ratio} | {e} |\n"));
+        }
+        out
+    }
+}
+
+/// Runs every measurement against both servers and returns the table.
+pub async fn run(options: &Options) -> Table {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    eprintln!(
+        "bench: generating archives ({} and {} bytes)",
+        options.small_bytes, options.big_bytes
+    );
+    let small = publish(&upstream, "small", options.small_bytes);
+    let big = publish(&upstream, "big", options.big_bytes);
+    let cold = publish(&upstream, "cold", options.big_bytes);
+    let small_zip = small.zip_name("linux", "amd64");
+    let big_zip = big.zip_name("linux", "amd64");
+    let cold_zip = cold.zip_name("linux", "amd64");
+
+    let (nginx, nginx_base) = start_nginx(&dir.path().join("nginx"), &upstream.url());
+    let nginx_pids: Vec<u32> = {
+        std::thread::sleep(Duration::from_millis(200));
+        let out = Command::new("pgrep")
+            .args(["-P", &nginx.0.id().to_string()])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .chain(std::iter::once(nginx.0.id()))
+            .collect()
+    };
+    let (tfm, tfm_base, _) = start_tfmirror(
+        &options.binary,
+        &dir.path().join("tfmirror"),
+        &upstream.url(),
+    );
+
+    // Warm both caches.
+    let client = reqwest::Client::new();
+    let ours = |path: &str| format!("{tfm_base}{path}");
+    let theirs = |path: &str| format!("{nginx_base}{path}");
+    let json_ours = [
+        (
+            "version list",
+            ours("/v1/providers/myproviders/small/versions"),
+        ),
+        (
+            "download document",
+            ours("/v1/providers/myproviders/small/1.0.0/download/linux/amd64"),
+        ),
+        (
+            "mirror index.json",
+            ours("/mirror/registry.terraform.io/hashicorp/small/index.json"),
+        ),
+        (
+            "mirror <version>.json",
+            ours("/mirror/registry.terraform.io/hashicorp/small/1.0.0.json"),
+        ),
+    ];
+    let json_theirs = theirs("/terraform-provider-small/index.json");
+    let small_ours = ours(&format!(
+        "/v1/providers/myproviders/small/1.0.0/files/{small_zip}"
+    ));
+    let small_theirs = theirs(&format!("{}/{small_zip}", small.dir));
+    let big_ours = ours(&format!(
+        "/v1/providers/myproviders/big/1.0.0/files/{big_zip}"
+    ));
+    let big_theirs = theirs(&format!("{}/{big_zip}", big.dir));
+    for url in json_ours.iter().map(|(_, u)| u.clone()).chain([
+        json_theirs.clone(),
+        small_ours.clone(),
+        small_theirs.clone(),
+        big_ours.clone(),
+        big_theirs.clone(),
+    ]) {
+        let response = client.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        response.bytes().await.unwrap();
+    }
+    // nginx caches on the second request's completion of the first; ask twice.
+    for url in [&json_theirs, &small_theirs, &big_theirs] {
+        client
+            .get(url.as_str())
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+    let upstream_after_warm = upstream.total_hits();
+
+    let d = options.duration;
+    let mut table = Table(Vec::new());
+    let json_connections: &[usize] = if options.smoke { &[16] } else { &[16, 64] };
+    for &connections in json_connections {
+        let base = wrk(&json_theirs, connections, d);
+        for (name, url) in &json_ours {
+            let r = wrk(url, connections, d);
+            assert_eq!(r.non_2xx, 0, "{url}");
+            table.row(
+                &format!("cached JSON, {name}, {connections} conns: req/s (p99)"),
+                format!("{:.0} ({:.1} ms)", r.requests_per_sec, r.p99_ms),
+                format!("{:.0} ({:.1} ms)", base.requests_per_sec, base.p99_ms),
+                r.requests_per_sec / base.requests_per_sec.max(1.0),
+                "≥ 1.0×, p99 no worse",
+            );
+        }
+    }
+    let (r, b) = (wrk(&small_ours, 8, d), wrk(&small_theirs, 8, d));
+    table.row(
+        &format!("cached {} KiB archive, 8 conns", options.small_bytes / 1024),
+        mib(r.bytes_per_sec),
+        mib(b.bytes_per_sec),
+        r.bytes_per_sec / b.bytes_per_sec.max(1.0),
+        "≥ 1.0×",
+    );
+    let mut rss_ours = 0;
+    let mut rss_theirs = 0;
+    let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
+    for &connections in big_clients {
+        let sampler = RssSampler::start(vec![tfm.0.id()]);
+        let r = wrk(&big_ours, connections, d.max(2));
+        rss_ours = rss_ours.max(sampler.finish());
+        let sampler = RssSampler::start(nginx_pids.clone());
+        let b = wrk(&big_theirs, connections, d.max(2));
+        rss_theirs = rss_theirs.max(sampler.finish());
+        table.row(
+            &format!(
+                "cached {} MiB archive, {connections} client(s)",
+                options.big_bytes / 1024 / 1024
+            ),
+            mib(r.bytes_per_sec),
+            mib(b.bytes_per_sec),
+            r.bytes_per_sec / b.bytes_per_sec.max(1.0),
+            "≥ 1.0×",
+        );
+    }
+    table.row(
+        "peak RSS while serving the big archive (KiB; nginx: all processes)",
+        rss_ours.to_string(),
+        rss_theirs.to_string(),
+        rss_ours as f64 / rss_theirs.max(1) as f64,
+        "tfmirror ≤ 32 MB",
+    );
+    assert_eq!(
+        upstream.total_hits(),
+        upstream_after_warm,
+        "a cached request went upstream"
+    );
+
+    // Cold miss: eight clients at once, the upstream throttled.
+    let per_chunk = 64 * 1024;
+    let pause = Duration::from_secs_f64(per_chunk as f64 / options.upstream_bytes_per_sec as f64);
+    let cold_path = format!("{}/{cold_zip}", cold.dir);
+    upstream.throttle(&cold_path, per_chunk, pause);
+    let single_started = Instant::now();
+    let direct = client
+        .get(format!("{}{cold_path}", upstream.url()))
+        .send()
+        .await
+        .unwrap();
+    direct.bytes().await.unwrap();
+    let single = single_started.elapsed();
+    let hits_before = upstream.hits(&cold_path);
+    let sampler = RssSampler::start(vec![tfm.0.id()]);
+    let (first_ours, last_ours, ok_ours) = cold_miss(
+        &ours(&format!(
+            "/v1/providers/myproviders/cold/1.0.0/files/{cold_zip}"
+        )),
+        8,
+    )
+    .await;
+    let rss_cold = sampler.finish();
+    let hits_ours = upstream.hits(&cold_path) - hits_before;
+    let (first_theirs, last_theirs, ok_theirs) = cold_miss(&theirs(&cold_path), 8).await;
+    let hits_theirs = upstream.hits(&cold_path) - hits_before - hits_ours;
+    assert!(ok_ours && ok_theirs);
+    table.row(
+        "cold miss, 8 clients: upstream downloads",
+        hits_ours.to_string(),
+        hits_theirs.to_string(),
+        hits_ours as f64 / hits_theirs.max(1) as f64,
+        "exactly 1",
+    );
+    table.row(
+        &format!(
+            "cold miss, 8 clients: slowest first byte (one upstream download takes {:.1} s)",
+            single.as_secs_f64()
+        ),
+        format!("{:.2} s", first_ours.as_secs_f64()),
+        format!("{:.2} s", first_theirs.as_secs_f64()),
+        first_ours.as_secs_f64() / first_theirs.as_secs_f64().max(0.001),
+        "≤ 0.2 s after upstream's first byte",
+    );
+    table.row(
+        "cold miss, 8 clients: last client done, × one upstream download",
+        format!("{:.2}×", last_ours.as_secs_f64() / single.as_secs_f64()),
+        format!("{:.2}×", last_theirs.as_secs_f64() / single.as_secs_f64()),
+        last_ours.as_secs_f64() / last_theirs.as_secs_f64(),
+        "≤ 1.1×",
+    );
+    table.row(
+        "peak RSS during the cold miss (KiB)",
+        rss_cold.to_string(),
+        "-".to_owned(),
+        0.0,
+        "≤ 32 MB",
+    );
+    drop(tfm);
+    drop(nginx);
+
+    // Start-up to listening, with an empty cache and with many cached archives.
+    let (proc_, _, empty) = start_tfmirror(
+        &options.binary,
+        &dir.path().join("startup-empty"),
+        &upstream.url(),
+    );
+    drop(proc_);
+    let many = match (options.smoke, options.quick) {
+        (true, _) => 100,
+        (false, true) => 500,
+        _ => 10_000,
+    };
+    let full = dir.path().join("startup-full");
+    for i in 0..many {
+        let release = full.join(format!(
+            "cache/releases/hashicorp/terraform-provider-p{}/1.0.{}",
+            i / 100,
+            i % 100
+        ));
+        std::fs::create_dir_all(&release).unwrap();
+        std::fs::write(
+            release.join(format!("terraform-provider-p_1.0.{i}_linux_amd64.zip")),
+            b"x",
+        )
+        .unwrap();
+    }
+    let (proc_, _, with_many) = start_tfmirror(&options.binary, &full, &upstream.url());
+    drop(proc_);
+    table.row(
+        "start-up to listening, empty cache",
+        format!("{} ms", empty.as_millis()),
+        "-".to_owned(),
+        0.0,
+        "≤ 100 ms",
+    );
+    table.row(
+        &format!("start-up to listening, {many} cached archives"),
+        format!("{} ms", with_many.as_millis()),
+        "-".to_owned(),
+        0.0,
+        "≤ 100 ms",
+    );
+
+    table
+}
