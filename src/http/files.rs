@@ -113,7 +113,7 @@ pub(super) async fn serve_artifact(
 /// Bytes read from disk per step of a whole-file answer: large enough that the blocking-pool
 /// round trip per step stays cheap, small enough that many concurrent downloads keep memory
 /// flat.
-const FILE_CHUNK: usize = 128 * 1024;
+const FILE_CHUNK: usize = 256 * 1024;
 /// Files up to this size are read in one step.
 const SMALL_FILE: u64 = 1024 * 1024 + 64 * 1024;
 
