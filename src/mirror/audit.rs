@@ -54,44 +54,33 @@ impl Mirror {
     ) -> Result<AuditReport, MirrorError> {
         let store = &self.inner.store;
         let mut report = AuditReport::default();
-        let upstreams = store
-            .list_dir(&layout::releases_dir(store.root()))
-            .await?
-            .dirs;
-        for upstream in upstreams {
-            if self.upstream(&upstream).is_err() {
-                let problem = format!("no [upstreams.{upstream}] is configured to verify it with");
-                if mode == AuditMode::Import {
-                    report.damaged.push(Damage {
-                        path: layout::releases_dir(store.root()).join(&upstream),
-                        problem,
-                    });
-                } else {
-                    progress(&format!("skipping {upstream}: {problem}"));
+        // Each upstream we cannot verify for is reported once, whatever it holds.
+        let mut unverifiable = std::collections::BTreeSet::new();
+        for dir in self.release_dirs().await? {
+            let upstream = &dir.upstream;
+            if self.upstream(upstream).is_err() {
+                if unverifiable.insert(upstream.clone()) {
+                    let problem =
+                        format!("no [upstreams.{upstream}] is configured to verify it with");
+                    if mode == AuditMode::Import {
+                        report.damaged.push(Damage {
+                            path: layout::releases_dir(store.root()).join(upstream),
+                            problem,
+                        });
+                    } else {
+                        progress(&format!("skipping {upstream}: {problem}"));
+                    }
                 }
                 continue;
             }
-            let upstream_dir = layout::upstream_dir(store.root(), &upstream)?;
-            for product in store.list_dir(&upstream_dir).await?.dirs {
-                let Some(provider) = product
-                    .strip_prefix(PRODUCT_PREFIX)
-                    .and_then(|t| ProviderType::try_from(t).ok())
-                else {
-                    continue;
-                };
-                let provider_dir = layout::provider_dir(store.root(), &upstream, &provider)?;
-                for version in store.list_dir(&provider_dir).await?.dirs {
-                    let Ok(version) = Version::try_from(version.as_str()) else {
-                        continue;
-                    };
-                    self.audit_release(&upstream, &provider, &version, mode, &mut report)
-                        .await?;
-                    progress(&format!(
-                        "checked {upstream}/{product} {version}: {} damaged so far",
-                        report.damaged.len()
-                    ));
-                }
-            }
+            self.audit_release(upstream, &dir.provider, &dir.version, mode, &mut report)
+                .await?;
+            progress(&format!(
+                "checked {upstream}/{PRODUCT_PREFIX}{} {}: {} damaged so far",
+                dir.provider,
+                dir.version,
+                report.damaged.len()
+            ));
         }
         Ok(report)
     }
