@@ -3,7 +3,8 @@
 # the distribution when missing, builds tfmirror optimised, and prints one Markdown table.
 #   bench/run.sh            full run (1 MiB and 100 MiB archives, 5 s per measurement)
 #   bench/run.sh --quick    a smoke run of a few seconds
-# Extra flags: --duration SECS, --big-mib N, --upstream-mibps N.
+# Extra flags: --duration SECS, --big-mib N, --upstream-mibps N, and --hold SECS (after warm-up,
+# print the process ids and wait, to attach a profiler by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then

@@ -9,7 +9,7 @@ use super::{auth::FileAccess, ApiError};
 use crate::{
     mirror::{ArchiveBody, Artifact, Mirror, MirrorError},
     protocol::{FileName, Namespace, ProviderType, Version},
-    store::StoreError,
+    store::{chunks::FileChunks, StoreError},
 };
 
 #[derive(Debug, Deserialize)]
@@ -110,14 +110,14 @@ pub(super) async fn serve_artifact(
         .map_into_boxed_body())
 }
 
-/// Bytes read from disk per step of a whole-file answer: large enough that the blocking-pool
-/// round trip per step stays cheap, small enough that many concurrent downloads keep memory
-/// flat.
+/// Bytes read per step of a whole-file answer: large enough that the system calls per step
+/// stay cheap, small enough that many concurrent downloads keep memory flat.
 const FILE_CHUNK: usize = 256 * 1024;
 /// Files up to this size are read in one step.
 const SMALL_FILE: u64 = 1024 * 1024 + 64 * 1024;
 
-/// A plain `GET` of a whole verified file: read in one step or in large chunks (actix-files reads 64 KiB per
+/// A plain `GET` of a whole verified file: read in one step or in large chunks, from the page
+/// cache on the worker thread when it can (`store::chunks`; actix-files reads 64 KiB per
 /// blocking task, which caps a download at a few hundred MB/s), with the same `ETag` and
 /// `Last-Modified` that actix-files gives `HEAD` and conditional requests.
 async fn whole_file(path: &std::path::Path) -> std::io::Result<HttpResponse> {
@@ -159,36 +159,12 @@ async fn whole_file(path: &std::path::Path) -> std::io::Result<HttpResponse> {
             ))
             .insert_header((header::LAST_MODIFIED, header::HttpDate::from(modified)));
     }
-    if len <= SMALL_FILE {
-        // One blocking read for the whole body: most provider archives are a few MB at most.
-        let body = web::block(move || {
-            use std::io::Read as _;
-            let mut file = file;
-            let mut buf = Vec::with_capacity(len as usize);
-            file.read_to_end(&mut buf)?;
-            Ok::<_, std::io::Error>(buf)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
-        return Ok(response.body(body));
-    }
-    let chunks = futures_util::stream::unfold(Some(file), |file| async move {
-        let mut file = file?;
-        let read = web::block(move || {
-            use std::io::Read as _;
-            let mut buf = vec![0; FILE_CHUNK];
-            let n = file.read(&mut buf)?;
-            buf.truncate(n);
-            Ok::<_, std::io::Error>((file, buf))
-        })
-        .await
-        .map_err(std::io::Error::other)
-        .and_then(|r| r);
-        match read {
-            Ok((_, buf)) if buf.is_empty() => None,
-            Ok((file, buf)) => Some((Ok(bytes::Bytes::from(buf)), Some(file))),
-            Err(e) => Some((Err(e), None)),
-        }
-    });
+    // Most provider archives are a few MB at most: up to SMALL_FILE, one read.
+    let chunk = if len <= SMALL_FILE {
+        len as usize
+    } else {
+        FILE_CHUNK
+    };
+    let chunks = FileChunks::new(file).stream(len, chunk);
     Ok(response.no_chunking(len).streaming(chunks))
 }

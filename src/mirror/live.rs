@@ -13,9 +13,10 @@ use std::{path::PathBuf, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::{io::AsyncReadExt, sync::watch};
+use tokio::sync::watch;
 
 use super::MirrorError;
+use crate::store::chunks::FileChunks;
 
 /// Bytes held back from clients until the digest has matched.
 pub const HOLDBACK: u64 = 64 * 1024;
@@ -135,7 +136,7 @@ impl LiveDownload {
 struct Reader {
     rx: watch::Receiver<Progress>,
     final_path: PathBuf,
-    file: Option<tokio::fs::File>,
+    file: Option<FileChunks>,
     pos: u64,
     total: u64,
 }
@@ -156,15 +157,13 @@ impl Reader {
             };
             if self.pos < allowed {
                 let want = (allowed - self.pos).min(READ_CHUNK) as usize;
-                let file = self.open(&progress).await?;
-                let mut buf = vec![0; want];
-                let n = file.read(&mut buf).await?;
-                if n == 0 {
+                let pos = self.pos;
+                let chunk = self.open(&progress).await?.read_at(pos, want).await?;
+                if chunk.is_empty() {
                     return Err(std::io::Error::other("archive ended early"));
                 }
-                buf.truncate(n);
-                self.pos += n as u64;
-                return Ok(Some(Bytes::from(buf)));
+                self.pos += chunk.len() as u64;
+                return Ok(Some(chunk));
             }
             if self.rx.changed().await.is_err() {
                 // The task is gone; its last word decides.
@@ -177,20 +176,22 @@ impl Reader {
 
     /// The temp file while it exists (a handle keeps working after it is renamed into
     /// place), else the verified file.
-    async fn open(&mut self, progress: &Progress) -> std::io::Result<&mut tokio::fs::File> {
+    async fn open(&mut self, progress: &Progress) -> std::io::Result<&mut FileChunks> {
         if self.file.is_none() {
-            let mut file = match &progress.temp {
-                Some(temp) if matches!(progress.phase, Phase::Running) => {
-                    match tokio::fs::File::open(temp).await {
-                        Ok(file) => file,
-                        Err(_) => tokio::fs::File::open(&self.final_path).await?,
-                    }
-                }
-                _ => tokio::fs::File::open(&self.final_path).await?,
+            let temp = match &progress.temp {
+                Some(temp) if matches!(progress.phase, Phase::Running) => Some(temp.clone()),
+                _ => None,
             };
-            use tokio::io::AsyncSeekExt;
-            file.seek(std::io::SeekFrom::Start(self.pos)).await?;
-            self.file = Some(file);
+            let final_path = self.final_path.clone();
+            let file = actix_web::rt::task::spawn_blocking(move || match temp {
+                Some(temp) => {
+                    std::fs::File::open(temp).or_else(|_| std::fs::File::open(final_path))
+                }
+                None => std::fs::File::open(final_path),
+            })
+            .await
+            .map_err(std::io::Error::other)??;
+            self.file = Some(FileChunks::new(file));
         }
         self.file
             .as_mut()

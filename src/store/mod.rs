@@ -6,6 +6,7 @@
 //! therefore never sees a half-written or unverified file, and a crash leaves at most a temp
 //! file, which start-up sweeps away.
 
+pub mod chunks;
 pub mod layout;
 
 use std::{

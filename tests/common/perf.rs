@@ -27,6 +27,9 @@ pub struct Options {
     pub small_bytes: usize,
     pub upstream_bytes_per_sec: usize,
     pub binary: PathBuf,
+    /// After warming both caches, print their URLs and process ids and wait this many seconds
+    /// before measuring: time to attach a profiler (`perf record -p`, `heaptrack -p`) by hand.
+    pub hold: u64,
 }
 
 impl Options {
@@ -50,6 +53,7 @@ impl Options {
                 * 1024
                 * 1024,
             binary,
+            hold: value("--hold").unwrap_or(0) as u64,
         }
     }
 }
@@ -473,6 +477,14 @@ pub async fn run(options: &Options) -> Table {
             .unwrap();
     }
     let upstream_after_warm = upstream.total_hits();
+    if options.hold > 0 {
+        eprintln!(
+            "bench: holding {} s. tfmirror pid {} at {big_ours}\nbench: nginx pids {nginx_pids:?} at {big_theirs}",
+            options.hold,
+            tfm.0.id()
+        );
+        tokio::time::sleep(Duration::from_secs(options.hold)).await;
+    }
 
     let d = options.duration;
     let mut table = Table(Vec::new());
