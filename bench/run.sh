@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # tfmirror against nginx proxy_cache on the same data, in one run. Installs nginx and wrk from
 # the distribution when missing, builds tfmirror optimised, and prints one Markdown table.
-#   bench/run.sh            full run (1 MiB and 100 MiB archives, 5 s per measurement)
+#   bench/run.sh            full run (1 MiB and 100 MiB archives; each comparison 3 × 3 s per side)
 #   bench/run.sh --quick    a smoke run of a few seconds
-# Extra flags: --duration SECS, --big-mib N, --upstream-mibps N, and --hold SECS (after warm-up,
+# Extra flags: --duration SECS, --rounds N (alternations of tfmirror and nginx; medians are
+# reported), --big-mib N, --upstream-mibps N, and --hold SECS (after warm-up,
 # print the process ids and wait, to attach a profiler by hand).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
-//! `bench/run.sh [--quick] [--duration SECS] [--big-mib N] [--upstream-mibps N]`: tfmirror
-//! against nginx `proxy_cache` on the same data, in one run (see `tests/common/perf.rs`).
-//! Prints one Markdown table of ratios.
+//! `bench/run.sh [--quick] [--duration SECS] [--rounds N] [--big-mib N] [--upstream-mibps N]
+//! [--hold SECS]`: tfmirror against nginx `proxy_cache` on the same data, in one run (see
+//! `tests/common/perf.rs`). Prints one Markdown table of ratios.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]

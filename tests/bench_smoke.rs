@@ -14,6 +14,7 @@ async fn the_benchmark_runs_end_to_end() {
         quick: true,
         smoke: true,
         duration: 1,
+        rounds: 1,
         big_bytes: 512 * 1024,
         small_bytes: 16 * 1024,
         upstream_bytes_per_sec: 2 * 1024 * 1024,

@@ -23,6 +23,9 @@ pub struct Options {
     /// Even less: one measurement of each kind (the `cargo test` smoke run).
     pub smoke: bool,
     pub duration: u64,
+    /// Each comparison alternates tfmirror and nginx this many times and reports the median of
+    /// each: the machine's load drifts, and alternating spreads the drift over both sides.
+    pub rounds: usize,
     pub big_bytes: usize,
     pub small_bytes: usize,
     pub upstream_bytes_per_sec: usize,
@@ -33,7 +36,8 @@ pub struct Options {
 }
 
 impl Options {
-    /// From command-line flags: `--quick`, `--duration SECS`, `--big-mib N`, `--upstream-mibps N`.
+    /// From command-line flags: `--quick`, `--duration SECS`, `--rounds N`, `--big-mib N`,
+    /// `--upstream-mibps N`, `--hold SECS`.
     pub fn parse(binary: PathBuf) -> Self {
         let args: Vec<String> = std::env::args().collect();
         let value = |flag: &str| {
@@ -46,7 +50,10 @@ impl Options {
         Self {
             quick,
             smoke: false,
-            duration: value("--duration").unwrap_or(if quick { 1 } else { 5 }) as u64,
+            duration: value("--duration").unwrap_or(if quick { 1 } else { 3 }) as u64,
+            rounds: value("--rounds")
+                .unwrap_or(if quick { 1 } else { 3 })
+                .max(1),
             big_bytes: value("--big-mib").unwrap_or(if quick { 2 } else { 100 }) * 1024 * 1024,
             small_bytes: if quick { 64 * 1024 } else { 1024 * 1024 },
             upstream_bytes_per_sec: value("--upstream-mibps").unwrap_or(if quick { 4 } else { 10 })
@@ -162,6 +169,36 @@ fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
         }
     }
     result
+}
+
+/// wrk against `ours` and `theirs` in turn, `rounds` times; the median of each figure.
+fn compare(
+    ours: &str,
+    theirs: &str,
+    connections: usize,
+    seconds: u64,
+    rounds: usize,
+) -> (Wrk, Wrk) {
+    let mut runs = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        runs.0.push(wrk(ours, connections, seconds));
+        runs.1.push(wrk(theirs, connections, seconds));
+    }
+    (median(&runs.0), median(&runs.1))
+}
+
+fn median(runs: &[Wrk]) -> Wrk {
+    let middle = |figure: fn(&Wrk) -> f64| {
+        let mut values: Vec<f64> = runs.iter().map(figure).collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Wrk {
+        requests_per_sec: middle(|w| w.requests_per_sec),
+        bytes_per_sec: middle(|w| w.bytes_per_sec),
+        p99_ms: middle(|w| w.p99_ms),
+        non_2xx: runs.iter().map(|w| w.non_2xx).sum(),
+    }
 }
 
 fn parse_size(text: &str) -> f64 {
@@ -486,13 +523,12 @@ pub async fn run(options: &Options) -> Table {
         tokio::time::sleep(Duration::from_secs(options.hold)).await;
     }
 
-    let d = options.duration;
+    let (d, rounds) = (options.duration, options.rounds);
     let mut table = Table(Vec::new());
     let json_connections: &[usize] = if options.smoke { &[16] } else { &[16, 64] };
     for &connections in json_connections {
-        let base = wrk(&json_theirs, connections, d);
         for (name, url) in &json_ours {
-            let r = wrk(url, connections, d);
+            let (r, base) = compare(url, &json_theirs, connections, d, rounds);
             assert_eq!(r.non_2xx, 0, "{url}");
             table.row(
                 &format!("cached JSON, {name}, {connections} conns: req/s (p99)"),
@@ -503,7 +539,7 @@ pub async fn run(options: &Options) -> Table {
             );
         }
     }
-    let (r, b) = (wrk(&small_ours, 8, d), wrk(&small_theirs, 8, d));
+    let (r, b) = compare(&small_ours, &small_theirs, 8, d, rounds);
     table.row(
         &format!("cached {} KiB archive, 8 conns", options.small_bytes / 1024),
         mib(r.bytes_per_sec),
@@ -511,16 +547,14 @@ pub async fn run(options: &Options) -> Table {
         r.bytes_per_sec / b.bytes_per_sec.max(1.0),
         "≥ 1.0×",
     );
-    let mut rss_ours = 0;
-    let mut rss_theirs = 0;
+    // Sampled over the whole alternation: neither process grows while the other is measured.
+    let samplers = (
+        RssSampler::start(vec![tfm.0.id()]),
+        RssSampler::start(nginx_pids.clone()),
+    );
     let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
     for &connections in big_clients {
-        let sampler = RssSampler::start(vec![tfm.0.id()]);
-        let r = wrk(&big_ours, connections, d.max(2));
-        rss_ours = rss_ours.max(sampler.finish());
-        let sampler = RssSampler::start(nginx_pids.clone());
-        let b = wrk(&big_theirs, connections, d.max(2));
-        rss_theirs = rss_theirs.max(sampler.finish());
+        let (r, b) = compare(&big_ours, &big_theirs, connections, d.max(2), rounds);
         table.row(
             &format!(
                 "cached {} MiB archive, {connections} client(s)",
@@ -532,6 +566,7 @@ pub async fn run(options: &Options) -> Table {
             "≥ 1.0×",
         );
     }
+    let (rss_ours, rss_theirs) = (samplers.0.finish(), samplers.1.finish());
     table.row(
         "peak RSS while serving the big archive (KiB; nginx: all processes)",
         rss_ours.to_string(),
