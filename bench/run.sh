@@ -5,7 +5,9 @@
 #   bench/run.sh --quick    a smoke run of a few seconds
 # Extra flags: --duration SECS, --rounds N (alternations of tfmirror and nginx; medians are
 # reported), --big-mib N, --upstream-mibps N, and --hold SECS (after warm-up,
-# print the process ids and wait, to attach a profiler by hand).
+# print the process ids and wait, to attach a profiler by hand), --profile DIR (perf profiles of
+# both servers for the big-archive and download-document measurements, with the top of each
+# report as text).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
@@ -13,5 +15,10 @@ if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk >/dev/null
+fi
+if [[ " $* " == *" --profile "* ]] && ! command -v perf >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq linux-perf >/dev/null
 fi
 exec cargo bench --bench perf -- "$@"

@@ -20,6 +20,7 @@ async fn the_benchmark_runs_end_to_end() {
         upstream_bytes_per_sec: 2 * 1024 * 1024,
         binary: env!("CARGO_BIN_EXE_tfmirror").into(),
         hold: 0,
+        profile: None,
     };
     let table = run(&options).await;
     let text = table.render();

@@ -33,11 +33,14 @@ pub struct Options {
     /// After warming both caches, print their URLs and process ids and wait this many seconds
     /// before measuring: time to attach a profiler (`perf record -p`, `heaptrack -p`) by hand.
     pub hold: u64,
+    /// `perf record` both servers during the first round of the big-archive and download-
+    /// document measurements; profiles and the top of each report go to this directory.
+    pub profile: Option<PathBuf>,
 }
 
 impl Options {
     /// From command-line flags: `--quick`, `--duration SECS`, `--rounds N`, `--big-mib N`,
-    /// `--upstream-mibps N`, `--hold SECS`.
+    /// `--upstream-mibps N`, `--hold SECS`, `--profile DIR`.
     pub fn parse(binary: PathBuf) -> Self {
         let args: Vec<String> = std::env::args().collect();
         let value = |flag: &str| {
@@ -61,6 +64,11 @@ impl Options {
                 * 1024,
             binary,
             hold: value("--hold").unwrap_or(0) as u64,
+            profile: args
+                .iter()
+                .position(|a| a == "--profile")
+                .and_then(|i| args.get(i + 1))
+                .map(PathBuf::from),
         }
     }
 }
@@ -171,18 +179,79 @@ fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
     result
 }
 
-/// wrk against `ours` and `theirs` in turn, `rounds` times; the median of each figure.
+/// Sampling profiles of both servers (`--profile DIR`).
+struct Profiler {
+    dir: PathBuf,
+    ours: Vec<u32>,
+    theirs: Vec<u32>,
+}
+
+impl Profiler {
+    /// Runs `measure` while `perf record` samples `pids` (call graphs, kernel included); keeps
+    /// `NAME.data` and writes the top of its report, by shared object and symbol, to `NAME.txt`.
+    fn record<T>(&self, name: &str, pids: &[u32], seconds: u64, measure: impl FnOnce() -> T) -> T {
+        let data = self.dir.join(format!("{name}.data"));
+        // nginx's cache loader exits a minute after start; perf refuses a pid that is gone.
+        let pids = pids
+            .iter()
+            .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut perf = Command::new("perf")
+            .args(["record", "-F", "999", "-g", "-p", &pids, "-o"])
+            .arg(&data)
+            .args(["--", "sleep", &(seconds + 1).to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("perf is not installed (Debian: linux-perf)");
+        std::thread::sleep(Duration::from_millis(300));
+        let result = measure();
+        let _ = perf.wait();
+        let report = Command::new("perf")
+            .args(["report", "--no-children", "--stdio", "-g", "none"])
+            .args(["--sort", "dso,symbol", "--percent-limit", "1", "-i"])
+            .arg(&data)
+            .output()
+            .expect("perf report");
+        std::fs::write(self.dir.join(format!("{name}.txt")), report.stdout).unwrap();
+        result
+    }
+}
+
+/// wrk against `ours` and `theirs` in turn, `rounds` times; the median of each figure. With a
+/// profiler, the first round of each side is profiled under `name`.
 fn compare(
     ours: &str,
     theirs: &str,
     connections: usize,
     seconds: u64,
     rounds: usize,
+    profile: Option<(&Profiler, &str)>,
 ) -> (Wrk, Wrk) {
     let mut runs = (Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        runs.0.push(wrk(ours, connections, seconds));
-        runs.1.push(wrk(theirs, connections, seconds));
+    for round in 0..rounds {
+        match profile.filter(|_| round == 0) {
+            Some((profiler, name)) => {
+                runs.0.push(profiler.record(
+                    &format!("{name}-tfmirror"),
+                    &profiler.ours,
+                    seconds,
+                    || wrk(ours, connections, seconds),
+                ));
+                runs.1.push(profiler.record(
+                    &format!("{name}-nginx"),
+                    &profiler.theirs,
+                    seconds,
+                    || wrk(theirs, connections, seconds),
+                ));
+            }
+            None => {
+                runs.0.push(wrk(ours, connections, seconds));
+                runs.1.push(wrk(theirs, connections, seconds));
+            }
+        }
     }
     (median(&runs.0), median(&runs.1))
 }
@@ -524,11 +593,23 @@ pub async fn run(options: &Options) -> Table {
     }
 
     let (d, rounds) = (options.duration, options.rounds);
+    let profiler = options.profile.as_ref().map(|dir| {
+        std::fs::create_dir_all(dir).unwrap();
+        Profiler {
+            dir: dir.clone(),
+            ours: vec![tfm.0.id()],
+            theirs: nginx_pids.clone(),
+        }
+    });
     let mut table = Table(Vec::new());
     let json_connections: &[usize] = if options.smoke { &[16] } else { &[16, 64] };
     for &connections in json_connections {
         for (name, url) in &json_ours {
-            let (r, base) = compare(url, &json_theirs, connections, d, rounds);
+            let profile = profiler
+                .as_ref()
+                .filter(|_| connections == 16 && *name == "download document")
+                .map(|p| (p, "download-document-16"));
+            let (r, base) = compare(url, &json_theirs, connections, d, rounds, profile);
             assert_eq!(r.non_2xx, 0, "{url}");
             table.row(
                 &format!("cached JSON, {name}, {connections} conns: req/s (p99)"),
@@ -539,7 +620,7 @@ pub async fn run(options: &Options) -> Table {
             );
         }
     }
-    let (r, b) = compare(&small_ours, &small_theirs, 8, d, rounds);
+    let (r, b) = compare(&small_ours, &small_theirs, 8, d, rounds, None);
     table.row(
         &format!("cached {} KiB archive, 8 conns", options.small_bytes / 1024),
         mib(r.bytes_per_sec),
@@ -554,7 +635,16 @@ pub async fn run(options: &Options) -> Table {
     );
     let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
     for &connections in big_clients {
-        let (r, b) = compare(&big_ours, &big_theirs, connections, d.max(2), rounds);
+        let name = format!("big-archive-{connections}");
+        let profile = profiler.as_ref().map(|p| (p, name.as_str()));
+        let (r, b) = compare(
+            &big_ours,
+            &big_theirs,
+            connections,
+            d.max(2),
+            rounds,
+            profile,
+        );
         table.row(
             &format!(
                 "cached {} MiB archive, {connections} client(s)",
