@@ -113,10 +113,8 @@ pub(super) async fn serve_artifact(
 /// Bytes read per step of a whole-file answer: large enough that the system calls per step
 /// stay cheap, small enough that many concurrent downloads keep memory flat.
 const FILE_CHUNK: usize = 256 * 1024;
-/// Files up to this size are read in one step.
-const SMALL_FILE: u64 = 1024 * 1024 + 64 * 1024;
 
-/// A plain `GET` of a whole verified file: read in one step or in large chunks, from the page
+/// A plain `GET` of a whole verified file, read in `FILE_CHUNK` steps from the page
 /// cache on the worker thread when it can (`store::chunks`; actix-files reads 64 KiB per
 /// blocking task, which caps a download at a few hundred MB/s), with the same `ETag` and
 /// `Last-Modified` that actix-files gives `HEAD` and conditional requests.
@@ -159,12 +157,9 @@ async fn whole_file(path: &std::path::Path) -> std::io::Result<HttpResponse> {
             ))
             .insert_header((header::LAST_MODIFIED, header::HttpDate::from(modified)));
     }
-    // Most provider archives are a few MB at most: up to SMALL_FILE, one read.
-    let chunk = if len <= SMALL_FILE {
-        len as usize
-    } else {
-        FILE_CHUNK
-    };
+    // One chunk size for every file: a response then holds at most one chunk in our buffer
+    // and one in actix's write buffer, whatever the file's size.
+    let chunk = FILE_CHUNK.min(len as usize).max(1);
     let chunks = FileChunks::new(file).stream(len, chunk);
     Ok(response.no_chunking(len).streaming(chunks))
 }
