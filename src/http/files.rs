@@ -9,7 +9,10 @@ use super::{auth::FileAccess, ApiError};
 use crate::{
     mirror::{ArchiveBody, Artifact, Mirror, MirrorError},
     protocol::{FileName, Namespace, ProviderType, Version},
-    store::{chunks::FileChunks, StoreError},
+    store::{
+        chunks::{self, FileChunks},
+        StoreError,
+    },
 };
 
 #[derive(Debug, Deserialize)]
@@ -110,11 +113,7 @@ pub(super) async fn serve_artifact(
         .map_into_boxed_body())
 }
 
-/// Bytes read per step of a whole-file answer: large enough that the system calls per step
-/// stay cheap, small enough that many concurrent downloads keep memory flat.
-const FILE_CHUNK: usize = 256 * 1024;
-
-/// A plain `GET` of a whole verified file, read in `FILE_CHUNK` steps from the page
+/// A plain `GET` of a whole verified file, read in `chunks::CHUNK` steps from the page
 /// cache on the worker thread when it can (`store::chunks`; actix-files reads 64 KiB per
 /// blocking task, which caps a download at a few hundred MB/s), with the same `ETag` and
 /// `Last-Modified` that actix-files gives `HEAD` and conditional requests.
@@ -159,7 +158,7 @@ async fn whole_file(path: &std::path::Path) -> std::io::Result<HttpResponse> {
     }
     // One chunk size for every file: a response then holds at most one chunk in our buffer
     // and one in actix's write buffer, whatever the file's size.
-    let chunk = FILE_CHUNK.min(len as usize).max(1);
+    let chunk = chunks::CHUNK.min(len as usize).max(1);
     let chunks = FileChunks::new(file).stream(len, chunk);
     Ok(response.no_chunking(len).streaming(chunks))
 }

@@ -16,12 +16,10 @@ use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::MirrorError;
-use crate::store::chunks::FileChunks;
+use crate::store::chunks::{self, FileChunks};
 
 /// Bytes held back from clients until the digest has matched.
 pub const HOLDBACK: u64 = 64 * 1024;
-/// Largest chunk a client stream reads from the temp file at once.
-const READ_CHUNK: u64 = 256 * 1024;
 
 #[derive(Debug, Clone)]
 pub(super) enum Phase {
@@ -156,7 +154,7 @@ impl Reader {
                 Phase::Running => progress.written.min(self.total.saturating_sub(HOLDBACK)),
             };
             if self.pos < allowed {
-                let want = (allowed - self.pos).min(READ_CHUNK) as usize;
+                let want = (allowed - self.pos).min(chunks::CHUNK as u64) as usize;
                 let pos = self.pos;
                 let chunk = self.open(&progress).await?.read_at(pos, want).await?;
                 if chunk.is_empty() {
