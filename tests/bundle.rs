@@ -7,20 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    config_toml, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, Published,
-    TestApp,
+    config_toml, files_under, publisher_key, serving::tfmirror, FakeRelease, FakeUpstream,
+    MirrorOptions, Published, TestApp,
 };
-
-async fn tfmirror(args: &[&str], config: &Path) -> std::process::Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_tfmirror"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap()
-}
 
 fn write_config(dir: &Path, upstream_url: String) -> (PathBuf, PathBuf) {
     let cache = dir.join("cache");

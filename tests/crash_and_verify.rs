@@ -5,56 +5,18 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
     time::{Duration, Instant},
 };
 
-use common::{config_toml, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions};
+use common::{
+    config_toml, files_under, publisher_key, serving::Serving, FakeRelease, FakeUpstream,
+    MirrorOptions,
+};
 
-/// `tfmirror serve` as a child process, with the address it printed.
-struct Serving {
-    child: Child,
-    base: String,
-}
-
-impl Serving {
-    fn start(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tfmirror"))
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut seen = Vec::new();
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let base = rest.trim().to_owned();
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Self { child, base };
-            }
-            seen.push(line);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tfmirror did not start:\n{}", seen.join("\n"));
-    }
-
-    fn kill9(mut self) {
-        // std's Child::kill sends SIGKILL on Unix: no destructor or handler runs.
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
+fn serve(config: &Path) -> Serving {
+    Serving::start(Path::new(env!("CARGO_BIN_EXE_tfmirror")), config, "info")
 }
 
 fn verify(config: &Path, repair: bool) -> Output {
@@ -98,7 +60,7 @@ async fn kill_9_mid_download_leaves_nothing_servable_and_restart_recovers() {
     let (config, cache) = write_config(dir.path(), &upstream);
     let url_path = format!("/v1/providers/myproviders/local/2.1.0/files/{zip}");
 
-    let serving = Serving::start(&config);
+    let serving = serve(&config);
     let url = format!("{}{url_path}", serving.base);
     let client = reqwest::Client::new();
     let pending = tokio::spawn(client.get(url).send());
@@ -120,7 +82,7 @@ async fn kill_9_mid_download_leaves_nothing_servable_and_restart_recovers() {
     );
 
     // Restart: the temp file is swept and the next request fetches cleanly.
-    let serving = Serving::start(&config);
+    let serving = serve(&config);
     // The sweep runs in the background right after start-up.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !temp_files(&cache).is_empty() {
@@ -149,7 +111,7 @@ async fn verify_reports_damage_and_repair_removes_it() {
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
     let (config, cache) = write_config(dir.path(), &upstream);
-    let serving = Serving::start(&config);
+    let serving = serve(&config);
     let client = reqwest::Client::new();
     for version in ["2.1.0", "2.2.0"] {
         for (os, arch) in [("linux", "amd64"), ("darwin", "arm64")] {
@@ -216,7 +178,7 @@ async fn verify_reports_damage_and_repair_removes_it() {
     );
 
     // The removed archive is fetched again, verified, on the next request.
-    let serving = Serving::start(&config);
+    let serving = serve(&config);
     let zip_name = published.zip_name("linux", "amd64");
     let response = reqwest::get(format!(
         "{}/v1/providers/myproviders/local/2.1.0/files/{zip_name}",
@@ -245,7 +207,7 @@ async fn sigterm_lets_a_download_in_flight_finish_and_leaves_no_temp_file() {
         Duration::from_millis(100),
     );
     let (config, cache) = write_config(dir.path(), &upstream);
-    let mut serving = Serving::start(&config);
+    let mut serving = serve(&config);
     let url = format!(
         "{}/v1/providers/myproviders/local/2.1.0/files/{zip}",
         serving.base

@@ -5,26 +5,12 @@
 
 mod common;
 
-use std::{
-    path::{Path, PathBuf},
-    process::Output,
-};
+use std::path::{Path, PathBuf};
 
 use common::{
-    config_toml, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp,
+    config_toml, files_under, publisher_key, serving::tfmirror, FakeRelease, FakeUpstream,
+    MirrorOptions, TestApp,
 };
-
-/// Runs the binary without blocking the test's runtime, which also runs the fake upstream.
-async fn tfmirror(args: &[&str], config: &Path) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_tfmirror"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .output()
-        .await
-        .unwrap()
-}
 
 fn cached_zips(cache: &Path) -> Vec<String> {
     files_under(cache)

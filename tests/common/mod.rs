@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod perf;
+pub mod serving;
 pub mod soak;
 pub mod terraform;
 

@@ -4,7 +4,6 @@
 //! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`).
 
 use std::{
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     sync::{
@@ -14,7 +13,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{config_toml, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, Published};
+use super::{
+    config_toml, publisher_key,
+    serving::{rss_kb, Serving},
+    FakeRelease, FakeUpstream, MirrorOptions, Published,
+};
 use futures_util::StreamExt;
 
 pub struct Options {
@@ -73,7 +76,7 @@ impl Options {
     }
 }
 
-/// A child process killed on drop.
+/// nginx's master process, stopped on drop.
 struct Proc(Child);
 
 impl Drop for Proc {
@@ -92,17 +95,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or(0)
 }
 
 /// Waits (up to a minute) until `pid` has used no CPU for half a second.
@@ -407,9 +399,8 @@ fn wait_until_up(url: &str) {
     }
 }
 
-/// tfmirror on a fresh or given cache; returns the process, its base URL and the time from
-/// spawn to its "listening" line.
-fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str) -> (Proc, String, Duration) {
+/// tfmirror on a fresh or given cache.
+fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str) -> Serving {
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     let config = dir.join("tfmirror.toml");
@@ -418,29 +409,7 @@ fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str) -> (Proc, String, D
         config_toml(&MirrorOptions::new(upstream.to_owned(), &cache)),
     )
     .unwrap();
-    let started = Instant::now();
-    let mut child = Command::new(binary)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .env("RUST_LOG", "warn,tfmirror::cli=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut lines = stderr.lines();
-    let base = loop {
-        let line = lines
-            .next()
-            .expect("tfmirror exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on ").nth(1) {
-            break rest.trim().to_owned();
-        }
-    };
-    let ready = started.elapsed();
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), base, ready)
+    Serving::start(binary, &config, "warn,tfmirror::cli=info")
 }
 
 /// Eight clients at once for an uncached archive: (slowest first byte, last finish).
@@ -547,7 +516,7 @@ pub async fn run(options: &Options) -> Table {
             .chain(std::iter::once(nginx.0.id()))
             .collect()
     };
-    let (tfm, tfm_base, _) = start_tfmirror(
+    let tfm = start_tfmirror(
         &options.binary,
         &dir.path().join("tfmirror"),
         &upstream.url(),
@@ -555,7 +524,7 @@ pub async fn run(options: &Options) -> Table {
 
     // Warm both caches.
     let client = reqwest::Client::new();
-    let ours = |path: &str| format!("{tfm_base}{path}");
+    let ours = |path: &str| format!("{}{path}", tfm.base);
     let theirs = |path: &str| format!("{nginx_base}{path}");
     let json_ours = [
         (
@@ -608,7 +577,7 @@ pub async fn run(options: &Options) -> Table {
     }
     // Let the warm-up's aftermath finish first: tfmirror computes each new archive's `h1:` in
     // the background, seconds of CPU for 100 MiB, which would land in the first measurement.
-    for pid in nginx_pids.iter().chain([&tfm.0.id()]) {
+    for pid in nginx_pids.iter().chain([&tfm.pid()]) {
         wait_until_idle(*pid);
     }
     let upstream_after_warm = upstream.total_hits();
@@ -616,7 +585,7 @@ pub async fn run(options: &Options) -> Table {
         eprintln!(
             "bench: holding {} s. tfmirror pid {} at {big_ours}\nbench: nginx pids {nginx_pids:?} at {big_theirs}",
             options.hold,
-            tfm.0.id()
+            tfm.pid()
         );
         tokio::time::sleep(Duration::from_secs(options.hold)).await;
     }
@@ -626,7 +595,7 @@ pub async fn run(options: &Options) -> Table {
         std::fs::create_dir_all(dir).unwrap();
         Profiler {
             dir: dir.clone(),
-            ours: vec![tfm.0.id()],
+            ours: vec![tfm.pid()],
             theirs: nginx_pids.clone(),
         }
     });
@@ -659,7 +628,7 @@ pub async fn run(options: &Options) -> Table {
     );
     // Sampled over the whole alternation: neither process grows while the other is measured.
     let samplers = (
-        RssSampler::start(vec![tfm.0.id()]),
+        RssSampler::start(vec![tfm.pid()]),
         RssSampler::start(nginx_pids.clone()),
     );
     let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
@@ -713,7 +682,7 @@ pub async fn run(options: &Options) -> Table {
     direct.bytes().await.unwrap();
     let single = single_started.elapsed();
     let hits_before = upstream.hits(&cold_path);
-    let sampler = RssSampler::start(vec![tfm.0.id()]);
+    let sampler = RssSampler::start(vec![tfm.pid()]);
     let (first_ours, last_ours, ok_ours) = cold_miss(
         &ours(&format!(
             "/v1/providers/myproviders/cold/1.0.0/files/{cold_zip}"
@@ -761,12 +730,13 @@ pub async fn run(options: &Options) -> Table {
     drop(nginx);
 
     // Start-up to listening, with an empty cache and with many cached archives.
-    let (proc_, _, empty) = start_tfmirror(
+    // Each is stopped again at the end of its statement.
+    let empty = start_tfmirror(
         &options.binary,
         &dir.path().join("startup-empty"),
         &upstream.url(),
-    );
-    drop(proc_);
+    )
+    .ready;
     let many = match (options.smoke, options.quick) {
         (true, _) => 100,
         (false, true) => 500,
@@ -786,8 +756,7 @@ pub async fn run(options: &Options) -> Table {
         )
         .unwrap();
     }
-    let (proc_, _, with_many) = start_tfmirror(&options.binary, &full, &upstream.url());
-    drop(proc_);
+    let with_many = start_tfmirror(&options.binary, &full, &upstream.url()).ready;
     table.row(
         "start-up to listening, empty cache",
         format!("{} ms", empty.as_millis()),

@@ -4,8 +4,7 @@
 //! `cargo bench --bench soak` runs it at full size; a test runs it for two seconds.
 
 use std::{
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    path::PathBuf,
     sync::{
         atomic::{AtomicUsize, Ordering},
         Arc, Mutex,
@@ -15,7 +14,9 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{config_toml, publisher_key, FakeRelease, FakeUpstream, MirrorOptions};
+use super::{
+    config_toml, publisher_key, serving::Serving, FakeRelease, FakeUpstream, MirrorOptions,
+};
 
 pub struct SoakOptions {
     pub binary: PathBuf,
@@ -108,63 +109,6 @@ impl SoakReport {
     }
 }
 
-/// `tfmirror serve` as a child process; killed on drop.
-struct Serving {
-    child: Child,
-    base: String,
-}
-
-impl Serving {
-    fn start(binary: &Path, config: &Path) -> Self {
-        use std::io::{BufRead, BufReader};
-        let mut child = Command::new(binary)
-            .args(["serve", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "warn,tfmirror=info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
-            if let Some(rest) = line.split("listening on ").nth(1) {
-                let base = rest.trim().to_owned();
-                // Keep draining the log so the server never blocks on a full pipe.
-                std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Self { child, base };
-            }
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("tfmirror did not start");
-    }
-
-    fn rss_kb(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .ok()
-            .and_then(|status| {
-                status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmRSS:"))
-                    .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            })
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// One request the clients may make, with the bytes it must return.
 #[derive(Clone)]
 struct Expected {
@@ -219,7 +163,7 @@ pub async fn run(options: &SoakOptions) -> SoakReport {
         }),
     )
     .unwrap();
-    let serving = Serving::start(&options.binary, &config);
+    let serving = Serving::start(&options.binary, &config, "warn,tfmirror=info");
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(options.clients)
         .build()
