@@ -37,8 +37,11 @@ async fn exported(dir: &Path) -> (FakeUpstream, Published, PathBuf, String) {
             assert_eq!(app.get_bytes(&url).await.0, 200);
         }
     }
-    let (_, doc) = app
-        .get_json("/mirror/registry.terraform.io/hashicorp/local/2.1.0.json")
+    let doc = app
+        .version_doc_with_h1(
+            "/mirror/registry.terraform.io/hashicorp/local/2.1.0.json",
+            "linux_amd64",
+        )
         .await;
     let h1 = doc["archives"]["linux_amd64"]["hashes"][0]
         .as_str()

@@ -55,7 +55,9 @@ async fn index_and_version_documents_have_the_protocol_shapes() {
     assert_eq!(&body[..], &published.zips[&zip_name][..]);
 
     // Once cached, the archive's h1: is listed too, computed as Terraform computes it.
-    let (_, doc) = app.get_json(&format!("{BASE}/2.1.0.json")).await;
+    let doc = app
+        .version_doc_with_h1(&format!("{BASE}/2.1.0.json"), "linux_amd64")
+        .await;
     let hashes = doc["archives"]["linux_amd64"]["hashes"].as_array().unwrap();
     assert_eq!(hashes.len(), 2, "{doc}");
     let h1 = hashes[0].as_str().unwrap();

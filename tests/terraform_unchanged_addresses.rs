@@ -76,13 +76,13 @@ impl Setup {
         format!("https://localhost:{}", self.app.server.addr.port())
     }
 
-    /// The h1: values tfmirror publishes for 2.1.0, by platform.
-    async fn published_h1(&self) -> Vec<String> {
-        let (status, doc) = self
-            .app
-            .get_json("/mirror/registry.terraform.io/hashicorp/local/2.1.0.json")
-            .await;
-        assert_eq!(status, 200);
+    /// The h1: values tfmirror publishes for 2.1.0, once it has one for each of `platforms`.
+    async fn published_h1(&self, platforms: &[&str]) -> Vec<String> {
+        let path = "/mirror/registry.terraform.io/hashicorp/local/2.1.0.json";
+        let mut doc = self.app.get_json(path).await.1;
+        for platform in platforms {
+            doc = self.app.version_doc_with_h1(path, platform).await;
+        }
         let mut h1: Vec<String> = doc["archives"]
             .as_object()
             .unwrap()
@@ -125,7 +125,7 @@ async fn network_mirror_init_cold_then_warm() {
     let h1 = lock_hashes(&lock, "h1:");
     assert_eq!(h1.len(), 1, "{lock}");
     assert!(
-        s.published_h1().await.contains(&h1[0]),
+        s.published_h1(&["linux_amd64"]).await.contains(&h1[0]),
         "published h1 differs from Terraform's"
     );
 
@@ -201,7 +201,8 @@ async fn providers_lock_for_three_platforms_both_ways_then_init_elsewhere() {
     h1.sort();
     assert_eq!(
         h1,
-        s.published_h1().await,
+        s.published_h1(&["linux_amd64", "darwin_arm64", "windows_amd64"])
+            .await,
         "Terraform recorded other h1: than tfmirror publishes"
     );
     let mut registry_h1 = lock_hashes(&registry_lock, "h1:");

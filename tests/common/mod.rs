@@ -607,6 +607,32 @@ impl TestApp {
             .unwrap()
     }
 
+    /// A mirror `<version>.json` once it lists an `h1:` for `platform`. tfmirror computes an
+    /// archive's `h1:` in the background just after the download, so a client asking straight
+    /// after the archive may see only the signed `zh:` for a moment.
+    pub async fn version_doc_with_h1(&self, path: &str, platform: &str) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, doc) = self.get_json(path).await;
+            assert_eq!(status, 200, "{doc}");
+            let has_h1 = doc["archives"][platform]["hashes"]
+                .as_array()
+                .is_some_and(|hashes| {
+                    hashes
+                        .iter()
+                        .any(|h| h.as_str().is_some_and(|h| h.starts_with("h1:")))
+                });
+            if has_h1 {
+                return doc;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no h1: for {platform} in {doc}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn get_json(&self, path: &str) -> (u16, serde_json::Value) {
         let response = self.get(path).await;
         let status = response.status().as_u16();
