@@ -11,8 +11,8 @@ use std::{
 };
 
 use common::{
-    config_toml, files_under, publisher_key, serving::Serving, FakeRelease, FakeUpstream,
-    MirrorOptions,
+    config_toml, files_under, publisher_key, serving::Serving, temp_files, FakeRelease,
+    FakeUpstream, MirrorOptions,
 };
 
 fn serve(config: &Path) -> Serving {
@@ -26,13 +26,6 @@ fn verify(config: &Path, repair: bool) -> Output {
         command.arg("--repair");
     }
     command.env("RUST_LOG", "warn").output().unwrap()
-}
-
-fn temp_files(cache: &Path) -> Vec<String> {
-    files_under(cache)
-        .into_iter()
-        .filter(|f| f.contains(".tmp-"))
-        .collect()
 }
 
 fn write_config(dir: &Path, upstream: &FakeUpstream) -> (PathBuf, PathBuf) {

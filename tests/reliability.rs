@@ -8,8 +8,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    files_under, publisher_key, start_with_fake_upstream, FakeRelease, FakeUpstream, Fault,
-    MirrorOptions, TestApp,
+    files_under, publisher_key, start_with_fake_upstream, temp_files, FakeRelease, FakeUpstream,
+    Fault, MirrorOptions, TestApp,
 };
 
 const VERSIONS: &str = "/v1/providers/myproviders/local/versions";
@@ -25,13 +25,6 @@ async fn spawn(upstream: &FakeUpstream, options: MirrorOptions<'_>) -> TestApp {
         ..options
     })
     .await
-}
-
-fn temp_files(cache: &std::path::Path) -> Vec<String> {
-    files_under(cache)
-        .into_iter()
-        .filter(|f| f.contains(".tmp-"))
-        .collect()
 }
 
 /// After a successful download the archive's `h1:` is still being written for a moment (a

@@ -681,6 +681,14 @@ impl TestApp {
 }
 
 /// Every file under `dir`, relative, sorted.
+/// Temp files under the cache: a download or an `h1:` still being written.
+pub fn temp_files(cache: &std::path::Path) -> Vec<String> {
+    files_under(cache)
+        .into_iter()
+        .filter(|f| f.contains(".tmp-"))
+        .collect()
+}
+
 pub fn files_under(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {
