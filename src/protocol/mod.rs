@@ -2,13 +2,18 @@
 
 pub mod constraints;
 pub mod discovery;
+pub mod keys;
 pub mod names;
 pub mod network_mirror;
 pub mod registry;
 pub mod releases;
 pub mod tf_config;
 
-pub use names::{Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, Version};
+pub use keys::{FileKey, ProviderKey, ReleaseKey};
+pub use names::{
+    Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, UpstreamName, Version,
+    PRODUCT_PREFIX,
+};
 pub use network_mirror::Hostname;
 
 /// A provider source address in its full form: `hashicorp/aws` is

@@ -123,6 +123,25 @@ lowercase_name!(
     ProviderType, "provider type", MAX_NAME_LEN, is_name_byte
 );
 lowercase_name!(
+    /// The name of an `[upstreams.NAME]` table; it names the upstream's directory in the cache.
+    UpstreamName, "upstream name", MAX_NAME_LEN, is_name_byte
+);
+
+/// What every provider's files are called after: `terraform-provider-<type>`.
+pub const PRODUCT_PREFIX: &str = "terraform-provider-";
+
+impl ProviderType {
+    /// The provider's product name (`terraform-provider-local`), the stem of its file names.
+    pub fn product_name(&self) -> String {
+        format!("{PRODUCT_PREFIX}{self}")
+    }
+
+    /// The provider type of a product name, if it is one.
+    pub fn from_product_name(product: &str) -> Option<Self> {
+        Self::try_from(product.strip_prefix(PRODUCT_PREFIX)?).ok()
+    }
+}
+lowercase_name!(
     /// A Go operating system name (`linux`, `darwin`, `windows`).
     Os, "os", MAX_PLATFORM_PART_LEN, is_platform_byte
 );

@@ -13,7 +13,7 @@ use super::{Arch, FileName, Os, Platform, ProviderType, Version};
 
 /// The product name of a provider on the releases site.
 pub fn product_name(provider_type: &ProviderType) -> String {
-    format!("terraform-provider-{provider_type}")
+    provider_type.product_name()
 }
 
 /// `/<product>/index.json`.
