@@ -19,7 +19,8 @@ use crate::{
         self,
         auth::{Access, AuthSetupError},
     },
-    mirror::{Mirror, MirrorError, PrefetchRequest},
+    mirror::{Mirror, SetupError},
+    ops::{self, OpsError, PrefetchRequest},
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +34,9 @@ pub enum ServerError {
     #[error("TLS certificate or key {path}: {reason}")]
     Tls { path: String, reason: String },
     #[error(transparent)]
-    Mirror(#[from] Box<MirrorError>),
+    Mirror(#[from] Box<SetupError>),
+    #[error(transparent)]
+    Ops(#[from] Box<OpsError>),
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
     #[error("server failed")]
@@ -82,7 +85,7 @@ async fn keep_cache_under(
     let mut ticks = tokio::time::interval(interval);
     loop {
         ticks.tick().await;
-        match mirror.collect_garbage(limit, grace, &keep).await {
+        match ops::collect_garbage(&mirror, limit, grace, &keep).await {
             Ok(report) if !report.evicted.is_empty() => tracing::info!(
                 evicted = report.evicted.len(),
                 evicted_bytes = report.evicted_bytes,

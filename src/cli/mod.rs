@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 
 use crate::{
     config::{Config, DEFAULT_CONFIG_PATH},
-    mirror::{import_bundle, AuditMode, BundleFilter, Mirror},
+    mirror::Mirror,
+    ops::{self, AuditMode, BundleFilter},
     protocol::Version,
     server,
     telemetry::{self, LogFormat},
@@ -174,9 +175,7 @@ async fn export(
     let mirror = Mirror::new(&config)
         .await
         .context("cannot open the cache")?;
-    let report = mirror
-        .export_bundle(output, &BundleFilter { provider, version })
-        .await?;
+    let report = ops::export_bundle(&mirror, output, &BundleFilter { provider, version }).await?;
     println!(
         "export: {} releases, {} files ({}) written to {}",
         report.releases,
@@ -189,7 +188,7 @@ async fn export(
 
 async fn import(config_path: Option<PathBuf>, bundle: &std::path::Path) -> anyhow::Result<()> {
     let (config, _) = load_config(config_path)?;
-    let report = import_bundle(&config, bundle, |line| eprintln!("{line}")).await?;
+    let report = ops::import_bundle(&config, bundle, |line| eprintln!("{line}")).await?;
     println!(
         "import: {} releases, {} files ({}) verified and added to {}",
         report.releases,
@@ -212,12 +211,11 @@ async fn gc(
     let mirror = Mirror::new(&config)
         .await
         .context("cannot open the cache")?;
-    let report = mirror
-        .collect_garbage(limit.as_u64(), config.cache.gc_grace, &keep)
+    let report = ops::collect_garbage(&mirror, limit.as_u64(), config.cache.gc_grace, &keep)
         .await
         .context("garbage collection stopped")?;
-    for path in &report.evicted {
-        eprintln!("evicted {}", path.display());
+    for archive in &report.evicted {
+        eprintln!("evicted {archive}");
     }
     println!(
         "gc: cache was {}, limit {}; evicted {} archives ({}); now {}; {} kept for [[prefetch]]",
@@ -255,19 +253,23 @@ async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()
         .await
         .context("cannot open the cache")?;
     eprintln!("verifying the cache in {}", config.cache.dir.display());
-    let report = mirror
-        .audit(
-            if repair {
-                AuditMode::Repair
-            } else {
-                AuditMode::Report
-            },
-            |line| eprintln!("{line}"),
-        )
-        .await
-        .context("verification stopped")?;
+    let report = ops::audit(
+        &mirror,
+        if repair {
+            AuditMode::Repair
+        } else {
+            AuditMode::Report
+        },
+        |line| eprintln!("{line}"),
+    )
+    .await
+    .context("verification stopped")?;
     for damage in &report.damaged {
-        println!("DAMAGED {}: {}", damage.path.display(), damage.problem);
+        println!(
+            "DAMAGED {}: {}",
+            mirror.store().show(&damage.location),
+            damage.problem
+        );
     }
     println!(
         "{} releases, {} archives ({} bytes) checked: {} damaged{}",

@@ -12,7 +12,8 @@ use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 
 use crate::{
     config::Config,
-    mirror::{Mirror, PrefetchOutcome, PrefetchRequest},
+    mirror::Mirror,
+    ops::{self, PrefetchOutcome, PrefetchRequest},
     protocol::{
         constraints::VersionConstraints,
         tf_config::{add_required_providers, apply_lock_file, Wanted},
@@ -45,7 +46,7 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     let mut items = Vec::new();
     for request in &requests {
-        match mirror.prefetch_plan(request).await {
+        match ops::prefetch_plan(&mirror, request).await {
             Ok(found) if found.is_empty() => failures.push(format!(
                 "{}: no version matches {} for the platforms asked",
                 request.provider,
@@ -71,7 +72,7 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
         .map(|item| {
             let mirror = mirror.clone();
             async move {
-                let outcome = mirror.prefetch(&item).await;
+                let outcome = ops::prefetch(&mirror, &item).await;
                 (item, outcome)
             }
         })

@@ -20,6 +20,10 @@ pub enum ApiError {
     UriTooLong(String),
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// Our own failure outside the mirror core (the status page's snapshot, a cached file
+    /// that cannot be answered from); the detail goes to the log.
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Mirror(#[from] MirrorError),
 }
@@ -32,6 +36,7 @@ impl ApiError {
             | Self::Unauthorized(m)
             | Self::UriTooLong(m)
             | Self::HeadersTooLarge(m) => m.clone(),
+            Self::Internal(_) => "internal error; see the mirror's log".to_owned(),
             Self::Mirror(e) => match e {
                 MirrorError::Verification { release, .. } => format!(
                     "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
@@ -63,8 +68,8 @@ impl ResponseError for ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Mirror(e) => match e {
-                MirrorError::InvalidAddress(_) => StatusCode::BAD_REQUEST,
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }
@@ -79,10 +84,6 @@ impl ResponseError for ApiError {
                 MirrorError::UnknownUpstream(_)
                 | MirrorError::Store(_)
                 | MirrorError::Layout(_)
-                | MirrorError::Key(_)
-                | MirrorError::SigningKeyFile { .. }
-                | MirrorError::Bundle(_)
-                | MirrorError::BundleRefused(_)
                 | MirrorError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

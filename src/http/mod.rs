@@ -3,6 +3,7 @@
 
 pub mod auth;
 mod discovery;
+mod documents;
 pub mod error;
 mod files;
 mod health;

@@ -1,15 +1,17 @@
-//! Provider Network Mirror Protocol handlers under `/mirror/`.
+//! Provider Network Mirror Protocol handlers under `/mirror/`: the last path segment says
+//! whether a request is for `index.json`, a `<version>.json` or an archive.
 
 use actix_web::{http::header, web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{
     auth::{Authorized, FileAccess},
-    files::{serve_artifact, serve_body, wants_whole_file},
+    documents::{json, signed},
+    files::{send, wait_for},
     ApiError,
 };
 use crate::{
-    mirror::Mirror,
+    mirror::{Mirror, Via},
     protocol::{
         network_mirror::{MirrorFile, MIRROR_BASE_PATH},
         Hostname, Namespace, ProviderType,
@@ -24,54 +26,27 @@ pub struct MirrorPath {
     file: String,
 }
 
-/// `index.json`, `<version>.json` or an archive, by the last segment.
 #[tracing::instrument(name = "mirror", skip_all, fields(origin = %path.hostname, provider = %path.provider_type, file = %path.file))]
 pub async fn mirror_file(
     req: HttpRequest,
     mirror: web::Data<Mirror>,
     path: web::Path<MirrorPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let MirrorPath {
-        hostname,
-        namespace,
-        provider_type,
-        file,
-    } = path.into_inner();
-    let wanted = MirrorFile::parse(&provider_type, &file)
+    let wanted = MirrorFile::parse(&path.provider_type, &path.file)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let json = |body| {
-        HttpResponse::Ok()
-            .content_type(header::ContentType::json())
-            .body(body)
-    };
+    let via = Via::Origin(&path.hostname, &path.namespace);
+    let provider = &path.provider_type;
     match wanted {
         MirrorFile::Index => {
             Authorized::check(&req)?;
-            Ok(json(
-                mirror
-                    .mirror_index(&hostname, &namespace, &provider_type)
-                    .await?,
-            ))
+            Ok(json(mirror.versions(via, provider).await?.mirror_index))
         }
         MirrorFile::Version(version) => {
             let access = Authorized::check(&req)?;
-            if !access.signs_urls() {
-                return Ok(json(
-                    mirror
-                        .mirror_version_json(&hostname, &namespace, &provider_type, &version)
-                        .await?,
-                ));
-            }
-            let mut document = mirror
-                .mirror_version(&hostname, &namespace, &provider_type, &version)
-                .await?;
+            let doc = mirror.mirror_version(via, provider, &version).await?;
             // Archive URLs are relative to this document's URL, so their path is its sibling.
             let dir = req.path().rsplit_once('/').map_or("", |(dir, _)| dir);
-            for archive in document.archives.values_mut() {
-                let path = format!("{dir}/{}", archive.url);
-                archive.url = access.sign(std::mem::take(&mut archive.url), &path);
-            }
-            Ok(HttpResponse::Ok().json(document))
+            Ok(signed(&doc, &access, |url| format!("{dir}/{url}")))
         }
         MirrorFile::Archive {
             version,
@@ -79,30 +54,10 @@ pub async fn mirror_file(
             file,
         } => {
             FileAccess::check(&req)?;
-            if wants_whole_file(&req) {
-                let artifact = mirror
-                    .mirror_archive(
-                        &hostname,
-                        &namespace,
-                        &provider_type,
-                        &version,
-                        &platform,
-                        &file,
-                    )
-                    .await?;
-                return serve_artifact(&req, artifact).await;
-            }
             let body = mirror
-                .mirror_archive_body(
-                    &hostname,
-                    &namespace,
-                    &provider_type,
-                    &version,
-                    &platform,
-                    &file,
-                )
+                .mirror_archive(via, provider, &version, &platform, &file, wait_for(&req))
                 .await?;
-            serve_body(&req, body).await
+            send(&req, body)
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Provider Registry Protocol handlers: the version list and the download document.
 
-use actix_web::{http::header::ContentType, web, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 
-use super::{auth::Authorized, ApiError};
+use super::{
+    auth::Authorized,
+    documents::{json, signed},
+    ApiError,
+};
 use crate::{
-    mirror::Mirror,
+    mirror::{Mirror, Via},
     protocol::{Arch, Namespace, Os, Platform, ProviderType, Version},
 };
 
@@ -30,12 +34,10 @@ pub async fn versions(
     mirror: web::Data<Mirror>,
     path: web::Path<ProviderPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = mirror
-        .versions(&path.namespace, &path.provider_type)
-        .await?;
-    Ok(HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body))
+    let via = Via::Namespace(&path.namespace);
+    Ok(json(
+        mirror.versions(via, &path.provider_type).await?.registry,
+    ))
 }
 
 #[tracing::instrument(name = "download", skip_all, fields(provider = %path.provider_type, version = %path.version))]
@@ -44,41 +46,17 @@ pub async fn download(
     mirror: web::Data<Mirror>,
     path: web::Path<DownloadPath>,
 ) -> Result<HttpResponse, ApiError> {
-    let path = path.into_inner();
     let platform = Platform {
-        os: path.os,
-        arch: path.arch,
+        os: path.os.clone(),
+        arch: path.arch.clone(),
     };
-    if !access.signs_urls() {
-        let body = mirror
-            .download_json(
-                &path.namespace,
-                &path.provider_type,
-                &path.version,
-                &platform,
-            )
-            .await?;
-        return Ok(HttpResponse::Ok()
-            .content_type(ContentType::json())
-            .body(body));
-    }
-    let mut document = mirror
-        .download(
-            &path.namespace,
-            &path.provider_type,
-            &path.version,
-            &platform,
-        )
+    let via = Via::Namespace(&path.namespace);
+    let doc = mirror
+        .download(via, &path.provider_type, &path.version, &platform)
         .await?;
-    // The URLs were built as public base + route path; the signature covers the route path.
+    // The URLs are public base + route path; the signature covers the route path.
     let base_len = mirror.public_base().len();
-    for url in [
-        &mut document.download_url,
-        &mut document.shasums_url,
-        &mut document.shasums_signature_url,
-    ] {
-        let path = url[base_len..].to_owned();
-        *url = access.sign(std::mem::take(url), &path);
-    }
-    Ok(HttpResponse::Ok().json(document))
+    Ok(signed(&doc, &access, |url| {
+        url.get(base_len..).unwrap_or(url).to_owned()
+    }))
 }

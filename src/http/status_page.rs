@@ -7,10 +7,16 @@ use std::fmt::Write;
 use actix_web::{http::header::ContentType, web, HttpRequest, HttpResponse};
 
 use super::ApiError;
-use crate::mirror::{Mirror, StatusSnapshot};
+use crate::{
+    mirror::Mirror,
+    ops::{self, OpsError, StatusSnapshot},
+};
 
 pub async fn page(req: HttpRequest, mirror: web::Data<Mirror>) -> Result<HttpResponse, ApiError> {
-    let snapshot = mirror.status().await?;
+    let snapshot = ops::status(&mirror).await.map_err(|e| match e {
+        OpsError::Mirror(e) => ApiError::Mirror(e),
+        other => ApiError::Internal(other.to_string()),
+    })?;
     let base = match mirror.public_base() {
         "" => {
             let info = req.connection_info();

@@ -1,178 +1,191 @@
-//! Release files served to clients: SHA256SUMS and its signature (cached with the release)
-//! and archives (fetched on first request, verified while streaming to disk).
+//! Release files served to clients: SHA256SUMS and its signature (stored with the release)
+//! and archives (fetched on first request, verified while streaming into the store).
 
-use std::{path::PathBuf, pin::Pin, sync::Arc};
+use std::{pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use futures_util::Stream;
 
 use super::{
     live::{LiveDownload, Phase, Progress},
-    Mirror, MirrorError, ReleaseId, VerifyFailure,
+    Mirror, MirrorError, Release, VerifyFailure, Via,
 };
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
-    protocol::{FileName, Namespace, ProviderType, Version},
-    store::{layout, IngestError},
-    verify::h1_of_zip,
+    protocol::{FileKey, FileName, Platform, ProviderType, Version},
+    store::{IngestError, Item, Object},
+    verify::{h1_of_zip, Sha256Digest},
 };
 
-/// A verified file on disk, ready to be served.
-#[derive(Debug)]
-pub struct Artifact {
-    pub path: PathBuf,
-}
-
-/// A release file to send: verified on disk, or an archive still arriving from upstream
+/// A release file to send: verified in the store, or an archive still arriving from upstream
 /// (whose tail is held back until its digest matches; see `live`).
-pub enum ArchiveBody {
-    File(Artifact),
+pub enum FileBody {
+    Ready(Object),
     Live {
         total: u64,
         stream: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
     },
 }
 
+/// How long an answer may wait for a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Until it is verified in the store (`HEAD`, `Range` and conditional requests).
+    Verified,
+    /// Only for its first bytes: a download in progress is followed as it arrives.
+    FirstBytes,
+}
+
 /// Where a release file is.
 enum Located {
-    Ready(Artifact),
-    Downloading(PathBuf, Arc<LiveDownload>),
+    Ready(Object),
+    Downloading(Arc<LiveDownload>),
 }
 
 impl Mirror {
-    /// A file of a release, by name, once it is verified on disk.
-    pub async fn artifact(
+    /// `GET /v1/providers/:namespace/:type/:version/files/:file`: a file of a release, by name.
+    pub async fn release_file(
         &self,
-        namespace: &Namespace,
+        via: Via<'_>,
         provider: &ProviderType,
         version: &Version,
         file: &FileName,
-    ) -> Result<Artifact, MirrorError> {
-        let upstream = self.upstream_for(namespace)?.to_owned();
-        self.release_artifact(upstream, provider, version, file)
-            .await
+        wait: Wait,
+    ) -> Result<FileBody, MirrorError> {
+        let key = self
+            .provider(via, provider)?
+            .release(version.clone())
+            .file(file.clone());
+        let release = self.release(&key.release).await?;
+        self.file_body(&release, key, wait).await
     }
 
-    /// A file of a release, by name, as soon as it can be sent: an archive being downloaded
-    /// is streamed while it arrives.
-    pub async fn artifact_body(
+    /// An archive named in a `<version>.json`: only the platform's own build, not merely some
+    /// file of the release.
+    pub async fn mirror_archive(
         &self,
-        namespace: &Namespace,
+        via: Via<'_>,
         provider: &ProviderType,
         version: &Version,
+        platform: &Platform,
         file: &FileName,
-    ) -> Result<ArchiveBody, MirrorError> {
-        let upstream = self.upstream_for(namespace)?.to_owned();
-        self.release_body(upstream, provider, version, file).await
+        wait: Wait,
+    ) -> Result<FileBody, MirrorError> {
+        let key = self
+            .provider(via, provider)?
+            .release(version.clone())
+            .file(file.clone());
+        let release = self.release(&key.release).await?;
+        if release.build_for(platform).map(|b| &b.filename) != Some(file) {
+            return Err(MirrorError::UnknownFile {
+                release: Box::new(key.release),
+                file: file.clone(),
+            });
+        }
+        self.file_body(&release, key, wait).await
     }
 
-    /// A release file of an upstream provider, fetched and verified on first request.
-    pub(super) async fn release_artifact(
-        &self,
-        upstream: String,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<Artifact, MirrorError> {
-        match self.locate(upstream, provider, version, file).await? {
-            Located::Ready(artifact) => Ok(artifact),
-            Located::Downloading(path, live) => {
+    /// A file of a release once it is verified in the store, fetching it through the serving
+    /// path if need be; `true` when it was fetched now (for the operations).
+    pub async fn ensure_file(&self, key: &FileKey) -> Result<(Object, bool), MirrorError> {
+        let release = self.release(&key.release).await?;
+        match self.locate(&release, key.clone()).await? {
+            Located::Ready(object) => Ok((object, false)),
+            Located::Downloading(live) => {
                 live.finished().await?;
-                self.count_hit(&path);
-                Ok(Artifact { path })
+                Ok((self.open_verified(key).await?, true))
             }
         }
     }
 
-    pub(super) async fn release_body(
+    async fn file_body(
         &self,
-        upstream: String,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<ArchiveBody, MirrorError> {
-        match self.locate(upstream, provider, version, file).await? {
-            Located::Ready(artifact) => Ok(ArchiveBody::File(artifact)),
-            Located::Downloading(path, live) => {
-                self.count_hit(&path);
-                match live.follow().await? {
-                    Some((total, stream)) => Ok(ArchiveBody::Live {
-                        total,
-                        stream: Box::pin(stream),
-                    }),
-                    // No announced length: no way to hold back a tail; wait for the file.
-                    None => {
-                        live.finished().await?;
-                        Ok(ArchiveBody::File(Artifact { path }))
-                    }
-                }
+        release: &Release,
+        key: FileKey,
+        wait: Wait,
+    ) -> Result<FileBody, MirrorError> {
+        let live = match self.locate(release, key.clone()).await? {
+            Located::Ready(object) => return Ok(FileBody::Ready(object)),
+            Located::Downloading(live) => live,
+        };
+        self.count_hit(&key);
+        if wait == Wait::FirstBytes {
+            if let Some((total, stream)) = live.follow().await? {
+                return Ok(FileBody::Live {
+                    total,
+                    stream: Box::pin(stream),
+                });
             }
+            // No announced length: no way to hold back a tail; wait for the file.
         }
+        live.finished().await?;
+        Ok(FileBody::Ready(self.open_verified(&key).await?))
     }
 
-    /// Checks the file against the verified release and finds it: cached, or downloading
+    async fn open_verified(&self, key: &FileKey) -> Result<Object, MirrorError> {
+        self.inner
+            .store
+            .open(Item::File(key))
+            .await?
+            .ok_or_else(|| MirrorError::internal(format!("{key} vanished after it was verified")))
+    }
+
+    /// Checks the file against the verified release and finds it: stored, or downloading
     /// (joining the download in progress, or starting it).
-    async fn locate(
-        &self,
-        upstream: String,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<Located, MirrorError> {
-        let release = self.release(&upstream, provider, version).await?;
-        let path =
-            layout::release_file(self.inner.store.root(), &upstream, provider, version, file)?;
-        if file == &release.shasums_file || file == &release.signature_file {
-            return Ok(Located::Ready(Artifact { path }));
+    async fn locate(&self, release: &Release, key: FileKey) -> Result<Located, MirrorError> {
+        let store = &self.inner.store;
+        if key.file == release.shasums_file || key.file == release.signature_file {
+            return Ok(Located::Ready(self.open_verified(&key).await?));
         }
         // Only a build of this release is an archive; other SHA256SUMS lines (the manifest)
         // are not served.
-        let Some(expected) = release.build_named(file).and(release.digest_of(file)) else {
+        let (Some(build), Some(expected)) =
+            (release.build_named(&key.file), release.digest_of(&key.file))
+        else {
             return Err(MirrorError::UnknownFile {
-                release: ReleaseId::boxed(provider, version),
-                file: file.clone(),
+                release: Box::new(key.release),
+                file: key.file,
             });
         };
-        if self.inner.store.exists(&path).await {
+        if let Some(object) = store.open(Item::File(&key)).await? {
             note_cache(CacheOutcome::Hit);
-            self.inner.store.touch_accessed(&path);
-            self.count_hit(&path);
-            return Ok(Located::Ready(Artifact { path }));
+            store.touch_accessed(Item::File(&key));
+            self.count_hit(&key);
+            return Ok(Located::Ready(object));
         }
         note_cache(CacheOutcome::Miss);
         let target = ArchiveTarget {
-            upstream,
-            provider: provider.clone(),
-            version: version.clone(),
-            file: file.clone(),
-            path: path.clone(),
+            platform: build.platform.clone(),
+            key: key.clone(),
             expected,
         };
-        Ok(match self.join_or_start_download(target) {
-            Some(live) => Located::Downloading(path, live),
-            None => Located::Ready(Artifact { path }),
-        })
+        match self.join_or_start_download(target).await {
+            Some(live) => Ok(Located::Downloading(live)),
+            None => Ok(Located::Ready(self.open_verified(&key).await?)),
+        }
     }
 
     /// Single flight: the download in progress for this archive, or a new one. The download
     /// runs in a task of its own, so clients hanging up never cancel it for the others.
-    /// `None` when the archive landed on disk a moment ago.
-    fn join_or_start_download(&self, target: ArchiveTarget) -> Option<Arc<LiveDownload>> {
-        let mut downloads = self
-            .inner
-            .downloads
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(live) = downloads.get(&target.path) {
+    /// `None` when the archive landed in the store a moment ago.
+    async fn join_or_start_download(&self, target: ArchiveTarget) -> Option<Arc<LiveDownload>> {
+        // Held across the look at the store: a download removes itself only once its file is
+        // in place, so under this lock "not downloading and not stored" means nobody has it.
+        let mut downloads = self.inner.downloads.lock().await;
+        if let Some(live) = downloads.get(&target.key) {
             return Some(live.clone());
         }
-        // A download removes itself once its file is in place: look again under the lock.
-        if target.path.exists() {
+        if self.inner.store.exists(Item::File(&target.key)).await {
             return None;
         }
         let (progress, watch) = tokio::sync::watch::channel(Progress::start());
-        let live = Arc::new(LiveDownload::new(target.path.clone(), watch));
-        downloads.insert(target.path.clone(), live.clone());
+        let live = Arc::new(LiveDownload::new(
+            self.inner.store.clone(),
+            target.key.clone(),
+            watch,
+        ));
+        downloads.insert(target.key.clone(), live.clone());
+        drop(downloads);
         let mirror = self.clone();
         tokio::spawn(async move {
             let result = mirror.fetch_archive(&target, &progress).await;
@@ -181,35 +194,24 @@ impl Mirror {
                 Err(error) => Phase::Failed(Arc::new(error.clone())),
             };
             progress.send_modify(|p| p.phase = phase);
-            mirror
-                .inner
-                .downloads
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .remove(&target.path);
+            mirror.inner.downloads.lock().await.remove(&target.key);
             if result.is_ok() {
                 // After the clients: they need not wait for this.
-                let t = &target;
-                mirror
-                    .record_h1(&t.upstream, &t.provider, &t.version, &t.file, &t.path)
-                    .await;
+                mirror.record_h1(&target.key).await;
             }
         });
         Some(live)
     }
 
-    #[tracing::instrument(skip_all, fields(provider = %target.provider, version = %target.version, file = %target.file))]
+    #[tracing::instrument(skip_all, fields(file = %target.key))]
     async fn fetch_archive(
         &self,
         target: &ArchiveTarget,
         progress: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<(), MirrorError> {
         let ArchiveTarget {
-            upstream,
-            provider,
-            version,
-            file,
-            path,
+            key,
+            platform,
             expected,
         } = target;
         let expected = *expected;
@@ -217,15 +219,19 @@ impl Mirror {
         let in_flight = &metrics().downloads_in_flight;
         in_flight.inc();
         let _done = scopeguard(|| in_flight.dec());
-        let source = self.upstream(upstream)?;
-        let body = source.releases.archive(provider, version, file).await?;
+        let source = self.source(&key.release.provider.upstream)?;
+        let body = source.upstream.archive(key, platform).await?;
         progress.send_modify(|p| p.total = body.declared_len);
         let max = self.inner.max_archive_bytes;
-        let fail = |failure| MirrorError::Verification {
-            release: ReleaseId::boxed(provider, version),
-            file: file.to_string(),
-            failure,
-        };
+        let fail = |failure| MirrorError::verification(&key.release, key.file.as_str(), failure);
+        if let Some(declared) = body.declared_digest.filter(|d| *d != expected) {
+            metrics().verification_failures.inc();
+            tracing::error!(%declared, signed = %expected, "upstream declares another digest than the signed SHA256SUMS; not fetched");
+            return Err(fail(VerifyFailure::DeclaredDigest {
+                declared,
+                signed: expected,
+            }));
+        }
         if let Some(declared) = body.declared_len.filter(|len| *len > max) {
             tracing::error!(
                 declared,
@@ -241,15 +247,15 @@ impl Mirror {
             .inner
             .store
             .write_verified(
-                path,
-                Box::pin(body.chunks),
+                Item::File(key),
+                body.chunks,
                 expected,
                 limit,
                 body.declared_len.unwrap_or(0),
-                &mut |temp, written| {
+                &mut |partial, written| {
                     progress.send_modify(|p| {
-                        if p.temp.is_none() {
-                            p.temp = Some(temp.to_owned());
+                        if p.partial.is_none() {
+                            p.partial = partial.cloned();
                         }
                         p.written = written;
                     })
@@ -280,67 +286,43 @@ impl Mirror {
         }
     }
 
-    /// Computes the `h1:` of a freshly verified archive once and keeps it beside the archive.
-    /// A failure only costs the mirror protocol its `h1:` for this archive (`zh:` remains).
-    pub(super) async fn record_h1(
-        &self,
-        upstream: &str,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-        archive: &std::path::Path,
-    ) {
-        let archive = archive.to_path_buf();
-        let computed = tokio::task::spawn_blocking(move || {
-            let reader = std::io::BufReader::new(std::fs::File::open(&archive)?);
-            h1_of_zip(reader).map_err(std::io::Error::other)
-        })
-        .await;
-        let h1 = match computed {
-            Ok(Ok(h1)) => h1,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot compute h1 of the archive; mirror clients get zh: only");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "h1 computation did not finish");
-                return;
-            }
-        };
+    /// Computes the `h1:` of a verified archive once and stores it beside the archive. A
+    /// failure only costs the mirror protocol its `h1:` for this archive (`zh:` remains).
+    pub async fn record_h1(&self, key: &FileKey) {
         let store = &self.inner.store;
-        let written = match layout::archive_h1_file(store.root(), upstream, provider, version, file)
-        {
-            Ok(path) => store
-                .write(&path, h1.as_bytes())
+        let computed = match store.open(Item::File(key)).await {
+            Ok(Some(object)) => {
+                let (file, _) = object.into_file();
+                tokio::task::spawn_blocking(move || {
+                    h1_of_zip(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+                })
                 .await
-                .map_err(|e| e.to_string()),
+                .map_err(|e| e.to_string())
+                .and_then(|h1| h1)
+            }
+            Ok(None) => Err("the archive is not stored".to_owned()),
             Err(e) => Err(e.to_string()),
         };
-        if let Err(e) = written {
-            tracing::warn!(error = %e, "cannot keep the archive's h1");
+        let h1 = match computed {
+            Ok(h1) => h1,
+            Err(e) => {
+                tracing::warn!(error = %e, file = %key, "cannot compute h1 of the archive; mirror clients get zh: only");
+                return;
+            }
+        };
+        if let Err(e) = store.write(Item::H1(key), h1.as_bytes()).await {
+            tracing::warn!(error = %e, file = %key, "cannot keep the archive's h1");
         }
-        self.inner
-            .documents
-            .invalidate(&super::network_mirror::mirror_doc_key(
-                upstream, provider, version,
-            ))
-            .await;
+        self.inner.mirror_versions.invalidate(&key.release).await;
     }
 
-    /// The `h1:` of a cached archive, if it has been computed.
-    pub(super) async fn archive_h1(
-        &self,
-        upstream: &str,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<Option<String>, MirrorError> {
+    /// The `h1:` of a stored archive, if it has been computed.
+    pub async fn archive_h1(&self, key: &FileKey) -> Result<Option<String>, MirrorError> {
         let store = &self.inner.store;
-        let path = layout::archive_h1_file(store.root(), upstream, provider, version, file)?;
         let read = || async {
             Ok::<_, MirrorError>(
                 store
-                    .read(&path)
+                    .read(Item::H1(key))
                     .await?
                     .and_then(|stored| String::from_utf8(stored.bytes).ok())
                     .filter(|h1| h1.starts_with("h1:")),
@@ -350,25 +332,20 @@ impl Mirror {
             return Ok(Some(h1));
         }
         // The download task records it just after clients got the archive; a client asking
-        // right then (or an archive cached without one) gets it computed now.
-        let archive = layout::release_file(store.root(), upstream, provider, version, file)?;
-        if !store.exists(&archive).await {
+        // right then (or an archive stored without one) gets it computed now.
+        if !store.exists(Item::File(key)).await {
             return Ok(None);
         }
-        self.record_h1(upstream, provider, version, file, &archive)
-            .await;
+        self.record_h1(key).await;
         read().await
     }
 }
 
-/// One archive to download: where from, where to, and the digest it must have.
-pub(super) struct ArchiveTarget {
-    pub upstream: String,
-    pub provider: ProviderType,
-    pub version: Version,
-    pub file: FileName,
-    pub path: PathBuf,
-    pub expected: crate::verify::Sha256Digest,
+/// One archive to download: which, for which platform, and the digest it must have.
+struct ArchiveTarget {
+    key: FileKey,
+    platform: Platform,
+    expected: Sha256Digest,
 }
 
 /// Runs `f` when dropped: on success, error and cancellation alike.

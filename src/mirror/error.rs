@@ -1,9 +1,10 @@
-//! What can go wrong in the mirror core. `http::error` maps these to status codes.
+//! What can go wrong on the request path. `http::error` maps these to status codes; the
+//! operations wrap them in their own error (`ops::OpsError`).
 
 use std::path::PathBuf;
 
 use crate::{
-    protocol::{FileName, Hostname, Namespace, Platform, ProviderType, Version},
+    protocol::{FileName, Hostname, Namespace, Platform, ProviderKey, ReleaseKey},
     store::{LayoutError, StoreError},
     upstream::UpstreamError,
     verify::{ChecksumsError, KeyError, Sha256Digest, SignatureError},
@@ -18,36 +19,27 @@ pub enum MirrorError {
         hostname: Hostname,
         namespace: Namespace,
     },
-    #[error("{0}")]
-    InvalidAddress(String),
-    #[error("{0}")]
-    Bundle(String),
-    #[error("bundle refused, nothing imported: {}", .0.join("; "))]
-    BundleRefused(Vec<String>),
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
-    #[error("provider {provider} is not known to upstream {upstream}")]
-    UnknownProvider {
-        upstream: String,
-        provider: ProviderType,
-    },
-    #[error("provider {} has no version {}", release.provider, release.version)]
-    UnknownVersion { release: Box<ReleaseId> },
+    #[error("provider {0} is not known to its upstream")]
+    UnknownProvider(Box<ProviderKey>),
+    #[error("provider {} has no version {}", .0.provider, .0.version)]
+    UnknownVersion(Box<ReleaseKey>),
     #[error("provider {release} has no package for {platform}")]
     UnknownPlatform {
-        release: Box<ReleaseId>,
+        release: Box<ReleaseKey>,
         platform: Platform,
     },
     #[error("provider {release} has no file {file}")]
     UnknownFile {
-        release: Box<ReleaseId>,
+        release: Box<ReleaseKey>,
         file: FileName,
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
     #[error("provider {release}: {file} failed verification: {failure}")]
     Verification {
-        release: Box<ReleaseId>,
+        release: Box<ReleaseKey>,
         file: String,
         failure: VerifyFailure,
     },
@@ -55,6 +47,30 @@ pub enum MirrorError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl MirrorError {
+    /// A verification failure of one file of a release.
+    pub(super) fn verification(release: &ReleaseKey, file: &str, failure: VerifyFailure) -> Self {
+        Self::Verification {
+            release: Box::new(release.clone()),
+            file: file.to_owned(),
+            failure,
+        }
+    }
+
+    pub(super) fn internal(error: impl std::fmt::Display) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Why the mirror could not be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("cannot read signing key file {path} of upstream {upstream}: {reason}")]
@@ -63,30 +79,10 @@ pub enum MirrorError {
         path: PathBuf,
         reason: String,
     },
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-/// One release of one provider, for error reports (boxed: errors stay small on the happy path).
-#[derive(Debug, Clone)]
-pub struct ReleaseId {
-    pub provider: ProviderType,
-    pub version: Version,
-}
-
-impl ReleaseId {
-    pub fn boxed(provider: &ProviderType, version: &Version) -> Box<Self> {
-        Box::new(Self {
-            provider: provider.clone(),
-            version: version.clone(),
-        })
-    }
-}
-
-impl std::fmt::Display for ReleaseId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.provider, self.version)
-    }
+    #[error(transparent)]
+    Client(#[from] UpstreamError),
+    #[error("invalid configuration: {0}")]
+    Config(String),
 }
 
 /// Why upstream data was not trusted.
@@ -111,4 +107,9 @@ pub enum VerifyFailure {
     TooLarge { limit: u64 },
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    #[error("upstream declared digest {declared} for the archive, but the signed SHA256SUMS says {signed}")]
+    DeclaredDigest {
+        declared: Sha256Digest,
+        signed: Sha256Digest,
+    },
 }

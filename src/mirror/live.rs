@@ -9,14 +9,20 @@
 //! (its `Content-Length` unmet, so no client keeps a complete unverified file) and nothing is
 //! cached.
 
-use std::{path::PathBuf, sync::Arc};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::Stream;
 use tokio::sync::watch;
 
 use super::MirrorError;
-use crate::store::chunks::{self, FileChunks};
+use crate::{
+    protocol::FileKey,
+    store::{
+        chunks::{self, FileChunks},
+        Item, Partial, Store,
+    },
+};
 
 /// Bytes held back from clients until the digest has matched.
 pub const HOLDBACK: u64 = 64 * 1024;
@@ -31,8 +37,8 @@ pub(super) enum Phase {
 /// What the downloading task has done so far.
 #[derive(Debug, Clone)]
 pub(super) struct Progress {
-    /// The temp file being written, once it exists.
-    pub temp: Option<PathBuf>,
+    /// The upload being written, once it exists.
+    pub partial: Option<Partial>,
     /// What upstream announced (`Content-Length`), once its answer arrived.
     pub total: Option<u64>,
     /// Bytes written to the temp file and readable from it.
@@ -43,7 +49,7 @@ pub(super) struct Progress {
 impl Progress {
     pub fn start() -> Self {
         Self {
-            temp: None,
+            partial: None,
             total: None,
             written: 0,
             phase: Phase::Running,
@@ -53,14 +59,16 @@ impl Progress {
 
 /// A download in progress, as its clients see it.
 pub struct LiveDownload {
-    final_path: PathBuf,
+    store: Store,
+    file: FileKey,
     progress: watch::Receiver<Progress>,
 }
 
 impl LiveDownload {
-    pub(super) fn new(final_path: PathBuf, progress: watch::Receiver<Progress>) -> Self {
+    pub(super) fn new(store: Store, file: FileKey, progress: watch::Receiver<Progress>) -> Self {
         Self {
-            final_path,
+            store,
+            file,
             progress,
         }
     }
@@ -108,7 +116,8 @@ impl LiveDownload {
         };
         let reader = Reader {
             rx,
-            final_path: self.final_path.clone(),
+            store: self.store.clone(),
+            key: self.file.clone(),
             file: None,
             pos: 0,
             total,
@@ -133,7 +142,8 @@ impl LiveDownload {
 /// One client's position in a download.
 struct Reader {
     rx: watch::Receiver<Progress>,
-    final_path: PathBuf,
+    store: Store,
+    key: FileKey,
     file: Option<FileChunks>,
     pos: u64,
     total: u64,
@@ -172,24 +182,20 @@ impl Reader {
         }
     }
 
-    /// The temp file while it exists (a handle keeps working after it is renamed into
-    /// place), else the verified file.
+    /// The upload while it is in progress (a handle keeps working once it is committed),
+    /// else the verified file.
     async fn open(&mut self, progress: &Progress) -> std::io::Result<&mut FileChunks> {
         if self.file.is_none() {
-            let temp = match &progress.temp {
-                Some(temp) if matches!(progress.phase, Phase::Running) => Some(temp.clone()),
+            let partial = match &progress.partial {
+                Some(partial) if matches!(progress.phase, Phase::Running) => Some(partial),
                 _ => None,
             };
-            let final_path = self.final_path.clone();
-            let file = actix_web::rt::task::spawn_blocking(move || match temp {
-                Some(temp) => {
-                    std::fs::File::open(temp).or_else(|_| std::fs::File::open(final_path))
-                }
-                None => std::fs::File::open(final_path),
-            })
-            .await
-            .map_err(std::io::Error::other)??;
-            self.file = Some(FileChunks::new(file));
+            let object = self
+                .store
+                .open_partial(partial, Item::File(&self.key))
+                .await
+                .map_err(std::io::Error::other)?;
+            self.file = Some(object.into_chunks());
         }
         self.file
             .as_mut()

@@ -1,42 +1,50 @@
-//! The pull-through core shared by every front end: look up → fetch → verify → store → answer.
+//! The pull-through core of the request path: look up → fetch → verify → store → answer.
 //!
-//! Handlers call one `Mirror` method each and get either ready bytes or a path to a verified
-//! file. Concurrent misses for one key share one upstream fetch (moka's `try_get_with`), and
-//! archive downloads run in their own task, so a client that hangs up does not cancel a
-//! download other clients are waiting for.
+//! Every request names a provider through a private namespace (`/v1/providers/NS/…`) or a
+//! network-mirror origin (`/mirror/HOST/NS/…`); `routes` turns that into a [`ProviderKey`] at a
+//! configured upstream, and from there on everything is keyed. Handlers call one `Mirror`
+//! method per answer and get one value: a rendered document, or a file that is either verified
+//! in the store or still streaming in from upstream. Concurrent misses for one key share one
+//! upstream fetch (moka's `try_get_with`), and archive downloads run in their own task, so a
+//! client that hangs up does not cancel a download other clients are waiting for.
+//!
+//! The operations (`crate::ops`) use the same core through the methods marked for them, so a
+//! prefetched or imported release is exactly what serving would have cached.
 
 mod archives;
-mod audit;
-mod bundle;
+mod documents;
 mod error;
-mod gc;
 mod live;
-mod network_mirror;
-mod prefetch;
 mod releases;
-mod status;
+mod routes;
 mod versions;
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    sync::{atomic::AtomicU64, Arc, Mutex},
+    time::{Duration, SystemTime},
+};
 
 use moka::future::Cache;
 
+pub use archives::{FileBody, Wait};
+pub use documents::Document;
+pub use error::{MirrorError, SetupError, VerifyFailure};
+pub use live::HOLDBACK;
+pub use releases::Release;
+pub use routes::{RouteTable, Via};
+pub use versions::VersionLists;
+
 use crate::{
     config::{parse_mirror_key, Config},
-    protocol::{Hostname, Namespace, ProviderType, Version},
+    protocol::{
+        network_mirror::MirrorVersion, registry::Download, FileKey, Namespace, ProviderKey,
+        ReleaseKey, UpstreamName, Version,
+    },
     store::Store,
-    upstream::{FetchPolicy, HttpClient, ReleasesUpstream},
+    upstream::{FetchPolicy, HttpClient, ReleasesUpstream, Upstream, UpstreamHealth},
     verify::{Keyring, TrustedKey},
 };
-pub use archives::{ArchiveBody, Artifact};
-pub use audit::{AuditMode, AuditReport, Damage};
-pub use bundle::{import_bundle, BundleFilter, BundleReport};
-pub use error::{MirrorError, ReleaseId, VerifyFailure};
-pub use gc::GcReport;
-pub use live::HOLDBACK;
-pub use prefetch::{PrefetchItem, PrefetchOutcome, PrefetchRequest, DEFAULT_REGISTRY_HOST};
-pub use releases::Release;
-pub use status::{CachedArchiveStatus, CachedRelease, StatusSnapshot};
 
 /// Most verified releases kept in memory; each is a few KB.
 const MAX_RELEASES_IN_MEMORY: u64 = 10_000;
@@ -48,15 +56,13 @@ const MAX_VERSION_LISTS_IN_MEMORY: u64 = 10_000;
 
 /// One configured upstream with the keys it is trusted to sign with.
 #[derive(Debug)]
-struct Upstream {
-    releases: ReleasesUpstream,
+struct Source {
+    upstream: Box<dyn Upstream>,
     keyring: Keyring,
 }
 
-type ProviderKey = (String, ProviderType);
-type ReleaseKey = (String, ProviderType, Version);
 /// A provider (no version) or one version of it that upstream said it does not have.
-type NotFoundKey = (String, ProviderType, Option<Version>);
+type NotFoundKey = (ProviderKey, Option<Version>);
 
 #[derive(Clone)]
 pub struct Mirror {
@@ -66,87 +72,98 @@ pub struct Mirror {
 struct Inner {
     store: Store,
     /// When this mirror was built; older temp files are leftovers of a crash.
-    started: std::time::SystemTime,
+    started: SystemTime,
     public_base: String,
     metadata_ttl: Duration,
     max_archive_bytes: u64,
-    upstreams: BTreeMap<String, Upstream>,
-    namespaces: BTreeMap<Namespace, String>,
-    /// Network mirror origins (`registry.terraform.io`, `hashicorp`) -> upstream name.
-    origins: BTreeMap<(Hostname, Namespace), String>,
-    /// Served version-list JSON, ready to write to the socket. Entries outlive their
-    /// freshness on purpose: a stale list is served while a refresh runs in the background.
+    sources: BTreeMap<UpstreamName, Source>,
+    routes: routes::Routes,
+    /// Served version lists, ready to write to the socket. Entries outlive their freshness on
+    /// purpose: a stale list is served while a refresh runs in the background.
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
     /// Version lists being refreshed in the background (one refresh per list at a time).
-    refreshing: std::sync::Mutex<std::collections::HashSet<ProviderKey>>,
+    refreshing: Mutex<HashSet<ProviderKey>>,
     /// How often each cached archive was served since start-up (status page).
-    hits: std::sync::Mutex<
-        std::collections::HashMap<std::path::PathBuf, Arc<std::sync::atomic::AtomicU64>>,
-    >,
+    hits: Mutex<HashMap<FileKey, Arc<AtomicU64>>>,
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
     not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
-    /// Rendered download and `<version>.json` documents, ready to write to the socket.
-    documents: Cache<String, bytes::Bytes>,
-    /// Archive downloads in progress, keyed by their final path (single flight).
-    downloads:
-        std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Arc<live::LiveDownload>>>,
+    /// Rendered download documents, by request (the URLs name the private namespace).
+    downloads_json: Cache<String, Arc<Document<Download>>>,
+    /// Rendered `<version>.json` documents, by release.
+    mirror_versions: Cache<ReleaseKey, Arc<Document<MirrorVersion>>>,
+    /// Archive downloads in progress (single flight).
+    downloads: tokio::sync::Mutex<HashMap<FileKey, Arc<live::LiveDownload>>>,
 }
 
 impl Mirror {
     /// Builds the mirror from a validated config: opens the cache, reads the trusted keys and
     /// builds one HTTP client per upstream (timeouts are an upstream setting).
-    pub async fn new(config: &Config) -> Result<Self, MirrorError> {
-        let store = Store::open(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
-        let mut upstreams = BTreeMap::new();
+    pub async fn new(config: &Config) -> Result<Self, SetupError> {
+        let store =
+            Store::open_disk(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
+        Self::with_store(config, store).await
+    }
+
+    /// Builds the mirror over a store of the caller's (a staging store, for imports).
+    pub async fn with_store(config: &Config, store: Store) -> Result<Self, SetupError> {
+        let mut sources = BTreeMap::new();
         for (name, upstream) in &config.upstreams {
-            let http = HttpClient::new(name, FetchPolicy::from(upstream))?;
+            let name = UpstreamName::try_from(name.as_str())
+                .map_err(|e| SetupError::Config(e.to_string()))?;
+            let http = HttpClient::new(name.as_str(), FetchPolicy::from(upstream))?;
             let mut keyring = Keyring::hashicorp()?;
             for path in &upstream.signing_keys {
                 let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    MirrorError::SigningKeyFile {
-                        upstream: name.clone(),
+                    SetupError::SigningKeyFile {
+                        upstream: name.to_string(),
                         path: path.clone(),
                         reason: e.to_string(),
                     }
                 })?;
                 keyring.add(TrustedKey::parse(&armored, &path.display().to_string())?);
             }
-            upstreams.insert(
-                name.clone(),
-                Upstream {
-                    releases: ReleasesUpstream::new(name.clone(), &upstream.url, http),
+            let key_ids = keyring
+                .keys()
+                .iter()
+                .map(|k| k.short_id().to_owned())
+                .collect();
+            let upstream = ReleasesUpstream::new(name.clone(), &upstream.url, http, key_ids);
+            sources.insert(
+                name,
+                Source {
+                    upstream: Box::new(upstream),
                     keyring,
                 },
             );
         }
-        let namespaces = config
-            .namespaces
-            .iter()
-            .filter_map(|(name, ns)| {
-                Some((
-                    Namespace::try_from(name.as_str()).ok()?,
-                    ns.upstream.clone(),
-                ))
-            })
-            .collect();
-        let origins = config
-            .mirrors
-            .iter()
-            .filter_map(|(key, mirror)| {
-                Some((parse_mirror_key(key).ok()?, mirror.upstream.clone()))
-            })
-            .collect();
+        let mut routes = routes::Routes::default();
+        for (name, ns) in &config.namespaces {
+            let (namespace, upstream) = (
+                Namespace::try_from(name.as_str()),
+                UpstreamName::try_from(ns.upstream.as_str()),
+            );
+            if let (Ok(namespace), Ok(upstream)) = (namespace, upstream) {
+                routes.namespaces.insert(namespace, upstream);
+            }
+        }
+        for (key, mirror) in &config.mirrors {
+            if let (Ok(origin), Ok(upstream)) = (
+                parse_mirror_key(key),
+                UpstreamName::try_from(mirror.upstream.as_str()),
+            ) {
+                routes.origins.insert(origin, upstream);
+            }
+        }
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
-                started: std::time::SystemTime::now(),
+                started: SystemTime::now(),
                 public_base: config.public_base(),
                 metadata_ttl: config.cache.metadata_ttl,
                 max_archive_bytes: config.cache.max_archive_bytes,
-                upstreams,
-                namespaces,
-                origins,
+                sources,
+                routes,
                 version_lists: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .build(),
@@ -156,16 +173,23 @@ impl Mirror {
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .time_to_live(config.cache.negative_ttl)
                     .build(),
-                // Releases never change; the TTL only makes memory defer to the disk record
+                // Releases never change; the TTL only makes memory defer to the stored record
                 // now and then, which re-verifies its signature against today's keyring.
                 releases: Cache::builder()
                     .max_capacity(MAX_RELEASES_IN_MEMORY)
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 downloads: Default::default(),
-                documents: Cache::builder()
-                    .weigher(|key: &String, doc: &bytes::Bytes| {
-                        u32::try_from(key.len() + doc.len()).unwrap_or(u32::MAX)
+                downloads_json: Cache::builder()
+                    .weigher(|key: &String, doc: &Arc<Document<Download>>| {
+                        u32::try_from(key.len() + doc.json.len()).unwrap_or(u32::MAX)
+                    })
+                    .max_capacity(MAX_DOCUMENT_BYTES_IN_MEMORY)
+                    .time_to_live(config.cache.metadata_ttl)
+                    .build(),
+                mirror_versions: Cache::builder()
+                    .weigher(|_: &ReleaseKey, doc: &Arc<Document<MirrorVersion>>| {
+                        u32::try_from(doc.json.len()).unwrap_or(u32::MAX)
                     })
                     .max_capacity(MAX_DOCUMENT_BYTES_IN_MEMORY)
                     .time_to_live(config.cache.metadata_ttl)
@@ -174,14 +198,10 @@ impl Mirror {
         })
     }
 
-    /// Removes the temp files a crashed process left in the cache: those older than this
-    /// mirror, so downloads started since (here or by another process) are left alone.
+    /// Removes what a crashed process left in the cache: temp files older than this mirror,
+    /// so downloads started since (here or by another process) are left alone.
     pub async fn sweep_leftovers(&self) -> Result<(), MirrorError> {
-        let sweep = self
-            .inner
-            .store
-            .sweep_temp_files(self.inner.started)
-            .await?;
+        let sweep = self.inner.store.sweep_leftovers(self.inner.started).await?;
         if sweep.removed > 0 {
             tracing::info!(
                 removed = sweep.removed,
@@ -193,15 +213,15 @@ impl Mirror {
     }
 
     /// How each upstream has been answering lately.
-    pub fn upstream_health(&self) -> BTreeMap<String, crate::upstream::UpstreamHealth> {
+    pub fn upstream_health(&self) -> BTreeMap<String, UpstreamHealth> {
         self.inner
-            .upstreams
+            .sources
             .iter()
-            .map(|(name, u)| (name.clone(), u.releases.health()))
+            .map(|(name, s)| (name.to_string(), s.upstream.health()))
             .collect()
     }
 
-    /// Whether the cache accepts writes now (a probe file written and removed).
+    /// Whether the cache accepts writes now (a probe written and removed).
     pub async fn cache_writable(&self) -> Result<(), MirrorError> {
         Ok(self.inner.store.probe_writable().await?)
     }
@@ -211,36 +231,63 @@ impl Mirror {
         &self.inner.public_base
     }
 
-    /// The upstream name a private namespace maps to.
-    fn upstream_for(&self, namespace: &Namespace) -> Result<&str, MirrorError> {
+    fn source(&self, name: &UpstreamName) -> Result<&Source, MirrorError> {
         self.inner
-            .namespaces
-            .get(namespace)
-            .map(String::as_str)
-            .ok_or_else(|| MirrorError::UnknownNamespace(namespace.clone()))
-    }
-
-    /// The upstream a network-mirror origin maps to.
-    fn upstream_for_origin(
-        &self,
-        hostname: &Hostname,
-        namespace: &Namespace,
-    ) -> Result<&str, MirrorError> {
-        self.inner
-            .origins
-            .get(&(hostname.clone(), namespace.clone()))
-            .map(String::as_str)
-            .ok_or_else(|| MirrorError::UnknownOrigin {
-                hostname: hostname.clone(),
-                namespace: namespace.clone(),
-            })
-    }
-
-    fn upstream(&self, name: &str) -> Result<&Upstream, MirrorError> {
-        self.inner
-            .upstreams
+            .sources
             .get(name)
-            .ok_or_else(|| MirrorError::UnknownUpstream(name.to_owned()))
+            .ok_or_else(|| MirrorError::UnknownUpstream(name.to_string()))
+    }
+}
+
+/// For the operations (`crate::ops`): the store, and what the core knows of its upstreams and
+/// routes.
+impl Mirror {
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Whether an upstream of this name is configured (and so can verify what is cached for it).
+    pub fn has_upstream(&self, name: &UpstreamName) -> bool {
+        self.inner.sources.contains_key(name)
+    }
+
+    /// Every upstream: name, URL and health.
+    pub fn upstreams(&self) -> Vec<(String, String, UpstreamHealth)> {
+        self.inner
+            .sources
+            .iter()
+            .map(|(name, s)| (name.to_string(), s.upstream.url(), s.upstream.health()))
+            .collect()
+    }
+
+    /// Every route: private namespaces and network-mirror origins with their upstreams.
+    pub fn routes(&self) -> RouteTable {
+        self.inner.routes.describe()
+    }
+
+    /// How often a cached archive was served since start-up.
+    pub fn hits_of(&self, file: &FileKey) -> u64 {
+        self.inner
+            .hits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(file)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Counts one serving of a cached archive, for the status page.
+    fn count_hit(&self, file: &FileKey) {
+        let counter = {
+            let mut hits = self
+                .inner
+                .hits
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            hits.entry(file.clone())
+                .or_insert_with(|| Arc::new(AtomicU64::new(0)))
+                .clone()
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 

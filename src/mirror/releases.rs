@@ -1,34 +1,33 @@
 //! Verified releases: one provider version's SHA256SUMS, its signature, its builds and plugin
 //! protocols.
 //!
-//! A release is fetched once, verified (signature by a trusted key, manifest digest), written
-//! to disk (files first, the record last) and never refetched. Loading it back from disk
+//! A release is fetched once, verified (signature by a trusted key, manifest digest), stored
+//! (files first, the record last) and never fetched again. Loading it back from the store
 //! verifies the signature again, so a cache edited behind our back, or a key removed from the
 //! config, is never trusted on the strength of an old verdict.
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{
-    unshare, Mirror, MirrorError, NotFoundKey, ReleaseId, ReleaseKey, Upstream, VerifyFailure,
-};
+use super::{unshare, Mirror, MirrorError, NotFoundKey, Source, VerifyFailure};
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{
-        releases::{default_protocols, product_name, Manifest, ReleaseVersion, ValidBuild},
-        FileName, Platform, ProviderType, Version,
+        releases::{default_protocols, Manifest, ValidBuild},
+        FileName, Platform, ReleaseKey,
     },
-    store::layout,
-    verify::{Checksums, Sha256Digest, TrustedKey},
+    store::Item,
+    upstream::ReleaseListing,
+    verify::{Checksums, Keyring, Sha256Digest, TrustedKey},
 };
 
 /// A release whose SHA256SUMS verified against a trusted key.
 #[derive(Debug)]
 pub struct Release {
-    pub provider: ProviderType,
-    pub version: Version,
+    pub key: ReleaseKey,
     pub shasums_file: FileName,
     pub signature_file: FileName,
     pub checksums: Checksums,
@@ -36,6 +35,8 @@ pub struct Release {
     pub protocols: Vec<String>,
     /// Builds whose archive is listed in the signed SHA256SUMS.
     pub builds: Vec<ValidBuild>,
+    /// The manifest, when the signed SHA256SUMS lists one and it is stored.
+    pub manifest_file: Option<FileName>,
 }
 
 impl Release {
@@ -47,9 +48,17 @@ impl Release {
         self.builds.iter().find(|b| &b.filename == file)
     }
 
-    /// The signed digest of an archive of this release.
+    /// The signed digest of a file of this release.
     pub fn digest_of(&self, file: &FileName) -> Option<Sha256Digest> {
         self.checksums.digest_of(file.as_str())
+    }
+
+    /// Whether a file is one this release publishes: its signed files and its builds.
+    pub fn publishes(&self, file: &FileName) -> bool {
+        file == &self.shasums_file
+            || file == &self.signature_file
+            || self.manifest_file.as_ref() == Some(file)
+            || self.build_named(file).is_some()
     }
 }
 
@@ -69,39 +78,28 @@ struct BuildRecord {
 }
 
 impl Mirror {
-    /// The verified release, from memory, disk or upstream (in that order).
-    pub(super) async fn release(
-        &self,
-        upstream: &str,
-        provider: &ProviderType,
-        version: &Version,
-    ) -> Result<Arc<Release>, MirrorError> {
-        let key: ReleaseKey = (upstream.to_owned(), provider.clone(), version.clone());
-        let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), Some(version.clone()));
+    /// The verified release, from memory, the store or upstream (in that order).
+    pub async fn release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
+        let missing: NotFoundKey = (key.provider.clone(), Some(key.version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);
             return Err(error);
         }
-        if let Some(release) = self.inner.releases.get(&key).await {
+        if let Some(release) = self.inner.releases.get(key).await {
             note_cache(CacheOutcome::Hit);
             return Ok(release);
         }
         let result = self
             .inner
             .releases
-            .try_get_with(key, async {
-                let source = self.upstream(upstream)?;
-                if let Some(release) = self
-                    .load_release(upstream, source, provider, version)
-                    .await?
-                {
+            .try_get_with(key.clone(), async {
+                let source = self.source(&key.provider.upstream)?;
+                if let Some(release) = self.load_release(source, key).await? {
                     note_cache(CacheOutcome::Hit);
                     return Ok(Arc::new(release));
                 }
                 note_cache(CacheOutcome::Miss);
-                self.ingest_release(upstream, source, provider, version)
-                    .await
-                    .map(Arc::new)
+                self.ingest_release(source, key).await.map(Arc::new)
             })
             .await
             .map_err(unshare);
@@ -111,36 +109,55 @@ impl Mirror {
         result
     }
 
-    pub(super) async fn load_release(
+    /// The release as stored, verified again; `None` when it is not stored or no longer
+    /// verifies. Never asks upstream. (For the operations.)
+    pub async fn stored_release(&self, key: &ReleaseKey) -> Result<Option<Release>, MirrorError> {
+        let source = self.source(&key.provider.upstream)?;
+        self.load_release(source, key).await
+    }
+
+    /// The release from memory when serving has it, else as stored and verified again;
+    /// never fetched. (For the operations.)
+    pub async fn known_release(
         &self,
-        upstream: &str,
-        source: &Upstream,
-        provider: &ProviderType,
-        version: &Version,
+        key: &ReleaseKey,
+    ) -> Result<Option<Arc<Release>>, MirrorError> {
+        if let Some(release) = self.inner.releases.get(key).await {
+            return Ok(Some(release));
+        }
+        Ok(self.stored_release(key).await?.map(Arc::new))
+    }
+
+    /// Forgets what memory holds of a release, after the operations changed what is stored.
+    pub async fn forget_release(&self, key: &ReleaseKey) {
+        self.inner.releases.invalidate(key).await;
+        self.inner.mirror_versions.invalidate(key).await;
+    }
+
+    async fn load_release(
+        &self,
+        source: &Source,
+        key: &ReleaseKey,
     ) -> Result<Option<Release>, MirrorError> {
-        let root = self.inner.store.root();
-        let record_path = layout::release_record(root, upstream, provider, version)?;
-        let Some(stored) = self.inner.store.read(&record_path).await? else {
+        let store = &self.inner.store;
+        let Some(stored) = store.read(Item::ReleaseRecord(key)).await? else {
             return Ok(None);
         };
         let Ok(record) = serde_json::from_slice::<ReleaseRecord>(&stored.bytes) else {
-            tracing::warn!(path = %record_path.display(), "unreadable release record; fetching again");
+            tracing::warn!(release = %key, "unreadable release record; fetching again");
             return Ok(None);
         };
-        let sums_path =
-            layout::release_file(root, upstream, provider, version, &record.shasums_file)?;
-        let sig_path =
-            layout::release_file(root, upstream, provider, version, &record.signature_file)?;
+        let sums_key = key.file(record.shasums_file.clone());
+        let sig_key = key.file(record.signature_file.clone());
         let (Some(sums), Some(sig)) = (
-            self.inner.store.read(&sums_path).await?,
-            self.inner.store.read(&sig_path).await?,
+            store.read(Item::File(&sums_key)).await?,
+            store.read(Item::File(&sig_key)).await?,
         ) else {
             return Ok(None);
         };
         let verified = verify_sums(
-            source,
-            provider,
-            version,
+            source.keyring.clone(),
+            key,
             &record.shasums_file,
             sums.bytes,
             sig.bytes,
@@ -162,75 +179,57 @@ impl Mirror {
                 filename: b.filename,
             })
             .collect();
+        let manifest_file =
+            manifest_name(key).filter(|name| checksums.digest_of(name.as_str()).is_some());
         Ok(Some(Release {
-            provider: provider.clone(),
-            version: version.clone(),
+            key: key.clone(),
             shasums_file: record.shasums_file,
             signature_file: record.signature_file,
             checksums,
             signed_by,
             protocols: record.protocols,
             builds,
+            manifest_file,
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(upstream, provider = %provider, version = %version))]
+    #[tracing::instrument(skip_all, fields(release = %key))]
     async fn ingest_release(
         &self,
-        upstream: &str,
-        source: &Upstream,
-        provider: &ProviderType,
-        version: &Version,
+        source: &Source,
+        key: &ReleaseKey,
     ) -> Result<Release, MirrorError> {
-        let index = match source.releases.version_index(provider, version).await {
+        let upstream = &source.upstream;
+        let listing = match upstream.release(key).await {
             Err(e) if e.is_not_found() => {
-                return Err(MirrorError::UnknownVersion {
-                    release: ReleaseId::boxed(provider, version),
-                })
+                return Err(MirrorError::UnknownVersion(Box::new(key.clone())))
             }
             other => other?,
         };
-        let fail = |file: &str, failure: VerifyFailure| MirrorError::Verification {
-            release: ReleaseId::boxed(provider, version),
-            file: file.to_owned(),
-            failure,
-        };
-
-        let shasums_file = index
-            .shasums
-            .as_deref()
-            .and_then(|n| FileName::try_from(n).ok())
-            .map_or_else(|| default_shasums_name(provider, version), Ok)?;
-        let sums = source
-            .releases
-            .small_file(provider, version, &shasums_file)
-            .await?;
+        let shasums_file = listing.shasums.clone();
+        let sums = upstream.small_file(&key.file(shasums_file.clone())).await?;
+        let keyring = keyring_for(source, &listing);
 
         // Try the signatures in order of preference; the first that verifies wins.
         let mut last_failure = VerifyFailure::NoSignature;
         let mut verified = None;
-        for sig_file in signature_candidates(&index, &shasums_file, source) {
-            let sig = match source
-                .releases
-                .small_file(provider, version, &sig_file)
-                .await
-            {
+        for sig_file in signature_candidates(&listing, &keyring) {
+            let sig = match upstream.small_file(&key.file(sig_file.clone())).await {
                 Ok(sig) => sig,
                 Err(e) if e.is_not_found() => continue,
                 Err(e) => return Err(e.into()),
             };
             match verify_sums(
-                source,
-                provider,
-                version,
+                keyring.clone(),
+                key,
                 &shasums_file,
                 sums.to_vec(),
                 sig.to_vec(),
             )
             .await
             {
-                Ok((checksums, key)) => {
-                    verified = Some((sig_file, sig, checksums, key));
+                Ok((checksums, signer)) => {
+                    verified = Some((sig_file, sig, checksums, signer));
                     break;
                 }
                 Err(MirrorError::Verification { failure, .. }) => last_failure = failure,
@@ -240,49 +239,20 @@ impl Mirror {
         let Some((signature_file, sig, checksums, signed_by)) = verified else {
             metrics().verification_failures.inc();
             tracing::error!(file = %shasums_file, reason = %last_failure, "SHA256SUMS failed verification; nothing cached");
-            return Err(fail(shasums_file.as_str(), last_failure));
+            return Err(MirrorError::verification(
+                key,
+                shasums_file.as_str(),
+                last_failure,
+            ));
         };
 
-        let manifest_file = FileName::try_from(format!(
-            "{}_{version}_manifest.json",
-            product_name(provider)
-        ))
-        .map_err(|e| MirrorError::Internal(e.to_string()))?;
-        let mut manifest_bytes = None;
-        let protocols = match checksums.digest_of(manifest_file.as_str()) {
-            None => default_protocols(),
-            Some(expected) => {
-                let bytes = source
-                    .releases
-                    .small_file(provider, version, &manifest_file)
-                    .await?;
-                let actual = Sha256Digest(Sha256::digest(&bytes).into());
-                if actual != expected {
-                    metrics().verification_failures.inc();
-                    tracing::error!(file = %manifest_file, %expected, %actual, "manifest digest mismatch; nothing cached");
-                    return Err(fail(
-                        manifest_file.as_str(),
-                        VerifyFailure::DigestMismatch { expected, actual },
-                    ));
-                }
-                let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
-                    fail(
-                        manifest_file.as_str(),
-                        VerifyFailure::Manifest(e.to_string()),
-                    )
-                })?;
-                manifest_bytes = Some(bytes);
-                if manifest.metadata.protocol_versions.is_empty() {
-                    default_protocols()
-                } else {
-                    manifest.metadata.protocol_versions
-                }
-            }
-        };
+        let (protocols, manifest) = self
+            .verified_protocols(source, key, &listing, &checksums)
+            .await?;
 
-        let builds: Vec<ValidBuild> = index
-            .valid_builds()
-            .into_iter()
+        let builds: Vec<ValidBuild> = listing
+            .builds
+            .iter()
             .filter(|b| {
                 let listed = checksums.digest_of(b.filename.as_str()).is_some();
                 if !listed {
@@ -290,29 +260,20 @@ impl Mirror {
                 }
                 listed
             })
+            .cloned()
             .collect();
 
-        // Files first, the record last: a record on disk always has its files beside it.
+        // Files first, the record last: a stored record always has its files beside it.
         let store = &self.inner.store;
-        let root = store.root();
         store
-            .write(
-                &layout::release_file(root, upstream, provider, version, &shasums_file)?,
-                &sums,
-            )
+            .write(Item::File(&key.file(shasums_file.clone())), &sums)
             .await?;
         store
-            .write(
-                &layout::release_file(root, upstream, provider, version, &signature_file)?,
-                &sig,
-            )
+            .write(Item::File(&key.file(signature_file.clone())), &sig)
             .await?;
-        if let Some(bytes) = &manifest_bytes {
+        if let Some((name, bytes)) = &manifest {
             store
-                .write(
-                    &layout::release_file(root, upstream, provider, version, &manifest_file)?,
-                    bytes,
-                )
+                .write(Item::File(&key.file(name.clone())), bytes)
                 .await?;
         }
         let record = ReleaseRecord {
@@ -327,90 +288,118 @@ impl Mirror {
                 })
                 .collect(),
         };
-        let record_json =
-            serde_json::to_vec_pretty(&record).map_err(|e| MirrorError::Internal(e.to_string()))?;
-        store
-            .write(
-                &layout::release_record(root, upstream, provider, version)?,
-                &record_json,
-            )
-            .await?;
+        let record_json = serde_json::to_vec_pretty(&record).map_err(MirrorError::internal)?;
+        store.write(Item::ReleaseRecord(key), &record_json).await?;
         tracing::info!(key_id = %signed_by.key_id, builds = builds.len(), "verified and cached release");
 
         Ok(Release {
-            provider: provider.clone(),
-            version: version.clone(),
+            key: key.clone(),
             shasums_file,
             signature_file,
             checksums,
             signed_by,
             protocols,
             builds,
+            manifest_file: manifest.map(|(name, _)| name),
         })
+    }
+
+    /// The plugin protocols: from a manifest the signed SHA256SUMS lists (verified), else as
+    /// upstream lists them, else Terraform's default.
+    async fn verified_protocols(
+        &self,
+        source: &Source,
+        key: &ReleaseKey,
+        listing: &ReleaseListing,
+        checksums: &Checksums,
+    ) -> Result<(Vec<String>, Option<(FileName, Bytes)>), MirrorError> {
+        let fallback = || listing.protocols.clone().unwrap_or_else(default_protocols);
+        let Some((name, expected)) = listing
+            .manifest
+            .as_ref()
+            .and_then(|name| Some((name, checksums.digest_of(name.as_str())?)))
+        else {
+            return Ok((fallback(), None));
+        };
+        let bytes = source.upstream.small_file(&key.file(name.clone())).await?;
+        let actual = Sha256Digest(Sha256::digest(&bytes).into());
+        if actual != expected {
+            metrics().verification_failures.inc();
+            tracing::error!(file = %name, %expected, %actual, "manifest digest mismatch; nothing cached");
+            return Err(MirrorError::verification(
+                key,
+                name.as_str(),
+                VerifyFailure::DigestMismatch { expected, actual },
+            ));
+        }
+        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| {
+            MirrorError::verification(key, name.as_str(), VerifyFailure::Manifest(e.to_string()))
+        })?;
+        let protocols = if manifest.metadata.protocol_versions.is_empty() {
+            fallback()
+        } else {
+            manifest.metadata.protocol_versions
+        };
+        Ok((protocols, Some((name.clone(), bytes))))
     }
 }
 
-fn default_shasums_name(
-    provider: &ProviderType,
-    version: &Version,
-) -> Result<FileName, MirrorError> {
-    FileName::try_from(format!("{}_{version}_SHA256SUMS", product_name(provider)))
-        .map_err(|e| MirrorError::Internal(e.to_string()))
+/// `terraform-provider-TYPE_VERSION_manifest.json`.
+fn manifest_name(key: &ReleaseKey) -> Option<FileName> {
+    FileName::try_from(format!("{}_manifest.json", key.file_stem())).ok()
+}
+
+/// The configured keys plus those upstream publishes for this provider.
+fn keyring_for(source: &Source, listing: &ReleaseListing) -> Keyring {
+    let mut keyring = source.keyring.clone();
+    for published in &listing.published_keys {
+        match TrustedKey::parse(&published.ascii_armor, &published.source) {
+            Ok(key) => keyring.add(key),
+            Err(e) => {
+                tracing::warn!(error = %e, source = %published.source, "upstream published an unusable signing key; ignored")
+            }
+        }
+    }
+    keyring
 }
 
 /// Signature files to try: those named for a trusted key (`.72D7468F.sig`) first, then the
 /// rest as listed (the unsuffixed `.sig` was made with a revoked key on old releases).
-fn signature_candidates(
-    index: &ReleaseVersion,
-    shasums: &FileName,
-    source: &Upstream,
-) -> Vec<FileName> {
-    let mut names: Vec<String> = index.signature_names();
-    if names.is_empty() {
-        names = source
-            .keyring
-            .keys()
-            .iter()
-            .map(|k| format!("{shasums}.{}.sig", k.short_id()))
-            .chain(std::iter::once(format!("{shasums}.sig")))
-            .collect();
-    }
-    let trusted_suffixes: Vec<String> = source
-        .keyring
+fn signature_candidates(listing: &ReleaseListing, keyring: &Keyring) -> Vec<FileName> {
+    let trusted_suffixes: Vec<String> = keyring
         .keys()
         .iter()
         .map(|k| format!(".{}.sig", k.short_id()))
         .collect();
-    let preferred = |name: &String| trusted_suffixes.iter().any(|s| name.ends_with(s.as_str()));
-    let (mut first, rest): (Vec<String>, Vec<String>) = names.into_iter().partition(preferred);
+    let preferred = |name: &&FileName| {
+        trusted_suffixes
+            .iter()
+            .any(|s| name.as_str().ends_with(s.as_str()))
+    };
+    let (mut first, rest): (Vec<&FileName>, Vec<&FileName>) =
+        listing.signatures.iter().partition(preferred);
     first.extend(rest);
     first
         .into_iter()
-        .filter(|n| n.starts_with(shasums.as_str()))
-        .filter_map(|n| FileName::try_from(n).ok())
+        .filter(|n| n.as_str().starts_with(listing.shasums.as_str()))
+        .cloned()
         .collect()
 }
 
 /// Verifies the signature (off the async runtime: RSA is CPU work) and parses the sums.
 async fn verify_sums(
-    source: &Upstream,
-    provider: &ProviderType,
-    version: &Version,
+    keyring: Keyring,
+    key: &ReleaseKey,
     shasums_file: &FileName,
     sums: Vec<u8>,
     sig: Vec<u8>,
 ) -> Result<(Checksums, Arc<TrustedKey>), MirrorError> {
-    let keyring = source.keyring.clone();
     let result = tokio::task::spawn_blocking(move || {
         let key = keyring.verify(&sums, &sig).map_err(VerifyFailure::from)?;
         let checksums = Checksums::parse(&sums).map_err(VerifyFailure::from)?;
         Ok::<_, VerifyFailure>((checksums, key))
     })
     .await
-    .map_err(|e| MirrorError::Internal(e.to_string()))?;
-    result.map_err(|failure| MirrorError::Verification {
-        release: ReleaseId::boxed(provider, version),
-        file: shasums_file.to_string(),
-        failure,
-    })
+    .map_err(MirrorError::internal)?;
+    result.map_err(|failure| MirrorError::verification(key, shasums_file.as_str(), failure))
 }

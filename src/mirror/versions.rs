@@ -13,28 +13,34 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{unshare, Mirror, MirrorError, NotFoundKey, ProviderKey, ReleaseId};
+use super::{unshare, Mirror, MirrorError, NotFoundKey, Via};
 use crate::{
     metrics::{note_cache, CacheOutcome},
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
-        registry::{Download, GpgPublicKey, PlatformEntry, SigningKeys, VersionEntry, VersionList},
-        Namespace, Platform, ProviderType, Version,
+        registry::{VersionEntry, VersionList},
+        ProviderKey, ProviderType,
     },
-    store::layout,
+    store::Item,
 };
 
 /// After a failed refresh, how long the stale list is served before upstream is tried again
 /// (at most `metadata_ttl`), so an outage costs upstream one request per list per interval.
 const STALE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
-/// A provider's version list in memory, rendered once for each protocol.
+/// A provider's version list, rendered once for each protocol.
 #[derive(Debug, Clone)]
-pub(super) struct CachedVersions {
-    /// Registry protocol `versions` body (also what is kept on disk).
+pub struct VersionLists {
+    /// Registry protocol `versions` body (also what is stored).
     pub registry: Bytes,
     /// Network mirror `index.json` body.
     pub mirror_index: Bytes,
+}
+
+/// A version list in memory, with its freshness.
+#[derive(Debug, Clone)]
+pub(super) struct CachedVersions {
+    lists: VersionLists,
     /// Until when the list is served without asking upstream again.
     fresh_until: Instant,
     /// A refresh failed and the list is served stale (warned about once).
@@ -52,8 +58,10 @@ impl CachedVersions {
                 .collect(),
         };
         Ok(Self {
-            registry,
-            mirror_index: Bytes::from(serde_json::to_vec(&index)?),
+            lists: VersionLists {
+                registry,
+                mirror_index: Bytes::from(serde_json::to_vec(&index)?),
+            },
             fresh_until: Instant::now() + fresh_for,
             serving_stale: false,
         })
@@ -64,36 +72,43 @@ impl CachedVersions {
     }
 }
 
-/// Shown as `source_url` for HashiCorp's key, as the public registry does.
-const HASHICORP_SECURITY_URL: &str = "https://www.hashicorp.com/security.html";
-
 impl Mirror {
-    /// `GET /v1/providers/:namespace/:type/versions`, as JSON bytes.
+    /// Both renderings of a provider's version list: `versions` for the registry protocol,
+    /// `index.json` for the network mirror.
     pub async fn versions(
         &self,
-        namespace: &Namespace,
+        via: Via<'_>,
         provider: &ProviderType,
-    ) -> Result<Bytes, MirrorError> {
-        let upstream = self.upstream_for(namespace)?.to_owned();
-        Ok(self.version_lists(&upstream, provider).await?.registry)
+    ) -> Result<VersionLists, MirrorError> {
+        let key = self.provider(via, provider)?;
+        Ok(self.version_lists(&key).await?.lists)
     }
 
-    /// Both renderings of an upstream provider's version list: from memory, else from disk,
-    /// else from upstream (concurrent misses share one fetch). A stale list is returned at
-    /// once and refreshed in the background.
+    /// The versions upstream offers, with their platforms (for the operations).
+    pub async fn version_entries(
+        &self,
+        provider: &ProviderKey,
+    ) -> Result<Vec<VersionEntry>, MirrorError> {
+        let cached = self.version_lists(provider).await?;
+        let list: VersionList =
+            serde_json::from_slice(&cached.lists.registry).map_err(MirrorError::internal)?;
+        Ok(list.versions)
+    }
+
+    /// A provider's version list: from memory, else from the store, else from upstream
+    /// (concurrent misses share one fetch). A stale list is returned at once and refreshed in
+    /// the background.
     pub(super) async fn version_lists(
         &self,
-        upstream: &str,
-        provider: &ProviderType,
+        key: &ProviderKey,
     ) -> Result<CachedVersions, MirrorError> {
-        let key: ProviderKey = (upstream.to_owned(), provider.clone());
-        let missing: NotFoundKey = (upstream.to_owned(), provider.clone(), None);
+        let missing: NotFoundKey = (key.clone(), None);
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);
             return Err(error);
         }
         let lists = &self.inner.version_lists;
-        let cached = match lists.get(&key).await {
+        let cached = match lists.get(key).await {
             Some(cached) => {
                 note_cache(if cached.is_fresh() {
                     CacheOutcome::Hit
@@ -104,7 +119,7 @@ impl Mirror {
             }
             None => {
                 let loaded = lists
-                    .try_get_with(key.clone(), self.load_versions(upstream, provider))
+                    .try_get_with(key.clone(), self.load_versions(key))
                     .await
                     .map_err(unshare);
                 if let Err(error @ MirrorError::UnknownProvider { .. }) = &loaded {
@@ -114,21 +129,15 @@ impl Mirror {
             }
         };
         if !cached.is_fresh() {
-            self.refresh_in_background(key);
+            self.refresh_in_background(key.clone());
         }
         Ok(cached)
     }
 
-    /// The list kept on disk, fresh or stale (the caller refreshes a stale one), or else
+    /// The stored list, fresh or stale (the caller refreshes a stale one), or else
     /// upstream's.
-    async fn load_versions(
-        &self,
-        upstream: &str,
-        provider: &ProviderType,
-    ) -> Result<CachedVersions, MirrorError> {
-        let store = &self.inner.store;
-        let path = layout::versions_file(store.root(), upstream, provider)?;
-        if let Some(stored) = store.read(&path).await? {
+    async fn load_versions(&self, key: &ProviderKey) -> Result<CachedVersions, MirrorError> {
+        if let Some(stored) = self.inner.store.read(Item::VersionList(key)).await? {
             let age = SystemTime::now()
                 .duration_since(stored.modified)
                 .unwrap_or_default();
@@ -143,25 +152,27 @@ impl Mirror {
                     return Ok(cached);
                 }
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "unreadable cached version list; fetching again")
+                    tracing::warn!(provider = %key, error = %e, "unreadable cached version list; fetching again")
                 }
             }
         }
         note_cache(CacheOutcome::Miss);
-        self.fetch_and_keep_versions(upstream, provider).await
+        self.fetch_and_keep_versions(key).await
     }
 
     async fn fetch_and_keep_versions(
         &self,
-        upstream: &str,
-        provider: &ProviderType,
+        key: &ProviderKey,
     ) -> Result<CachedVersions, MirrorError> {
-        let body = self.fetch_versions(upstream, provider).await?;
+        let body = self.fetch_versions(key).await?;
         let cached = CachedVersions::from_registry_json(body, self.inner.metadata_ttl)
-            .map_err(|e| MirrorError::Internal(e.to_string()))?;
-        let store = &self.inner.store;
-        let path = layout::versions_file(store.root(), upstream, provider)?;
-        if let Err(e) = store.write(&path, &cached.registry).await {
+            .map_err(MirrorError::internal)?;
+        if let Err(e) = self
+            .inner
+            .store
+            .write(Item::VersionList(key), &cached.lists.registry)
+            .await
+        {
             tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
         }
         Ok(cached)
@@ -181,17 +192,16 @@ impl Mirror {
         }
         let mirror = self.clone();
         tokio::spawn(async move {
-            let (upstream, provider) = &key;
             let lists = &mirror.inner.version_lists;
-            match mirror.fetch_and_keep_versions(upstream, provider).await {
+            match mirror.fetch_and_keep_versions(&key).await {
                 Ok(fresh) => {
                     lists.insert(key.clone(), fresh).await;
-                    tracing::debug!(%provider, upstream, "refreshed version list");
+                    tracing::debug!(provider = %key, "refreshed version list");
                 }
                 Err(error) => {
                     if let Some(mut stale) = lists.get(&key).await {
                         if !stale.serving_stale {
-                            tracing::warn!(%provider, upstream, error = %error, "upstream failed; serving the stale version list until it answers");
+                            tracing::warn!(provider = %key, error = %error, "upstream failed; serving the stale version list until it answers");
                         }
                         stale.serving_stale = true;
                         stale.fresh_until =
@@ -209,114 +219,18 @@ impl Mirror {
         });
     }
 
-    #[tracing::instrument(skip(self), fields(provider = %provider))]
-    async fn fetch_versions(
-        &self,
-        upstream: &str,
-        provider: &ProviderType,
-    ) -> Result<Bytes, MirrorError> {
-        let source = self.upstream(upstream)?;
-        let index = match source.releases.product_index(provider).await {
+    #[tracing::instrument(skip(self), fields(provider = %key))]
+    async fn fetch_versions(&self, key: &ProviderKey) -> Result<Bytes, MirrorError> {
+        let source = self.source(&key.upstream)?;
+        let versions = match source.upstream.versions(key).await {
             Err(e) if e.is_not_found() => {
-                return Err(MirrorError::UnknownProvider {
-                    upstream: upstream.to_owned(),
-                    provider: provider.clone(),
-                })
+                return Err(MirrorError::UnknownProvider(Box::new(key.clone())))
             }
             other => other?,
         };
-        let versions = index
-            .valid_versions()
-            .into_iter()
-            .map(|(version, release)| {
-                let mut platforms: Vec<Platform> = release
-                    .valid_builds()
-                    .into_iter()
-                    .map(|b| b.platform)
-                    .collect();
-                platforms.sort();
-                platforms.dedup();
-                VersionEntry {
-                    version: version.to_string(),
-                    protocols: None,
-                    platforms: platforms.iter().map(PlatformEntry::from).collect(),
-                }
-            })
-            .collect::<Vec<_>>();
         tracing::info!(versions = versions.len(), "fetched version list");
         serde_json::to_vec(&VersionList { versions })
             .map(Bytes::from)
-            .map_err(|e| MirrorError::Internal(e.to_string()))
-    }
-
-    /// The download document as JSON bytes, rendered once and kept in memory (for servers
-    /// without `[auth]`, whose URLs are the same for everyone).
-    pub async fn download_json(
-        &self,
-        namespace: &Namespace,
-        provider: &ProviderType,
-        version: &Version,
-        platform: &Platform,
-    ) -> Result<Bytes, MirrorError> {
-        let key = format!("download/{namespace}/{provider}/{version}/{platform}");
-        if let Some(doc) = self.inner.documents.get(&key).await {
-            note_cache(CacheOutcome::Hit);
-            return Ok(doc);
-        }
-        let doc = self
-            .download(namespace, provider, version, platform)
-            .await?;
-        let bytes = Bytes::from(
-            serde_json::to_vec(&doc).map_err(|e| MirrorError::Internal(e.to_string()))?,
-        );
-        self.inner.documents.insert(key, bytes.clone()).await;
-        Ok(bytes)
-    }
-
-    /// `GET /v1/providers/:namespace/:type/:version/download/:os/:arch`.
-    pub async fn download(
-        &self,
-        namespace: &Namespace,
-        provider: &ProviderType,
-        version: &Version,
-        platform: &Platform,
-    ) -> Result<Download, MirrorError> {
-        let upstream = self.upstream_for(namespace)?;
-        let release = self.release(upstream, provider, version).await?;
-        let build = release
-            .build_for(platform)
-            .ok_or_else(|| MirrorError::UnknownPlatform {
-                release: ReleaseId::boxed(provider, version),
-                platform: platform.clone(),
-            })?;
-        let shasum = release
-            .digest_of(&build.filename)
-            .ok_or_else(|| MirrorError::Internal("verified build without a digest".to_owned()))?;
-        let files = format!(
-            "{}/v1/providers/{namespace}/{provider}/{version}/files",
-            self.public_base()
-        );
-        let key = &release.signed_by;
-        Ok(Download {
-            protocols: release.protocols.clone(),
-            os: platform.os.clone(),
-            arch: platform.arch.clone(),
-            filename: build.filename.to_string(),
-            download_url: format!("{files}/{}", build.filename),
-            shasums_url: format!("{files}/{}", release.shasums_file),
-            shasums_signature_url: format!("{files}/{}", release.signature_file),
-            shasum: shasum.to_hex(),
-            signing_keys: SigningKeys {
-                gpg_public_keys: vec![GpgPublicKey {
-                    key_id: key.key_id.clone(),
-                    ascii_armor: key.armored.clone(),
-                    trust_signature: String::new(),
-                    source: key.source.clone(),
-                    source_url: key
-                        .is_hashicorp()
-                        .then(|| HASHICORP_SECURITY_URL.to_owned()),
-                }],
-            },
-        })
+            .map_err(MirrorError::internal)
     }
 }

@@ -122,22 +122,22 @@ impl MirrorFile {
 }
 
 /// `index.json`: `{"versions": {"2.1.0": {}}}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MirrorIndex {
     pub versions: BTreeMap<String, EmptyObject>,
 }
 
 /// Terraform wants an object per version; it is reserved and left empty.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct EmptyObject {}
 
 /// `<version>.json`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MirrorVersion {
     pub archives: BTreeMap<String, MirrorArchive>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct MirrorArchive {
     /// Relative to the `<version>.json` URL: the bare archive file name.
     pub url: String,

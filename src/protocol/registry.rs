@@ -12,7 +12,7 @@ pub struct VersionList {
     pub versions: Vec<VersionEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionEntry {
     pub version: String,
     /// Omitted when unknown: Terraform then skips its compatibility check for the listing and
@@ -22,7 +22,7 @@ pub struct VersionEntry {
     pub platforms: Vec<PlatformEntry>,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PlatformEntry {
     pub os: Os,
     pub arch: Arch,
@@ -38,7 +38,7 @@ impl From<&Platform> for PlatformEntry {
 }
 
 /// `GET :namespace/:type/:version/download/:os/:arch`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Download {
     pub protocols: Vec<String>,
     pub os: Os,
@@ -53,12 +53,12 @@ pub struct Download {
     pub signing_keys: SigningKeys,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct SigningKeys {
     pub gpg_public_keys: Vec<GpgPublicKey>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct GpgPublicKey {
     /// Upper-case hex long key id; Terraform shows it, it does not trust it.
     pub key_id: String,

@@ -1,122 +1,213 @@
-//! Cache keys to paths: the only place that turns names into file system paths.
+//! Typed keys to storage locations: the only place that turns names into places in a store,
+//! and the only place that reads a place back as a key.
 //!
 //! ```text
-//! <dir>/releases/<upstream>/terraform-provider-<type>/versions.json        version list (mutable)
-//! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/release.json  verified release record
-//! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/<file>        SHA256SUMS, .sig, manifest, zips
-//! <dir>/releases/<upstream>/terraform-provider-<type>/<version>/<zip>.h1      h1: of a verified zip
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/versions.json             version list (mutable)
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/release.json    verified release record
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<file>          SHA256SUMS, .sig, manifest, zips
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
 //! ```
-//! Every segment is a validated name (see `protocol::names`); as a second line of defence each
-//! one is checked again to be a single normal path component, so no key can leave the root.
+//! The namespace level exists only for upstreams with namespaces (registries); a releases
+//! site's providers sit right under the upstream, as they always have. A directory under an
+//! upstream is a provider when its name starts with `terraform-provider-`, else a namespace.
+//!
+//! A [`Location`] is relative and `/`-separated, so that a disk (joined to its root) and an
+//! object store (prefixed) can both use it as it is. Every segment is a validated name (see
+//! `protocol::names`), and as a second line of defence each one is checked again to be a single
+//! plain path component, so no key can leave the store.
 
-use std::path::{Component, Path, PathBuf};
+use std::{
+    fmt,
+    path::{Component, Path},
+};
 
-use crate::protocol::{releases::product_name, FileName, ProviderType, Version};
+use crate::protocol::{
+    FileKey, FileName, Namespace, ProviderKey, ProviderType, ReleaseKey, UpstreamName, Version,
+    PRODUCT_PREFIX,
+};
 
 const RELEASES_DIR: &str = "releases";
 const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
-
-/// Name of temp files: `.<final name>.tmp-<random>`, in the final file's directory.
-pub const TEMP_MARKER: &str = ".tmp-";
+const H1_SUFFIX: &str = ".h1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cache key segment {0:?} is not a plain file name")]
 pub struct LayoutError(String);
 
-fn push_segment(path: &mut PathBuf, segment: &str) -> Result<(), LayoutError> {
+/// What a store holds, by key.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    /// A provider's version list, as served (the one mutable document).
+    VersionList(&'a ProviderKey),
+    /// The record of a verified release, written after its files.
+    ReleaseRecord(&'a ReleaseKey),
+    /// A file of a release, as upstream published it.
+    File(&'a FileKey),
+    /// The `h1:` hash computed from a verified archive.
+    H1(&'a FileKey),
+}
+
+/// A place in a store: `/`-separated plain segments, relative to the store's root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location(String);
+
+impl Location {
+    fn from_segments(segments: &[&str]) -> Result<Self, LayoutError> {
+        let mut location = String::new();
+        for segment in segments {
+            check_segment(segment)?;
+            if !location.is_empty() {
+                location.push('/');
+            }
+            location.push_str(segment);
+        }
+        Ok(Self(location))
+    }
+
+    /// One level down.
+    pub fn join(&self, segment: &str) -> Result<Self, LayoutError> {
+        check_segment(segment)?;
+        Ok(Self(format!("{}/{segment}", self.0)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The segments, outermost first.
+    pub fn segments(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// The last segment.
+    pub fn name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// Reads back a location a backend listed, refusing anything that is not plain segments.
+    pub fn parse(text: &str) -> Option<Self> {
+        let segments: Vec<&str> = text.split('/').collect();
+        Self::from_segments(&segments).ok()
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn check_segment(segment: &str) -> Result<(), LayoutError> {
     let mut components = Path::new(segment).components();
     match (components.next(), components.next()) {
-        (Some(Component::Normal(c)), None) if c == segment => {
-            path.push(segment);
-            Ok(())
-        }
+        (Some(Component::Normal(c)), None) if c == segment && !segment.contains('/') => Ok(()),
         _ => Err(LayoutError(segment.to_owned())),
     }
 }
 
-fn join(root: &Path, segments: &[&str]) -> Result<PathBuf, LayoutError> {
-    let mut path = root.to_path_buf();
-    for segment in segments {
-        push_segment(&mut path, segment)?;
-    }
-    Ok(path)
+/// Where every upstream's providers live.
+pub fn releases_root() -> Location {
+    Location(RELEASES_DIR.to_owned())
 }
 
 /// Where one upstream's providers live.
-pub fn upstream_dir(root: &Path, upstream: &str) -> Result<PathBuf, LayoutError> {
-    join(root, &[RELEASES_DIR, upstream])
+pub fn upstream_dir(upstream: &UpstreamName) -> Result<Location, LayoutError> {
+    Location::from_segments(&[RELEASES_DIR, upstream.as_str()])
 }
 
-/// Where all upstreams' providers live.
-pub fn releases_dir(root: &Path) -> PathBuf {
-    root.join(RELEASES_DIR)
+/// Where one provider's files live.
+pub fn provider_dir(provider: &ProviderKey) -> Result<Location, LayoutError> {
+    let product = provider.provider.product_name();
+    match &provider.namespace {
+        // A namespace named like a product would be read back as a provider.
+        Some(ns) if ns.as_str().starts_with(PRODUCT_PREFIX) => {
+            Err(LayoutError(ns.as_str().to_owned()))
+        }
+        Some(ns) => Location::from_segments(&[
+            RELEASES_DIR,
+            provider.upstream.as_str(),
+            ns.as_str(),
+            &product,
+        ]),
+        None => Location::from_segments(&[RELEASES_DIR, provider.upstream.as_str(), &product]),
+    }
 }
 
-/// Where one upstream provider's files live.
-pub fn provider_dir(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-) -> Result<PathBuf, LayoutError> {
-    join(root, &[RELEASES_DIR, upstream, &product_name(provider)])
+/// Where one release's files live.
+pub fn release_dir(release: &ReleaseKey) -> Result<Location, LayoutError> {
+    provider_dir(&release.provider)?.join(release.version.as_str())
 }
 
-pub fn versions_file(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-) -> Result<PathBuf, LayoutError> {
-    let mut path = provider_dir(root, upstream, provider)?;
-    push_segment(&mut path, VERSIONS_FILE)?;
-    Ok(path)
+/// Where an item lives.
+pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
+    match item {
+        Item::VersionList(provider) => provider_dir(provider)?.join(VERSIONS_FILE),
+        Item::ReleaseRecord(release) => release_dir(release)?.join(RELEASE_RECORD_FILE),
+        Item::File(file) => release_dir(&file.release)?.join(file.file.as_str()),
+        Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
+    }
 }
 
-pub fn release_dir(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-    version: &Version,
-) -> Result<PathBuf, LayoutError> {
-    let mut path = provider_dir(root, upstream, provider)?;
-    push_segment(&mut path, version.as_str())?;
-    Ok(path)
+/// What a name inside a release directory is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReleaseEntry {
+    Record,
+    File(FileName),
+    H1(FileName),
 }
 
-pub fn release_record(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-    version: &Version,
-) -> Result<PathBuf, LayoutError> {
-    let mut path = release_dir(root, upstream, provider, version)?;
-    push_segment(&mut path, RELEASE_RECORD_FILE)?;
-    Ok(path)
+/// Reads a name listed in a release directory.
+pub fn release_entry(name: &str) -> Option<ReleaseEntry> {
+    if name == RELEASE_RECORD_FILE {
+        return Some(ReleaseEntry::Record);
+    }
+    if let Some(archive) = name.strip_suffix(H1_SUFFIX) {
+        return FileName::try_from(archive).ok().map(ReleaseEntry::H1);
+    }
+    FileName::try_from(name).ok().map(ReleaseEntry::File)
 }
 
-pub fn release_file(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-    version: &Version,
-    file: &FileName,
-) -> Result<PathBuf, LayoutError> {
-    let mut path = release_dir(root, upstream, provider, version)?;
-    push_segment(&mut path, file.as_str())?;
-    Ok(path)
+/// What a directory directly under an upstream's holds.
+pub enum UpstreamEntry {
+    Provider(ProviderType),
+    Namespace(Namespace),
 }
 
-/// The `h1:` hash computed from a verified archive, kept beside it.
-pub fn archive_h1_file(
-    root: &Path,
-    upstream: &str,
-    provider: &ProviderType,
-    version: &Version,
-    archive: &FileName,
-) -> Result<PathBuf, LayoutError> {
-    let mut path = release_dir(root, upstream, provider, version)?;
-    push_segment(&mut path, &format!("{archive}.h1"))?;
-    Ok(path)
+/// Reads a directory name listed under an upstream.
+pub fn upstream_entry(name: &str) -> Option<UpstreamEntry> {
+    if name.starts_with(PRODUCT_PREFIX) {
+        return ProviderType::from_product_name(name).map(UpstreamEntry::Provider);
+    }
+    Namespace::try_from(name).ok().map(UpstreamEntry::Namespace)
+}
+
+/// Reads a release file's location back as its key, if it has the layout's shape.
+pub fn file_key(at: &Location) -> Option<FileKey> {
+    let segments: Vec<&str> = at.segments().collect();
+    let (upstream, namespace, product, version, file) = match segments.as_slice() {
+        [RELEASES_DIR, upstream, product, version, file] => {
+            (upstream, None, product, version, file)
+        }
+        [RELEASES_DIR, upstream, namespace, product, version, file] => {
+            (upstream, Some(namespace), product, version, file)
+        }
+        _ => return None,
+    };
+    let namespace = match namespace {
+        Some(ns) if ns.starts_with(PRODUCT_PREFIX) => return None,
+        Some(ns) => Some(Namespace::try_from(*ns).ok()?),
+        None => None,
+    };
+    let key = ProviderKey::new(
+        UpstreamName::try_from(*upstream).ok()?,
+        namespace,
+        ProviderType::from_product_name(product)?,
+    )
+    .release(Version::try_from(*version).ok()?)
+    .file(FileName::try_from(*file).ok()?);
+    // Only what `location` would build reads back.
+    (location(Item::File(&key)).ok()? == *at).then_some(key)
 }
 
 #[cfg(test)]
@@ -124,28 +215,84 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn local(upstream: &str) -> ProviderKey {
+        ProviderKey::new(
+            UpstreamName::try_from(upstream).unwrap(),
+            None,
+            ProviderType::try_from("local").unwrap(),
+        )
+    }
+
     #[test]
     fn paths_follow_the_documented_layout() {
-        let root = Path::new("/c");
-        let t = ProviderType::try_from("local").unwrap();
-        let v = Version::try_from("2.1.0").unwrap();
-        let f = FileName::try_from("terraform-provider-local_2.1.0_SHA256SUMS").unwrap();
+        let release = local("hashicorp").release(Version::try_from("2.1.0").unwrap());
+        let file =
+            release.file(FileName::try_from("terraform-provider-local_2.1.0_SHA256SUMS").unwrap());
         assert_eq!(
-            release_file(root, "hashicorp", &t, &v, &f).unwrap(),
-            Path::new("/c/releases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_SHA256SUMS")
+            location(Item::File(&file)).unwrap().as_str(),
+            "releases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_SHA256SUMS"
         );
         assert_eq!(
-            versions_file(root, "hashicorp", &t).unwrap(),
-            Path::new("/c/releases/hashicorp/terraform-provider-local/versions.json")
+            location(Item::VersionList(&local("hashicorp")))
+                .unwrap()
+                .as_str(),
+            "releases/hashicorp/terraform-provider-local/versions.json"
+        );
+        assert_eq!(
+            location(Item::H1(&file)).unwrap().name(),
+            "terraform-provider-local_2.1.0_SHA256SUMS.h1"
+        );
+        let namespaced = ProviderKey::new(
+            UpstreamName::try_from("registry").unwrap(),
+            Some(Namespace::try_from("integrations").unwrap()),
+            ProviderType::try_from("github").unwrap(),
+        );
+        assert_eq!(
+            provider_dir(&namespaced).unwrap().as_str(),
+            "releases/registry/integrations/terraform-provider-github"
+        );
+    }
+
+    #[test]
+    fn locations_read_back_as_their_keys() {
+        let release = local("hashicorp").release(Version::try_from("2.1.0").unwrap());
+        let file = release
+            .file(FileName::try_from("terraform-provider-local_2.1.0_linux_amd64.zip").unwrap());
+        let at = location(Item::File(&file)).unwrap();
+        assert_eq!(file_key(&at), Some(file));
+        for bad in [
+            "releases/hashicorp/local/2.1.0/x.zip",
+            "releases/hashicorp/terraform-provider-local/2.1/x.zip",
+            "other/hashicorp/terraform-provider-local/2.1.0/x.zip",
+            "releases/hashicorp/terraform-provider-local/2.1.0/.x.zip.tmp-0",
+        ] {
+            assert_eq!(
+                Location::parse(bad).and_then(|l| file_key(&l)),
+                None,
+                "{bad}"
+            );
+        }
+        assert_eq!(release_entry("release.json"), Some(ReleaseEntry::Record));
+        assert!(
+            matches!(release_entry("a.zip.h1"), Some(ReleaseEntry::H1(f)) if f.as_str() == "a.zip")
         );
     }
 
     #[test]
     fn segments_that_are_not_plain_names_are_refused() {
-        let t = ProviderType::try_from("local").unwrap();
         for bad in ["..", ".", "a/b", "/abs", ""] {
-            assert!(provider_dir(Path::new("/c"), bad, &t).is_err(), "{bad:?}");
+            assert!(
+                Location::from_segments(&["releases", bad]).is_err(),
+                "{bad:?}"
+            );
+            assert!(releases_root().join(bad).is_err(), "{bad:?}");
         }
+        let product_like = ProviderKey::new(
+            UpstreamName::try_from("registry").unwrap(),
+            Some(Namespace::try_from("terraform-provider-x").unwrap()),
+            ProviderType::try_from("github").unwrap(),
+        );
+        assert!(provider_dir(&product_like).is_err());
     }
 
     mod properties {
@@ -153,7 +300,7 @@ mod tests {
         use proptest::prelude::*;
 
         use super::*;
-        use crate::protocol::{network_mirror::MirrorFile, Arch, Namespace, Os, Platform};
+        use crate::protocol::{network_mirror::MirrorFile, Arch, Os, Platform};
 
         /// Segments biased towards the dangerous: dots, separators, encodings, NUL, unicode.
         fn segment() -> impl Strategy<Value = String> {
@@ -178,7 +325,8 @@ mod tests {
             ]
         }
 
-        fn stays_under(root: &Path, path: &Path) -> bool {
+        fn stays_under(root: &Path, location: &Location) -> bool {
+            let path = root.join(location.as_str());
             path.starts_with(root)
                 && path
                     .strip_prefix(root)
@@ -194,26 +342,29 @@ mod tests {
             #[test]
             fn parsed_names_never_leave_the_cache(
                 upstream in segment(),
+                namespace in segment(),
                 provider in segment(),
                 version in segment(),
                 file in segment(),
             ) {
                 let root = Path::new("/cache");
-                if let (Ok(t), Ok(v), Ok(f)) = (
+                if let (Ok(u), Ok(t), Ok(v), Ok(f)) = (
+                    UpstreamName::try_from(upstream.as_str()),
                     ProviderType::try_from(provider.as_str()),
                     Version::try_from(version.as_str()),
                     FileName::try_from(file.as_str()),
                 ) {
-                    for path in [
-                        release_file(root, &upstream, &t, &v, &f),
-                        archive_h1_file(root, &upstream, &t, &v, &f),
-                        versions_file(root, &upstream, &t),
-                    ] {
-                        // Whatever the upstream name, a path that is built stays inside;
-                        // a valid upstream name (config checks it) always builds one.
-                        match path {
-                            Ok(path) => prop_assert!(stays_under(root, &path), "{path:?}"),
-                            Err(_) => prop_assert!(Namespace::try_from(upstream.as_str()).is_err()),
+                    let namespaces = [None, Namespace::try_from(namespace.as_str()).ok()];
+                    for ns in namespaces {
+                        let provider = ProviderKey::new(u.clone(), ns, t.clone());
+                        let file = provider.release(v.clone()).file(f.clone());
+                        for item in [Item::File(&file), Item::H1(&file), Item::VersionList(&provider)] {
+                            if let Ok(location) = location(item) {
+                                prop_assert!(stays_under(root, &location), "{location}");
+                            }
+                        }
+                        if let Ok(location) = location(Item::File(&file)) {
+                            prop_assert_eq!(file_key(&location), Some(file));
                         }
                     }
                 }
@@ -240,6 +391,9 @@ mod tests {
                 let local = ProviderType::try_from("local").unwrap();
                 if let Ok(MirrorFile::Archive { file, .. }) = MirrorFile::parse(&local, &input) {
                     prop_assert!(plain(file.as_str()));
+                }
+                if let Some(location) = Location::parse(&input) {
+                    prop_assert!(stays_under(Path::new("/cache"), &location));
                 }
             }
         }

@@ -1,12 +1,14 @@
-//! The disk cache: the only writer under `cache.dir`.
+//! The verified cache, by key: the only way into stored data.
 //!
-//! Discipline (after panamax and sccache): every file is written to a temp file in its final
-//! directory, fsynced, and renamed into place only when complete — and, for archives, only
-//! when the SHA-256 computed while streaming equals the verified SHA256SUMS entry. A reader
-//! therefore never sees a half-written or unverified file, and a crash leaves at most a temp
-//! file, which start-up sweeps away.
+//! Callers name what they want with typed keys (`layout::Item`); `layout` turns them into
+//! locations and a `Backend` keeps them (the local disk today, `disk`). Archives go in through
+//! [`Store::write_verified`], which hashes every chunk as it is written and commits the file
+//! only when it is complete, within its size limit and its SHA-256 equals the verified
+//! SHA256SUMS entry. A reader therefore never sees a half-written or unverified file.
 
+pub mod backend;
 pub mod chunks;
+pub mod disk;
 pub mod layout;
 
 use std::{
@@ -19,10 +21,14 @@ use std::{
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncWriteExt;
 
-use crate::{metrics::metrics, verify::Sha256Digest};
-pub use layout::LayoutError;
+use crate::{
+    protocol::{FileKey, Namespace, ProviderKey, ReleaseKey, UpstreamName, Version},
+    verify::Sha256Digest,
+};
+pub use backend::{Backend, Document, Listing, Sweep};
+use chunks::FileChunks;
+pub use layout::{Item, LayoutError, Location, ReleaseEntry};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -43,7 +49,7 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn io(path: &Path, source: io::Error) -> Self {
+    pub(crate) fn io(path: &Path, source: io::Error) -> Self {
         Self::Io {
             path: path.to_owned(),
             source: Arc::new(source),
@@ -76,135 +82,263 @@ pub enum IngestError<E> {
     Store(#[from] StoreError),
 }
 
-/// A small file read from the cache with its modification time.
+/// An upload in progress that readers can follow before it is committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partial(pub(crate) PathBuf);
+
+/// A stored file opened for reading: its length and dates, and its bytes from any offset.
 #[derive(Debug)]
-pub struct Stored {
-    pub bytes: Vec<u8>,
-    pub modified: SystemTime,
+pub struct Object {
+    file: std::fs::File,
+    path: PathBuf,
+    len: u64,
+    modified: Option<SystemTime>,
+    inode: u64,
+}
+
+impl Object {
+    fn open(path: &Path) -> io::Result<Self> {
+        use std::os::unix::fs::MetadataExt as _;
+        let file = std::fs::File::open(path)?;
+        let metadata = file.metadata()?;
+        Ok(Self {
+            len: metadata.len(),
+            modified: metadata.modified().ok(),
+            inode: metadata.ino(),
+            path: path.to_owned(),
+            file,
+        })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn modified(&self) -> Option<SystemTime> {
+        self.modified
+    }
+
+    /// A strong entity tag: the same one for the same stored file, a new one when it is
+    /// written again.
+    pub fn etag(&self) -> Option<String> {
+        let since_epoch = self
+            .modified?
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Some(format!(
+            "{:x}:{:x}:{:x}:{:x}",
+            self.inode,
+            self.len,
+            since_epoch.as_secs(),
+            since_epoch.subsec_nanos()
+        ))
+    }
+
+    /// The file's name, for its media type.
+    pub fn name(&self) -> Option<&str> {
+        self.path.file_name().and_then(|n| n.to_str())
+    }
+
+    /// Reads at any offset, chunk by chunk (see `chunks`).
+    pub fn into_chunks(self) -> FileChunks {
+        FileChunks::new(self.file)
+    }
+
+    /// The whole file as a stream of chunks of up to `chunk` bytes.
+    pub fn stream(self, chunk: usize) -> impl Stream<Item = io::Result<Bytes>> {
+        let len = self.len;
+        FileChunks::new(self.file).stream(len, chunk)
+    }
+
+    /// The open file and its name, for answering ranged and conditional requests with a
+    /// library that implements them over a file.
+    pub fn into_file(self) -> (std::fs::File, PathBuf) {
+        (self.file, self.path)
+    }
+}
+
+/// A cached archive, for eviction.
+#[derive(Debug, Clone)]
+pub struct CachedArchive {
+    pub key: FileKey,
+    pub bytes: u64,
+    pub accessed: SystemTime,
+}
+
+/// A store of its own for unpacking something before it is trusted (imports); removed with
+/// everything in it when dropped.
+pub struct Staging {
+    pub store: Store,
+    dir: PathBuf,
+}
+
+impl Staging {
+    /// A handle for filling the staging store from a blocking thread.
+    pub fn unpacker(&self) -> Unpacker {
+        Unpacker {
+            dir: self.dir.clone(),
+        }
+    }
+}
+
+/// Fills a staging store from a blocking thread (unpacking a bundle).
+#[derive(Debug, Clone)]
+pub struct Unpacker {
+    dir: PathBuf,
+}
+
+impl Unpacker {
+    /// Writes one file into the staging store from a reader, at most `limit` bytes (more is
+    /// an error), refusing a location that is already there. Blocking: for unpacking on a
+    /// blocking thread. Nothing staged is trusted or fsynced; it is verified, then copied into
+    /// the real store through its normal writes.
+    pub fn put_blocking(
+        &self,
+        item: Item<'_>,
+        reader: &mut impl io::Read,
+        limit: u64,
+    ) -> io::Result<u64> {
+        let at = layout::location(item).map_err(io::Error::other)?;
+        let path = self.dir.join(at.as_str());
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        let copied = io::copy(&mut io::Read::take(reader, limit + 1), &mut out)?;
+        if copied > limit {
+            return Err(io::Error::other(format!("more than {limit} bytes")));
+        }
+        Ok(copied)
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    root: PathBuf,
-    /// Writes are refused rather than left to fill the disk past this reserve.
-    min_free_space: u64,
+    backend: Arc<dyn Backend>,
+    /// The local disk tier: served files and staging live here.
+    disk: disk::Disk,
 }
 
 impl Store {
-    /// Opens (creating) the cache at `root`.
-    pub async fn open(root: &Path, min_free_space: u64) -> Result<Self, StoreError> {
-        tokio::fs::create_dir_all(root)
-            .await
-            .map_err(|e| StoreError::io(root, e))?;
+    /// Opens (creating) the cache on the local disk at `root`.
+    pub async fn open_disk(root: &Path, min_free_space: u64) -> Result<Self, StoreError> {
+        let disk = disk::Disk::open(root, min_free_space).await?;
         Ok(Self {
-            root: root.to_path_buf(),
-            min_free_space,
+            backend: Arc::new(disk.clone()),
+            disk,
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
+    /// Where the cache is, for logs.
+    pub fn describe(&self) -> String {
+        self.backend.describe()
     }
 
-    /// Removes temp files last modified before `cutoff`: what a crashed process left behind.
-    /// Younger ones belong to a download in progress (of this process, or of another one
-    /// sharing the cache, such as `tfmirror prefetch` running beside `serve`) and stay.
-    /// The same walk measures the cache, which sets the size metrics.
-    pub async fn sweep_temp_files(&self, cutoff: SystemTime) -> Result<Sweep, StoreError> {
-        let root = self.root.clone();
-        let sweep = tokio::task::spawn_blocking(move || {
-            let mut sweep = Sweep::default();
-            sweep_dir(&root, cutoff, &mut sweep).map(|()| sweep)
-        })
-        .await
-        .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))??;
-        metrics().cache_bytes.set(sweep.bytes as i64);
-        metrics().cache_files.set(sweep.files as i64);
-        Ok(sweep)
+    /// Where a location is, for people.
+    pub fn show(&self, at: &Location) -> String {
+        self.backend.show(at)
     }
 
-    /// Bytes and files in the cache (temp files not counted, none removed).
-    pub async fn usage(&self) -> Result<Sweep, StoreError> {
-        self.sweep_temp_files(SystemTime::UNIX_EPOCH).await
+    /// An empty staging store beside the cache, on the same disk.
+    pub async fn staging(&self) -> Result<Staging, StoreError> {
+        let dir = self.disk.temp_dir_name("import");
+        let store = Self::open_disk(&dir, 0).await?;
+        Ok(Staging { store, dir })
     }
 
-    /// Every cached archive with its size and last access, for eviction.
-    pub async fn archives(&self) -> Result<Vec<CachedArchive>, StoreError> {
-        let releases = layout::releases_dir(&self.root);
-        tokio::task::spawn_blocking(move || {
-            let mut out = Vec::new();
-            list_archives(&releases, &mut out)?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| StoreError::io(&self.root, io::Error::other(e)))?
+    /// Reads a whole small item, or `None` when it is not stored.
+    pub async fn read(&self, item: Item<'_>) -> Result<Option<Document>, StoreError> {
+        self.backend.read(&layout::location(item)?).await
     }
 
-    /// Records that `path` was just served, for least-recently-used eviction. The access time
-    /// is set explicitly (mounts often run `noatime`) and at most once a minute per file, so a
-    /// hot archive costs no write per hit. Its modification time, and so its ETag, stay.
-    /// Runs in the background: the answer never waits for it.
-    pub fn touch_accessed(&self, path: &Path) {
-        let path = path.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&path)?;
-            let accessed = file.metadata()?.accessed()?;
-            let now = SystemTime::now();
-            if now.duration_since(accessed).unwrap_or_default() > ACCESS_RESOLUTION {
-                file.set_times(std::fs::FileTimes::new().set_accessed(now))?;
-            }
-            Ok::<_, io::Error>(())
-        });
+    /// Writes a small item atomically, replacing any.
+    pub async fn write(&self, item: Item<'_>, bytes: &[u8]) -> Result<(), StoreError> {
+        self.backend.write(&layout::location(item)?, bytes).await
     }
 
-    /// Reads a whole small file, or `None` when it is not cached.
-    pub async fn read(&self, path: &Path) -> Result<Option<Stored>, StoreError> {
-        match tokio::fs::read(path).await {
-            Ok(bytes) => {
-                let modified = tokio::fs::metadata(path)
-                    .await
-                    .and_then(|m| m.modified())
-                    .map_err(|e| StoreError::io(path, e))?;
-                Ok(Some(Stored { bytes, modified }))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(StoreError::io(path, e)),
+    /// Writes a small item only if there is none; `false` when one was there.
+    pub async fn create(&self, item: Item<'_>, bytes: &[u8]) -> Result<bool, StoreError> {
+        self.backend.create(&layout::location(item)?, bytes).await
+    }
+
+    pub async fn exists(&self, item: Item<'_>) -> bool {
+        match layout::location(item) {
+            Ok(at) => self.backend.exists(&at).await,
+            Err(_) => false,
         }
     }
 
-    pub async fn exists(&self, path: &Path) -> bool {
-        tokio::fs::try_exists(path).await.unwrap_or(false)
+    /// Opens a stored file for reading, or `None` when it is not stored.
+    pub async fn open(&self, item: Item<'_>) -> Result<Option<Object>, StoreError> {
+        self.backend.open(&layout::location(item)?).await
     }
 
-    /// Writes a small file atomically.
-    pub async fn write(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-        let temp = self.temp_file(path, bytes.len() as u64).await?;
-        let mut file = temp.file().await?;
-        file.write_all(bytes)
+    /// Opens an upload in progress for a follower, or the file it has become.
+    pub async fn open_partial(
+        &self,
+        partial: Option<&Partial>,
+        item: Item<'_>,
+    ) -> Result<Object, StoreError> {
+        self.backend
+            .open_partial(partial, &layout::location(item)?)
             .await
-            .map_err(|e| StoreError::io(&temp.path, e))?;
-        temp.commit(file).await
     }
 
-    /// Streams an archive to `path`, hashing as it writes; renames it into place only if it is
-    /// at most `limit` bytes and its SHA-256 equals `expected`. Otherwise nothing is left.
-    /// `size_hint` (the announced size, or 0) is checked against the free space up front.
-    /// `observe(temp, written)` hears of every chunk once it is readable from the temp file,
-    /// so that clients can follow the download.
+    pub async fn remove(&self, item: Item<'_>) -> Result<(), StoreError> {
+        self.backend.remove(&layout::location(item)?).await
+    }
+
+    /// Removes a release with every file of it.
+    pub async fn remove_release(&self, release: &ReleaseKey) -> Result<(), StoreError> {
+        self.backend
+            .remove_all(&layout::release_dir(release)?)
+            .await
+    }
+
+    /// Records that a file was just served, for least-recently-used eviction.
+    pub fn touch_accessed(&self, item: Item<'_>) {
+        if let Ok(at) = layout::location(item) {
+            self.backend.touch_accessed(&at);
+        }
+    }
+
+    /// Streams an archive in, hashing as it writes; commits it only if it is at most `limit`
+    /// bytes and its SHA-256 equals `expected`. Otherwise nothing is left. `size_hint` (the
+    /// announced size, or 0) is checked against the free space up front. `observe(partial,
+    /// written)` hears of every chunk once followers can read it.
     pub async fn write_verified<E>(
         &self,
-        path: &Path,
+        item: Item<'_>,
         mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
         expected: Sha256Digest,
         limit: u64,
         size_hint: u64,
-        observe: &mut (dyn FnMut(&Path, u64) + Send),
+        observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
     ) -> Result<u64, IngestError<E>> {
-        let temp = self.temp_file(path, size_hint).await?;
-        let mut file = temp.file().await?;
+        let mut upload = self
+            .backend
+            .upload(
+                &layout::location(item).map_err(StoreError::from)?,
+                size_hint,
+            )
+            .await?;
+        let partial = upload.partial();
         let mut hasher = Sha256::new();
         let mut written: u64 = 0;
-        observe(&temp.path, 0);
+        observe(partial.as_ref(), 0);
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(IngestError::Source)?;
             written += chunk.len() as u64;
@@ -212,320 +346,156 @@ impl Store {
                 return Err(IngestError::TooLarge { limit });
             }
             hasher.update(&chunk);
-            file.write_all(&chunk)
-                .await
-                .map_err(|e| StoreError::io(&temp.path, e))?;
-            // tokio hands writes to a blocking thread; flushing waits until the bytes are in
-            // the file, where readers following the download look for them.
-            file.flush()
-                .await
-                .map_err(|e| StoreError::io(&temp.path, e))?;
-            observe(&temp.path, written);
+            upload.write(&chunk).await?;
+            observe(partial.as_ref(), written);
         }
         let actual = Sha256Digest(hasher.finalize().into());
         if actual != expected {
             return Err(IngestError::DigestMismatch { expected, actual });
         }
-        temp.commit(file).await?;
+        upload.commit().await?;
         Ok(written)
     }
-}
 
-/// How often, at most, an archive's access time is updated.
-const ACCESS_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// What a start-up sweep removed and found.
-#[derive(Debug, Default)]
-pub struct Sweep {
-    pub removed: usize,
-    pub files: u64,
-    pub bytes: u64,
-}
-
-/// A cached archive, for eviction.
-#[derive(Debug, Clone)]
-pub struct CachedArchive {
-    pub path: PathBuf,
-    pub bytes: u64,
-    pub accessed: SystemTime,
-}
-
-/// What a cache directory holds.
-#[derive(Debug, Default)]
-pub struct DirListing {
-    pub dirs: Vec<String>,
-    pub files: Vec<String>,
-}
-
-/// Reading back and pruning, for `tfmirror verify`.
-impl Store {
-    /// Names of the subdirectories and of the files in `dir`, sorted; none when `dir` does
-    /// not exist.
-    pub async fn list_dir(&self, dir: &Path) -> Result<DirListing, StoreError> {
-        let mut listing = DirListing::default();
-        let mut entries = match tokio::fs::read_dir(dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(listing),
-            Err(e) => return Err(StoreError::io(dir, e)),
+    /// The SHA-256 and length of a stored file.
+    pub async fn digest_of(
+        &self,
+        item: Item<'_>,
+    ) -> Result<Option<(Sha256Digest, u64)>, StoreError> {
+        let at = layout::location(item)?;
+        let Some(object) = self.backend.open(&at).await? else {
+            return Ok(None);
         };
-        while let Some(entry) = entries
-            .next_entry()
-            .await
-            .map_err(|e| StoreError::io(dir, e))?
-        {
-            let is_dir = entry
-                .file_type()
-                .await
-                .map_err(|e| StoreError::io(&entry.path(), e))?
-                .is_dir();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_dir {
-                listing.dirs.push(name);
-            } else {
-                listing.files.push(name);
-            }
+        let mut hasher = Sha256::new();
+        let mut bytes = 0;
+        let mut stream = std::pin::pin!(object.stream(chunks::CHUNK));
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| StoreError::io(Path::new(at.as_str()), e))?;
+            hasher.update(&chunk);
+            bytes += chunk.len() as u64;
         }
-        listing.dirs.sort();
-        listing.files.sort();
-        Ok(listing)
+        Ok(Some((Sha256Digest(hasher.finalize().into()), bytes)))
     }
 
-    /// The SHA-256 and length of a cached file, read in blocks off the async runtime.
-    pub async fn digest_of(&self, path: &Path) -> Result<(Sha256Digest, u64), StoreError> {
-        let owned = path.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut file = std::fs::File::open(&owned)?;
-            let mut hasher = Sha256::new();
-            let bytes = io::copy(&mut file, &mut hasher)?;
-            Ok::<_, io::Error>((Sha256Digest(hasher.finalize().into()), bytes))
-        })
-        .await
-        .map_err(|e| StoreError::io(path, io::Error::other(e)))?
-        .map_err(|e| StoreError::io(path, e))
-    }
-
-    /// Writes and removes a probe file: the cache accepts writes right now.
-    pub async fn probe_writable(&self) -> Result<(), StoreError> {
-        let probe = self.root.join(format!(
-            ".probe{}{:016x}",
-            layout::TEMP_MARKER,
-            rand::random::<u64>()
-        ));
-        tokio::fs::write(&probe, b"probe")
-            .await
-            .map_err(|e| StoreError::io(&probe, e))?;
-        self.remove_file(&probe).await
-    }
-
-    /// Removes a file; one that is already gone is not an error.
-    pub async fn remove_file(&self, path: &Path) -> Result<(), StoreError> {
-        let size = tokio::fs::metadata(path).await.map(|m| m.len());
-        match tokio::fs::remove_file(path).await {
-            Ok(()) => {
-                if let Ok(size) = size {
-                    metrics().cache_bytes.sub(size as i64);
-                    metrics().cache_files.dec();
+    /// Every release stored, verified or not, sorted.
+    pub async fn releases(&self) -> Result<Vec<ReleaseKey>, StoreError> {
+        let mut out = Vec::new();
+        for upstream in self.backend.list(&layout::releases_root()).await?.dirs {
+            let Ok(upstream) = UpstreamName::try_from(upstream.as_str()) else {
+                continue;
+            };
+            let upstream_dir = layout::upstream_dir(&upstream)?;
+            for entry in self.backend.list(&upstream_dir).await?.dirs {
+                match layout::upstream_entry(&entry) {
+                    Some(layout::UpstreamEntry::Provider(provider)) => {
+                        let key = ProviderKey::new(upstream.clone(), None, provider);
+                        self.versions_of(&key, &mut out).await?;
+                    }
+                    Some(layout::UpstreamEntry::Namespace(namespace)) => {
+                        self.namespace_releases(&upstream, namespace, &mut out)
+                            .await?;
+                    }
+                    None => {}
                 }
-                Ok(())
             }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(StoreError::io(path, e)),
         }
+        Ok(out)
     }
 
-    /// Removes a directory and everything in it.
-    pub async fn remove_dir(&self, path: &Path) -> Result<(), StoreError> {
-        match tokio::fs::remove_dir_all(path).await {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StoreError::io(path, e)),
-            _ => Ok(()),
-        }
-    }
-}
-
-impl Store {
-    /// A temp file for `target`, if the disk can take `size` more bytes and keep its reserve.
-    async fn temp_file(&self, target: &Path, size: u64) -> Result<TempFile, StoreError> {
-        let temp = TempFile::create(target).await?;
-        let dir = target.parent().unwrap_or(&self.root).to_owned();
-        let available = tokio::task::spawn_blocking({
-            let dir = dir.clone();
-            move || fs4::available_space(dir)
-        })
-        .await
-        .map_err(|e| StoreError::io(&dir, io::Error::other(e)))?
-        .map_err(|e| StoreError::io(&dir, e))?;
-        let required = self.min_free_space.saturating_add(size);
-        if available < required {
-            return Err(StoreError::Full {
-                path: dir,
-                available,
-                required,
-            });
-        }
-        Ok(temp)
-    }
-}
-
-/// A temp file beside its final path; removed on drop unless committed.
-struct TempFile {
-    path: PathBuf,
-    target: PathBuf,
-    committed: bool,
-}
-
-impl TempFile {
-    async fn create(target: &Path) -> Result<Self, StoreError> {
-        let dir = target
-            .parent()
-            .ok_or_else(|| StoreError::io(target, io::Error::other("no parent directory")))?;
-        tokio::fs::create_dir_all(dir)
-            .await
-            .map_err(|e| StoreError::io(dir, e))?;
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let path = dir.join(format!(
-            ".{name}{}{:016x}",
-            layout::TEMP_MARKER,
-            rand::random::<u64>()
-        ));
-        Ok(Self {
-            path,
-            target: target.to_owned(),
-            committed: false,
-        })
-    }
-
-    async fn file(&self) -> Result<tokio::fs::File, StoreError> {
-        tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&self.path)
-            .await
-            .map_err(|e| StoreError::io(&self.path, e))
-    }
-
-    async fn commit(mut self, mut file: tokio::fs::File) -> Result<(), StoreError> {
-        file.flush()
-            .await
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        file.sync_all()
-            .await
-            .map_err(|e| StoreError::io(&self.path, e))?;
-        let size = file
-            .metadata()
-            .await
-            .map_err(|e| StoreError::io(&self.path, e))?
-            .len();
-        drop(file);
-        let replaced = tokio::fs::metadata(&self.target)
-            .await
-            .ok()
-            .map(|m| m.len());
-        tokio::fs::rename(&self.path, &self.target)
-            .await
-            .map_err(|e| StoreError::io(&self.target, e))?;
-        self.committed = true;
-        let m = metrics();
-        m.cache_bytes
-            .add(size as i64 - replaced.unwrap_or(0) as i64);
-        if replaced.is_none() {
-            m.cache_files.inc();
+    async fn namespace_releases(
+        &self,
+        upstream: &UpstreamName,
+        namespace: Namespace,
+        out: &mut Vec<ReleaseKey>,
+    ) -> Result<(), StoreError> {
+        let dir = layout::upstream_dir(upstream)?.join(namespace.as_str())?;
+        for entry in self.backend.list(&dir).await?.dirs {
+            if let Some(layout::UpstreamEntry::Provider(provider)) = layout::upstream_entry(&entry)
+            {
+                let key = ProviderKey::new(upstream.clone(), Some(namespace.clone()), provider);
+                self.versions_of(&key, out).await?;
+            }
         }
         Ok(())
     }
-}
 
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.committed {
-            // Best effort: a leftover is swept at the next start-up.
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io(dir, e)),
-    };
-    for entry in entries {
-        let entry = entry.map_err(|e| StoreError::io(dir, e))?;
-        let path = entry.path();
-        let kind = entry.file_type().map_err(|e| StoreError::io(&path, e))?;
-        let temp = is_temp_name(&entry.file_name().to_string_lossy());
-        if kind.is_dir() && temp {
-            // An import's staging directory, left by a crash.
-            let stale = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|modified| modified < cutoff);
-            if stale {
-                std::fs::remove_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
-                sweep.removed += 1;
+    async fn versions_of(
+        &self,
+        provider: &ProviderKey,
+        out: &mut Vec<ReleaseKey>,
+    ) -> Result<(), StoreError> {
+        let dir = layout::provider_dir(provider)?;
+        for version in self.backend.list(&dir).await?.dirs {
+            if let Ok(version) = Version::try_from(version.as_str()) {
+                out.push(provider.release(version));
             }
-            continue;
         }
-        if kind.is_dir() {
-            sweep_dir(&path, cutoff, sweep)?;
-            continue;
-        }
-        let Ok(metadata) = entry.metadata() else {
-            continue;
-        };
-        if temp {
-            if metadata.modified().is_ok_and(|modified| modified < cutoff) {
-                std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-                sweep.removed += 1;
-            }
-        } else {
-            sweep.files += 1;
-            sweep.bytes += metadata.len();
-        }
+        Ok(())
     }
-    Ok(())
-}
 
-fn list_archives(dir: &Path, out: &mut Vec<CachedArchive>) -> Result<(), StoreError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(StoreError::io(dir, e)),
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let Ok(metadata) = entry.metadata() else {
-            continue;
-        };
-        if metadata.is_dir() {
-            list_archives(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "zip")
-            && !is_temp_name(&entry.file_name().to_string_lossy())
-        {
-            out.push(CachedArchive {
-                bytes: metadata.len(),
-                accessed: metadata
-                    .accessed()
-                    .or_else(|_| metadata.modified())
-                    .unwrap_or(SystemTime::UNIX_EPOCH),
-                path,
-            });
-        }
+    /// What a release's directory holds, by name; names the layout does not know are left out.
+    pub async fn release_entries(
+        &self,
+        release: &ReleaseKey,
+    ) -> Result<Vec<ReleaseEntry>, StoreError> {
+        let dir = layout::release_dir(release)?;
+        let listing = self.backend.list(&dir).await?;
+        Ok(listing
+            .files
+            .iter()
+            .filter_map(|name| layout::release_entry(name))
+            .collect())
     }
-    Ok(())
-}
 
-fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(layout::TEMP_MARKER)
+    /// Names in a release's directory that are not the layout's (for strict audits).
+    pub async fn foreign_names(&self, release: &ReleaseKey) -> Result<Vec<String>, StoreError> {
+        let dir = layout::release_dir(release)?;
+        let listing = self.backend.list(&dir).await?;
+        Ok(listing
+            .files
+            .into_iter()
+            .filter(|name| layout::release_entry(name).is_none())
+            .chain(listing.dirs)
+            .collect())
+    }
+
+    /// Every cached archive with its size and last access, for eviction.
+    pub async fn archives(&self) -> Result<Vec<CachedArchive>, StoreError> {
+        let objects = self.backend.objects(&layout::releases_root()).await?;
+        Ok(objects
+            .into_iter()
+            .filter(|o| o.location.name().ends_with(".zip"))
+            .filter_map(|o| {
+                Some(CachedArchive {
+                    key: layout::file_key(&o.location)?,
+                    bytes: o.bytes,
+                    accessed: o.accessed,
+                })
+            })
+            .collect())
+    }
+
+    /// Removes what crashed writers left that is older than `cutoff`, and measures the cache.
+    pub async fn sweep_leftovers(&self, cutoff: SystemTime) -> Result<Sweep, StoreError> {
+        self.backend.sweep(cutoff).await
+    }
+
+    /// Bytes and files in the cache (nothing removed).
+    pub async fn usage(&self) -> Result<Sweep, StoreError> {
+        self.backend.sweep(SystemTime::UNIX_EPOCH).await
+    }
+
+    /// Writes and removes a probe: the cache accepts writes right now.
+    pub async fn probe_writable(&self) -> Result<(), StoreError> {
+        self.backend.probe_writable().await
+    }
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::protocol::{FileName, ProviderType};
 
     fn digest(data: &[u8]) -> Sha256Digest {
         Sha256Digest(Sha256::digest(data).into())
@@ -535,80 +505,14 @@ mod tests {
         futures_util::stream::iter(data.chunks(3).map(|c| Ok(Bytes::from_static(c))))
     }
 
-    #[tokio::test]
-    async fn verified_write_lands_only_on_a_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), 0).await.unwrap();
-        let target = dir.path().join("a/b.zip");
-
-        let err = store
-            .write_verified(
-                &target,
-                chunks(b"tampered"),
-                digest(b"original"),
-                100,
-                0,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, IngestError::DigestMismatch { .. }));
-        assert!(!target.exists());
-        assert_eq!(
-            std::fs::read_dir(dir.path().join("a")).unwrap().count(),
-            0,
-            "temp file left"
-        );
-
-        let err = store
-            .write_verified(
-                &target,
-                chunks(b"original"),
-                digest(b"original"),
-                4,
-                0,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, IngestError::TooLarge { limit: 4 }));
-        assert!(!target.exists());
-
-        let n = store
-            .write_verified(
-                &target,
-                chunks(b"original"),
-                digest(b"original"),
-                100,
-                0,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap();
-        assert_eq!(n, 8);
-        assert_eq!(std::fs::read(&target).unwrap(), b"original");
-    }
-
-    #[tokio::test]
-    async fn a_full_disk_refuses_writes_and_leaves_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), u64::MAX).await.unwrap();
-        let target = dir.path().join("a/b.json");
-        let err = store.write(&target, b"{}").await.unwrap_err();
-        assert!(err.is_disk_full(), "{err}");
-        let err = store
-            .write_verified(
-                &target,
-                chunks(b"original"),
-                digest(b"original"),
-                100,
-                8,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap_err();
-        assert!(matches!(err, IngestError::Store(e) if e.is_disk_full()));
-        assert!(files_in(dir.path()).is_empty());
+    fn archive() -> FileKey {
+        ProviderKey::new(
+            UpstreamName::try_from("a").unwrap(),
+            None,
+            ProviderType::try_from("b").unwrap(),
+        )
+        .release(Version::try_from("1.0.0").unwrap())
+        .file(FileName::try_from("terraform-provider-b_1.0.0_linux_amd64.zip").unwrap())
     }
 
     fn files_in(dir: &Path) -> Vec<PathBuf> {
@@ -624,21 +528,110 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn verified_write_lands_only_on_a_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let key = archive();
+        let item = Item::File(&key);
+
+        let err = store
+            .write_verified(
+                item,
+                chunks(b"tampered"),
+                digest(b"original"),
+                100,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::DigestMismatch { .. }));
+        assert!(!store.exists(item).await);
+        assert!(files_in(dir.path()).is_empty(), "temp file left");
+
+        let err = store
+            .write_verified(
+                item,
+                chunks(b"original"),
+                digest(b"original"),
+                4,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::TooLarge { limit: 4 }));
+        assert!(!store.exists(item).await);
+
+        let n = store
+            .write_verified(
+                item,
+                chunks(b"original"),
+                digest(b"original"),
+                100,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 8);
+        assert_eq!(
+            store.digest_of(item).await.unwrap(),
+            Some((digest(b"original"), 8))
+        );
+        assert_eq!(store.archives().await.unwrap()[0].key, key);
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_refuses_writes_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), u64::MAX).await.unwrap();
+        let key = archive();
+        let err = store.write(Item::H1(&key), b"{}").await.unwrap_err();
+        assert!(err.is_disk_full(), "{err}");
+        let err = store
+            .write_verified(
+                Item::File(&key),
+                chunks(b"original"),
+                digest(b"original"),
+                100,
+                8,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, IngestError::Store(e) if e.is_disk_full()));
+        assert!(files_in(dir.path()).is_empty());
+    }
+
+    #[tokio::test]
+    async fn create_writes_only_when_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let key = archive();
+        assert!(store.create(Item::H1(&key), b"first").await.unwrap());
+        assert!(!store.create(Item::H1(&key), b"second").await.unwrap());
+        let stored = store.read(Item::H1(&key)).await.unwrap().unwrap();
+        assert_eq!(stored.bytes, b"first");
+        assert_eq!(files_in(dir.path()).len(), 1, "temp file left");
+    }
+
+    #[tokio::test]
     async fn sweeping_removes_only_temp_files_older_than_the_cutoff() {
         let dir = tempfile::tempdir().unwrap();
         let sub = dir.path().join("releases/x");
         std::fs::create_dir_all(&sub).unwrap();
         std::fs::write(sub.join(".a.zip.tmp-0123"), b"partial").unwrap();
         std::fs::write(sub.join("a.zip"), b"done").unwrap();
-        let store = Store::open(dir.path(), 0).await.unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
         let before = SystemTime::now() - std::time::Duration::from_secs(60);
-        assert_eq!(store.sweep_temp_files(before).await.unwrap().removed, 0);
+        assert_eq!(store.sweep_leftovers(before).await.unwrap().removed, 0);
         assert!(
             sub.join(".a.zip.tmp-0123").exists(),
             "a young temp file was removed"
         );
         let after = SystemTime::now() + std::time::Duration::from_secs(1);
-        let sweep = store.sweep_temp_files(after).await.unwrap();
+        let sweep = store.sweep_leftovers(after).await.unwrap();
         assert_eq!((sweep.removed, sweep.files, sweep.bytes), (1, 1, 4));
         assert!(!sub.join(".a.zip.tmp-0123").exists());
         assert!(sub.join("a.zip").exists());

@@ -1,27 +1,103 @@
-//! Talking to upstreams: the only module that names `reqwest`.
+//! Upstreams: where releases come from. The mirror core knows them only through the
+//! [`Upstream`] interface; each kind of upstream implements it over the one HTTP client
+//! (`client`), which is the only code that names `reqwest`.
 //!
-//! One client per upstream (rustls with the system's roots, its own timeouts and retry
-//! policy, a `User-Agent`). Metadata reads stop at a byte cap instead of trusting upstream
-//! sizes; archives are handed out as a chunk stream so that nobody ever buffers one whole.
-//!
-//! Faults are expected, not exceptional: connection errors, timeouts, 5xx and 429 are retried
-//! a bounded number of times with jittered exponential backoff (or after the `Retry-After`
-//! upstream asked for), and a semaphore bounds how many requests one upstream sees at once.
+//! The interface is shaped for more than the releases site (`releases`, the first kind): a
+//! provider key may carry a namespace, a listing may publish the keys that sign its provider,
+//! and file URLs are the upstream's business — it may hand out URLs on other hosts — so the
+//! core asks for files by key, never by URL. Nothing an upstream returns is trusted: the core
+//! verifies every byte against a signed SHA256SUMS before it is cached or served.
 
+mod client;
 pub mod releases;
 
-use std::{future::Future, sync::Arc, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use futures_util::{future::BoxFuture, Stream};
 use url::Url;
 
-use crate::{config::UpstreamConfig, metrics::metrics};
+pub use client::{FetchPolicy, HttpClient, UpstreamBody, USER_AGENT};
 pub use releases::ReleasesUpstream;
 
-/// Sent on every upstream request.
-pub const USER_AGENT: &str = concat!("tfmirror/", env!("CARGO_PKG_VERSION"));
+use crate::{
+    protocol::{
+        registry::VersionEntry, releases::ValidBuild, FileKey, FileName, Platform, ProviderKey,
+        ReleaseKey, UpstreamName,
+    },
+    verify::Sha256Digest,
+};
+
+/// An archive's bytes as they arrive.
+pub type Chunks = Pin<Box<dyn Stream<Item = Result<Bytes, UpstreamError>> + Send>>;
+
+/// A release as upstream describes it. Unsigned: only what the signed SHA256SUMS confirms of
+/// it is used.
+#[derive(Debug, Clone)]
+pub struct ReleaseListing {
+    pub shasums: FileName,
+    /// Signature files over the SHA256SUMS to try, in upstream's order.
+    pub signatures: Vec<FileName>,
+    /// Keys upstream publishes for this provider (a registry does); none for a releases site.
+    pub published_keys: Vec<PublishedKey>,
+    /// The builds upstream lists.
+    pub builds: Vec<ValidBuild>,
+    /// A manifest of plugin protocols, when upstream publishes one beside the SHA256SUMS.
+    pub manifest: Option<FileName>,
+    /// Plugin protocols, when upstream lists them itself.
+    pub protocols: Option<Vec<String>>,
+}
+
+/// A signing key an upstream publishes for a provider.
+#[derive(Debug, Clone)]
+pub struct PublishedKey {
+    pub ascii_armor: String,
+    /// HashiCorp's signature over the key, for partner providers.
+    pub trust_signature: Option<String>,
+    /// Who upstream says the key belongs to.
+    pub source: String,
+}
+
+/// An archive download that has started.
+pub struct ArchiveDownload {
+    /// What `Content-Length` promised, if anything.
+    pub declared_len: Option<u64>,
+    /// The digest upstream declared for the archive, if it declares one; it must equal the
+    /// signed SHA256SUMS entry too.
+    pub declared_digest: Option<Sha256Digest>,
+    pub chunks: Chunks,
+}
+
+/// What every kind of upstream answers.
+pub trait Upstream: Send + Sync + std::fmt::Debug {
+    /// The `[upstreams.NAME]` name.
+    fn name(&self) -> &UpstreamName;
+    /// Where it is, for people (status page, logs).
+    fn url(&self) -> String;
+    /// How it has been answering lately.
+    fn health(&self) -> UpstreamHealth;
+    /// Whether its providers live in namespaces (`integrations/github`).
+    fn has_namespaces(&self) -> bool;
+    /// Every version of a provider, with its platforms (and protocols where listed);
+    /// `UpstreamError::NotFound` when upstream does not know the provider.
+    fn versions<'a>(
+        &'a self,
+        provider: &'a ProviderKey,
+    ) -> BoxFuture<'a, Result<Vec<VersionEntry>, UpstreamError>>;
+    /// What one release consists of; `UpstreamError::NotFound` when there is no such version.
+    fn release<'a>(
+        &'a self,
+        release: &'a ReleaseKey,
+    ) -> BoxFuture<'a, Result<ReleaseListing, UpstreamError>>;
+    /// A small file of a release (SHA256SUMS, a signature, the manifest), whole.
+    fn small_file<'a>(&'a self, file: &'a FileKey) -> BoxFuture<'a, Result<Bytes, UpstreamError>>;
+    /// One platform's archive, as a stream.
+    fn archive<'a>(
+        &'a self,
+        file: &'a FileKey,
+        platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<ArchiveDownload, UpstreamError>>;
+}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
@@ -51,7 +127,7 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
-    fn from_reqwest(url: &Url, error: reqwest::Error) -> Self {
+    pub(crate) fn from_reqwest(url: &Url, error: reqwest::Error) -> Self {
         if error.is_timeout() {
             Self::Timeout { url: url.clone() }
         } else {
@@ -84,56 +160,6 @@ impl UpstreamError {
     }
 }
 
-/// How an upstream is asked: timeouts, retries and concurrency, from `[upstreams.NAME]`.
-#[derive(Debug, Clone)]
-pub struct FetchPolicy {
-    pub connect_timeout: Duration,
-    /// Longest wait from sending a request to its response headers.
-    pub first_byte_timeout: Duration,
-    /// Longest silence between two chunks of a body.
-    pub idle_timeout: Duration,
-    /// Extra attempts after the first one fails transiently.
-    pub retries: u32,
-    pub retry_initial_delay: Duration,
-    /// Cap on one backoff delay; a `Retry-After` longer than this is not waited for.
-    pub retry_max_delay: Duration,
-    pub max_concurrent_requests: usize,
-}
-
-impl From<&UpstreamConfig> for FetchPolicy {
-    fn from(config: &UpstreamConfig) -> Self {
-        Self {
-            connect_timeout: config.connect_timeout,
-            first_byte_timeout: config.first_byte_timeout,
-            idle_timeout: config.read_timeout,
-            retries: config.retries,
-            retry_initial_delay: config.retry_initial_delay,
-            retry_max_delay: config.retry_max_delay,
-            max_concurrent_requests: config.max_concurrent_fetches.max(1),
-        }
-    }
-}
-
-impl FetchPolicy {
-    /// Full-jitter exponential backoff (AWS architecture blog): a uniformly random delay up to
-    /// `initial * 2^attempt`, so that many mirrors retrying after one outage do not arrive
-    /// in lockstep.
-    fn backoff(&self, attempt: u32) -> Duration {
-        let ceiling = self
-            .retry_initial_delay
-            .saturating_mul(2u32.saturating_pow(attempt))
-            .min(self.retry_max_delay);
-        ceiling.mul_f64(rand::random::<f64>())
-    }
-}
-
-/// A successful upstream answer whose body has not been read yet.
-pub struct UpstreamBody<S> {
-    /// What `Content-Length` promised, if anything.
-    pub declared_len: Option<u64>,
-    pub chunks: S,
-}
-
 /// How an upstream has been answering lately, for `/readyz` and the status page.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UpstreamHealth {
@@ -142,259 +168,4 @@ pub struct UpstreamHealth {
     #[serde(with = "humantime_serde")]
     pub last_success: Option<std::time::SystemTime>,
     pub last_error: Option<String>,
-}
-
-/// The HTTP client of one upstream.
-#[derive(Debug, Clone)]
-pub struct HttpClient {
-    /// The `[upstreams.NAME]` name, for metrics and logs.
-    name: String,
-    inner: reqwest::Client,
-    policy: FetchPolicy,
-    slots: Arc<Semaphore>,
-    health: Arc<std::sync::Mutex<UpstreamHealth>>,
-}
-
-impl HttpClient {
-    pub fn new(name: &str, policy: FetchPolicy) -> Result<Self, UpstreamError> {
-        let inner = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(policy.connect_timeout)
-            .read_timeout(policy.idle_timeout)
-            // Upstream files are immutable; a redirect to another host is not expected and
-            // would let a listing point us anywhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| UpstreamError::Client(Arc::new(e)))?;
-        let slots = Arc::new(Semaphore::new(policy.max_concurrent_requests));
-        Ok(Self {
-            name: name.to_owned(),
-            inner,
-            policy,
-            slots,
-            health: Default::default(),
-        })
-    }
-
-    pub fn health(&self) -> UpstreamHealth {
-        self.health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn record(&self, started: std::time::Instant, result: &Result<(), &UpstreamError>) {
-        let m = metrics();
-        m.upstream_duration
-            .with_label_values(&[self.name.as_str()])
-            .observe(started.elapsed().as_secs_f64());
-        let outcome = match result {
-            Ok(()) => "ok",
-            Err(e) if e.is_not_found() => "not_found",
-            Err(_) => "error",
-        };
-        m.upstream_requests
-            .with_label_values(&[self.name.as_str(), outcome])
-            .inc();
-        let mut health = self
-            .health
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        match result {
-            Err(e) if e.is_transient() => {
-                health.reachable = Some(false);
-                health.last_error = Some(e.to_string());
-            }
-            _ => {
-                health.reachable = Some(true);
-                health.last_success = Some(std::time::SystemTime::now());
-            }
-        }
-    }
-
-    fn count_bytes(&self, bytes: usize) {
-        metrics()
-            .upstream_bytes
-            .with_label_values(&[self.name.as_str()])
-            .inc_by(bytes as u64);
-    }
-
-    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent.
-    async fn with_retries<T, F, Fut>(&self, url: &Url, mut attempt: F) -> Result<T, UpstreamError>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, UpstreamError>>,
-    {
-        let mut tries = 0;
-        loop {
-            let error = match attempt().await {
-                Ok(value) => return Ok(value),
-                Err(e) => e,
-            };
-            if !error.is_transient() || tries >= self.policy.retries {
-                return Err(error);
-            }
-            let delay = match error.retry_after() {
-                Some(asked) if asked > self.policy.retry_max_delay => {
-                    tracing::warn!(%url, asked_secs = asked.as_secs(), "upstream asks to retry later than retry_max_delay; giving up");
-                    return Err(error);
-                }
-                Some(asked) => asked,
-                None => self.policy.backoff(tries),
-            };
-            tries += 1;
-            tracing::warn!(%url, error = %error, attempt = tries, delay_ms = delay.as_millis() as u64, "upstream request failed; retrying");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// One request, up to its response headers, holding one of the upstream's slots.
-    async fn send_once(
-        &self,
-        url: &Url,
-    ) -> Result<(reqwest::Response, OwnedSemaphorePermit), UpstreamError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| UpstreamError::Timeout { url: url.clone() })?;
-        let started = std::time::Instant::now();
-        let result = self.request_head(url).await;
-        self.record(started, &result.as_ref().map(|_| ()));
-        Ok((result?, permit))
-    }
-
-    async fn request_head(&self, url: &Url) -> Result<reqwest::Response, UpstreamError> {
-        let request = self.inner.get(url.clone()).send();
-        let response = tokio::time::timeout(self.policy.first_byte_timeout, request)
-            .await
-            .map_err(|_| UpstreamError::Timeout { url: url.clone() })?
-            .map_err(|e| UpstreamError::from_reqwest(url, e))?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(UpstreamError::NotFound { url: url.clone() });
-        }
-        if !status.is_success() {
-            return Err(UpstreamError::Status {
-                url: url.clone(),
-                status: status.as_u16(),
-                retry_after: response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after),
-            });
-        }
-        Ok(response)
-    }
-
-    /// A whole small document, refused once it grows past `limit` bytes. A body cut short is
-    /// retried like any other transient failure.
-    pub async fn get_bytes(&self, url: &Url, limit: u64) -> Result<Bytes, UpstreamError> {
-        self.with_retries(url, || async {
-            let (response, _permit) = self.send_once(url).await?;
-            if response.content_length().is_some_and(|len| len > limit) {
-                return Err(UpstreamError::TooLarge {
-                    url: url.clone(),
-                    limit,
-                });
-            }
-            let mut body = Vec::new();
-            let mut chunks = response.bytes_stream();
-            while let Some(chunk) = chunks.next().await {
-                let chunk = chunk.map_err(|e| UpstreamError::from_reqwest(url, e))?;
-                if body.len() as u64 + chunk.len() as u64 > limit {
-                    return Err(UpstreamError::TooLarge {
-                        url: url.clone(),
-                        limit,
-                    });
-                }
-                body.extend_from_slice(&chunk);
-            }
-            self.count_bytes(body.len());
-            Ok(Bytes::from(body))
-        })
-        .await
-    }
-
-    /// A large body as a stream of chunks. Only getting the response is retried: once bytes
-    /// flow, a failure ends the stream and the caller starts over. The caller enforces its own
-    /// size limit; the upstream slot is held until the stream is dropped.
-    pub async fn get_stream(
-        &self,
-        url: &Url,
-    ) -> Result<
-        UpstreamBody<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static>,
-        UpstreamError,
-    > {
-        let (response, permit) = self.with_retries(url, || self.send_once(url)).await?;
-        let declared_len = response.content_length();
-        let url = url.clone();
-        let client = self.clone();
-        let chunks = response.bytes_stream().map(move |chunk| {
-            let _slot = &permit;
-            if let Ok(bytes) = &chunk {
-                client.count_bytes(bytes.len());
-            }
-            chunk.map_err(|e| UpstreamError::from_reqwest(&url, e))
-        });
-        Ok(UpstreamBody {
-            declared_len,
-            chunks,
-        })
-    }
-}
-
-/// `Retry-After` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let value = value.trim();
-    if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(
-        at.duration_since(std::time::SystemTime::now())
-            .unwrap_or_default(),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn retry_after_takes_seconds_and_http_dates() {
-        assert_eq!(parse_retry_after("7"), Some(Duration::from_secs(7)));
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
-            Some(Duration::ZERO),
-            "a date in the past means now"
-        );
-        let soon = std::time::SystemTime::now() + Duration::from_secs(120);
-        let asked = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
-        assert!(asked > Duration::from_secs(100) && asked <= Duration::from_secs(120));
-        assert_eq!(parse_retry_after("soon"), None);
-    }
-
-    #[test]
-    fn backoff_is_jittered_and_capped() {
-        let policy = FetchPolicy {
-            connect_timeout: Duration::from_secs(1),
-            first_byte_timeout: Duration::from_secs(1),
-            idle_timeout: Duration::from_secs(1),
-            retries: 5,
-            retry_initial_delay: Duration::from_millis(100),
-            retry_max_delay: Duration::from_millis(350),
-            max_concurrent_requests: 1,
-        };
-        let delays: Vec<Duration> = (0..200).map(|_| policy.backoff(1)).collect();
-        assert!(delays.iter().all(|d| *d <= Duration::from_millis(200)));
-        assert!(
-            delays.iter().any(|d| *d != delays[0]),
-            "no jitter: {delays:?}"
-        );
-        assert!((0..200).all(|_| policy.backoff(10) <= Duration::from_millis(350)));
-    }
 }

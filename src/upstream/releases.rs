@@ -1,17 +1,20 @@
-//! A releases.hashicorp.com-style upstream: URL building and typed fetches.
+//! A releases.hashicorp.com-style upstream: the first kind of [`Upstream`].
 //!
-//! Every URL is built from the configured base and validated names, never taken from a
-//! listing (whose `builds[].url` could point at any host), so tfmirror only ever fetches from
-//! the upstream it was configured with.
+//! Layout: `/<product>/index.json` lists every version, `/<product>/<version>/index.json` one
+//! version, beside its zips, `_SHA256SUMS`, signatures and `_manifest.json`. Every URL is built
+//! from the configured base and validated names, never taken from a listing (whose
+//! `builds[].url` could point at any host), so this upstream only ever fetches from the site
+//! it was configured with. Its providers have no namespace.
 
 use bytes::Bytes;
-use futures_util::Stream;
+use futures_util::{future::BoxFuture, FutureExt};
 use url::Url;
 
-use super::{HttpClient, UpstreamBody, UpstreamError};
+use super::{ArchiveDownload, HttpClient, ReleaseListing, Upstream, UpstreamError, UpstreamHealth};
 use crate::protocol::{
-    releases::{product_name, ProductIndex, ReleaseVersion},
-    FileName, ProviderType, Version,
+    registry::{PlatformEntry, VersionEntry},
+    releases::{ProductIndex, ReleaseVersion},
+    FileKey, FileName, Platform, ProviderKey, ProviderType, ReleaseKey, UpstreamName, Version,
 };
 
 /// Cap on index documents. The largest real product index (aws, ~500 versions × ~15 builds)
@@ -22,27 +25,26 @@ pub const MAX_SMALL_FILE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct ReleasesUpstream {
-    /// Name of the `[upstreams.NAME]` table, for logs.
-    pub name: String,
+    name: UpstreamName,
     base: Url,
     http: HttpClient,
+    /// Short ids of the trusted keys: signature names to try when a listing names none
+    /// (`<sums>.72D7468F.sig`).
+    key_ids: Vec<String>,
 }
 
 impl ReleasesUpstream {
-    pub fn new(name: String, base: &Url, http: HttpClient) -> Self {
+    pub fn new(name: UpstreamName, base: &Url, http: HttpClient, key_ids: Vec<String>) -> Self {
         let mut base = base.clone();
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        Self { name, base, http }
-    }
-
-    pub fn base_url(&self) -> String {
-        self.base.to_string()
-    }
-
-    pub fn health(&self) -> super::UpstreamHealth {
-        self.http.health()
+        Self {
+            name,
+            base,
+            http,
+            key_ids,
+        }
     }
 
     fn url(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
@@ -57,61 +59,147 @@ impl ReleasesUpstream {
         Ok(url)
     }
 
-    pub fn product_index_url(&self, provider: &ProviderType) -> Result<Url, UpstreamError> {
-        self.url(&[&product_name(provider), "index.json"])
+    fn product_index_url(&self, provider: &ProviderType) -> Result<Url, UpstreamError> {
+        self.url(&[&provider.product_name(), "index.json"])
     }
 
-    pub fn file_url(
-        &self,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<Url, UpstreamError> {
-        self.url(&[&product_name(provider), version.as_str(), file.as_str()])
+    fn file_url(&self, file: &FileKey) -> Result<Url, UpstreamError> {
+        let release = &file.release;
+        self.url(&[
+            &release.provider_type().product_name(),
+            release.version.as_str(),
+            file.file.as_str(),
+        ])
     }
 
-    pub async fn product_index(
-        &self,
-        provider: &ProviderType,
-    ) -> Result<ProductIndex, UpstreamError> {
+    async fn product_index(&self, provider: &ProviderType) -> Result<ProductIndex, UpstreamError> {
         let url = self.product_index_url(provider)?;
         let body = self.http.get_bytes(&url, MAX_INDEX_BYTES).await?;
         parse_json(&url, &body)
     }
 
-    pub async fn version_index(
-        &self,
-        provider: &ProviderType,
-        version: &Version,
-    ) -> Result<ReleaseVersion, UpstreamError> {
-        let url = self.url(&[&product_name(provider), version.as_str(), "index.json"])?;
+    async fn version_index(&self, release: &ReleaseKey) -> Result<ReleaseVersion, UpstreamError> {
+        let url = self.url(&[
+            &release.provider_type().product_name(),
+            release.version.as_str(),
+            "index.json",
+        ])?;
         let body = self.http.get_bytes(&url, MAX_INDEX_BYTES).await?;
         parse_json(&url, &body)
     }
 
-    /// A small file of a release (SHA256SUMS, signature, manifest).
-    pub async fn small_file(
-        &self,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<Bytes, UpstreamError> {
-        let url = self.file_url(provider, version, file)?;
-        self.http.get_bytes(&url, MAX_SMALL_FILE_BYTES).await
+    async fn listing(&self, release: &ReleaseKey) -> Result<ReleaseListing, UpstreamError> {
+        let index = self.version_index(release).await?;
+        let stem = release.file_stem();
+        let invalid = |reason: String| UpstreamError::InvalidBody {
+            url: self.base.clone(),
+            reason,
+        };
+        let shasums = match index.shasums.as_deref().map(FileName::try_from) {
+            Some(Ok(name)) => name,
+            _ => FileName::try_from(format!("{stem}_SHA256SUMS"))
+                .map_err(|e| invalid(e.to_string()))?,
+        };
+        let mut signatures = index.signature_names();
+        if signatures.is_empty() {
+            signatures = self
+                .key_ids
+                .iter()
+                .map(|id| format!("{shasums}.{id}.sig"))
+                .chain(std::iter::once(format!("{shasums}.sig")))
+                .collect();
+        }
+        Ok(ReleaseListing {
+            signatures: signatures
+                .into_iter()
+                .filter_map(|n| FileName::try_from(n).ok())
+                .collect(),
+            shasums,
+            published_keys: Vec::new(),
+            builds: index.valid_builds(),
+            manifest: FileName::try_from(format!("{stem}_manifest.json")).ok(),
+            protocols: None,
+        })
+    }
+}
+
+impl Upstream for ReleasesUpstream {
+    fn name(&self) -> &UpstreamName {
+        &self.name
     }
 
-    /// An archive, as a stream of chunks.
-    pub async fn archive(
-        &self,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
-    ) -> Result<
-        UpstreamBody<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static>,
-        UpstreamError,
-    > {
-        let url = self.file_url(provider, version, file)?;
-        self.http.get_stream(&url).await
+    fn url(&self) -> String {
+        self.base.to_string()
+    }
+
+    fn health(&self) -> UpstreamHealth {
+        self.http.health()
+    }
+
+    fn has_namespaces(&self) -> bool {
+        false
+    }
+
+    fn versions<'a>(
+        &'a self,
+        provider: &'a ProviderKey,
+    ) -> BoxFuture<'a, Result<Vec<VersionEntry>, UpstreamError>> {
+        async move {
+            let index = self.product_index(&provider.provider).await?;
+            Ok(index
+                .valid_versions()
+                .into_iter()
+                .map(|(version, release)| version_entry(&version, release))
+                .collect())
+        }
+        .boxed()
+    }
+
+    fn release<'a>(
+        &'a self,
+        release: &'a ReleaseKey,
+    ) -> BoxFuture<'a, Result<ReleaseListing, UpstreamError>> {
+        self.listing(release).boxed()
+    }
+
+    fn small_file<'a>(&'a self, file: &'a FileKey) -> BoxFuture<'a, Result<Bytes, UpstreamError>> {
+        async move {
+            let url = self.file_url(file)?;
+            self.http.get_bytes(&url, MAX_SMALL_FILE_BYTES).await
+        }
+        .boxed()
+    }
+
+    fn archive<'a>(
+        &'a self,
+        file: &'a FileKey,
+        _platform: &'a Platform,
+    ) -> BoxFuture<'a, Result<ArchiveDownload, UpstreamError>> {
+        async move {
+            let url = self.file_url(file)?;
+            let body = self.http.get_stream(&url).await?;
+            Ok(ArchiveDownload {
+                declared_len: body.declared_len,
+                declared_digest: None,
+                chunks: Box::pin(body.chunks),
+            })
+        }
+        .boxed()
+    }
+}
+
+fn version_entry(version: &Version, release: &ReleaseVersion) -> VersionEntry {
+    let mut platforms: Vec<Platform> = release
+        .valid_builds()
+        .into_iter()
+        .map(|b| b.platform)
+        .collect();
+    platforms.sort();
+    platforms.dedup();
+    VersionEntry {
+        version: version.to_string(),
+        protocols: None,
+        platforms: platforms.iter().map(PlatformEntry::from).collect(),
     }
 }
 
@@ -133,15 +221,17 @@ mod tests {
             serde_json::from_str(r#"{"url": "http://127.0.0.1:9/releases"}"#).unwrap();
         let http = HttpClient::new("h", crate::upstream::FetchPolicy::from(&config)).unwrap();
         let up = ReleasesUpstream::new(
-            "h".into(),
+            UpstreamName::try_from("h").unwrap(),
             &Url::parse("http://127.0.0.1:9/releases").unwrap(),
             http,
+            Vec::new(),
         );
         let t = ProviderType::try_from("local").unwrap();
-        let v = Version::try_from("2.1.0").unwrap();
-        let f = FileName::try_from("terraform-provider-local_2.1.0_SHA256SUMS").unwrap();
+        let file = ProviderKey::new(up.name.clone(), None, t.clone())
+            .release(Version::try_from("2.1.0").unwrap())
+            .file(FileName::try_from("terraform-provider-local_2.1.0_SHA256SUMS").unwrap());
         assert_eq!(
-            up.file_url(&t, &v, &f).unwrap().as_str(),
+            up.file_url(&file).unwrap().as_str(),
             "http://127.0.0.1:9/releases/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_SHA256SUMS"
         );
         assert_eq!(

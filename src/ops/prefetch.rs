@@ -1,0 +1,155 @@
+//! Filling the cache ahead of time (`tfmirror prefetch`), through the same fetch → verify →
+//! store path that serves clients: a prefetched archive is exactly what a client's first
+//! request would have cached.
+
+use super::OpsError;
+use crate::{
+    config::PrefetchConfig,
+    mirror::{Mirror, MirrorError, Via},
+    protocol::{
+        constraints::VersionConstraints, Hostname, Namespace, Platform, ProviderKey, ProviderType,
+        Version,
+    },
+};
+
+/// Host of provider addresses written without one (`hashicorp/aws`).
+pub const DEFAULT_REGISTRY_HOST: &str = "registry.terraform.io";
+
+/// A provider address with the versions and platforms wanted.
+#[derive(Debug, Clone)]
+pub struct PrefetchRequest {
+    /// `NAMESPACE/TYPE` or `HOST/NAMESPACE/TYPE`, as written.
+    pub provider: String,
+    /// `None`: every version.
+    pub versions: Option<VersionConstraints>,
+    pub platforms: Vec<Platform>,
+}
+
+impl PrefetchRequest {
+    /// A `[[prefetch]]` entry (already validated with the config).
+    pub fn from_config(entry: &PrefetchConfig) -> Result<Self, OpsError> {
+        let invalid = |e: String| OpsError::InvalidAddress(format!("{}: {e}", entry.provider));
+        Ok(Self {
+            provider: entry.provider.clone(),
+            versions: entry
+                .versions
+                .as_deref()
+                .map(VersionConstraints::parse)
+                .transpose()
+                .map_err(|e| invalid(e.to_string()))?,
+            platforms: entry
+                .platforms
+                .iter()
+                .map(|p| Platform::try_from(p.as_str()).map_err(|e| invalid(e.to_string())))
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+/// One archive to have in the cache.
+#[derive(Debug, Clone)]
+pub struct PrefetchItem {
+    pub provider: ProviderKey,
+    pub version: Version,
+    pub platform: Platform,
+}
+
+impl std::fmt::Display for PrefetchItem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {} {}", self.provider, self.version, self.platform)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrefetchOutcome {
+    /// Downloaded and verified now.
+    Fetched { bytes: u64 },
+    /// Already in the cache, verified when it was stored.
+    Skipped { bytes: u64 },
+}
+
+/// The provider an address stands for: a `[mirrors]` origin (`registry.terraform.io` when no
+/// host is written), else a `[namespaces]` name.
+pub fn resolve_provider(mirror: &Mirror, address: &str) -> Result<ProviderKey, OpsError> {
+    let parts: Vec<&str> = address.split('/').collect();
+    let (host, namespace, provider) = match parts.as_slice() {
+        [namespace, provider] => (DEFAULT_REGISTRY_HOST, *namespace, *provider),
+        [host, namespace, provider] => (*host, *namespace, *provider),
+        _ => {
+            return Err(OpsError::InvalidAddress(format!(
+                "provider address {address:?} must be NAMESPACE/TYPE or HOST/NAMESPACE/TYPE"
+            )))
+        }
+    };
+    let invalid = |e: crate::protocol::NameError| {
+        OpsError::InvalidAddress(format!("provider address {address:?}: {e}"))
+    };
+    let namespace = Namespace::try_from(namespace).map_err(invalid)?;
+    let provider = ProviderType::try_from(provider).map_err(invalid)?;
+    let by_origin = Hostname::try_from(host).ok().and_then(|host| {
+        mirror
+            .provider(Via::Origin(&host, &namespace), &provider)
+            .ok()
+    });
+    match by_origin {
+        Some(key) => Ok(key),
+        None => Ok(mirror.provider(Via::Namespace(&namespace), &provider)?),
+    }
+}
+
+/// Every archive a request stands for, from the provider's (cached or fetched) version list.
+/// Platforms a version was not built for are left out.
+pub async fn prefetch_plan(
+    mirror: &Mirror,
+    request: &PrefetchRequest,
+) -> Result<Vec<PrefetchItem>, OpsError> {
+    let provider = resolve_provider(mirror, &request.provider)?;
+    let mut items = Vec::new();
+    for entry in mirror.version_entries(&provider).await? {
+        let Ok(version) = Version::try_from(entry.version.as_str()) else {
+            continue;
+        };
+        if request
+            .versions
+            .as_ref()
+            .is_some_and(|wanted| !wanted.matches(&version))
+        {
+            continue;
+        }
+        for platform in &request.platforms {
+            let offered = entry
+                .platforms
+                .iter()
+                .any(|p| p.os == platform.os && p.arch == platform.arch);
+            if offered {
+                items.push(PrefetchItem {
+                    provider: provider.clone(),
+                    version: version.clone(),
+                    platform: platform.clone(),
+                });
+            }
+        }
+    }
+    Ok(items)
+}
+
+/// Makes sure one archive is in the cache.
+pub async fn prefetch(mirror: &Mirror, item: &PrefetchItem) -> Result<PrefetchOutcome, OpsError> {
+    let release_key = item.provider.release(item.version.clone());
+    let release = mirror.release(&release_key).await?;
+    let build = release
+        .build_for(&item.platform)
+        .ok_or_else(|| MirrorError::UnknownPlatform {
+            release: Box::new(release_key.clone()),
+            platform: item.platform.clone(),
+        })?;
+    let (object, fetched) = mirror
+        .ensure_file(&release_key.file(build.filename.clone()))
+        .await?;
+    let bytes = object.len();
+    Ok(if fetched {
+        PrefetchOutcome::Fetched { bytes }
+    } else {
+        PrefetchOutcome::Skipped { bytes }
+    })
+}
