@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::{auth::FileAccess, ApiError};
 use crate::{
-    mirror::{FileBody, Mirror, Via, Wait},
+    mirror::{FileBody, FileRequest, Mirror, Via, Wait},
     protocol::{FileName, Namespace, ProviderType, Version},
     store::{chunks, Object},
 };
@@ -31,17 +31,14 @@ pub async fn release_file(
     mirror: web::Data<Mirror>,
     path: web::Path<FilePath>,
 ) -> Result<HttpResponse, ApiError> {
-    let via = Via::Namespace(&path.namespace);
-    let body = mirror
-        .release_file(
-            via,
-            &path.provider_type,
-            &path.version,
-            &path.file,
-            wait_for(&req),
-        )
-        .await?;
-    send(&req, body)
+    let request = FileRequest {
+        via: Via::Namespace(&path.namespace),
+        provider: &path.provider_type,
+        version: &path.version,
+        file: &path.file,
+        platform: None,
+    };
+    send(&req, mirror.file(request, wait_for(&req)).await?)
 }
 
 /// `HEAD` and `Range` requests are answered from the verified file (waiting for a download

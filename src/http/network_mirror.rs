@@ -11,10 +11,10 @@ use super::{
     ApiError,
 };
 use crate::{
-    mirror::{Mirror, Via},
+    mirror::{FileRequest, Mirror, Via},
     protocol::{
         network_mirror::{MirrorFile, MIRROR_BASE_PATH},
-        Hostname, Namespace, ProviderType,
+        Hostname, Namespace, ProviderType, Version,
     },
 };
 
@@ -26,6 +26,7 @@ pub struct MirrorPath {
     file: String,
 }
 
+/// `index.json`, `<version>.json` or an archive, by the last segment.
 #[tracing::instrument(name = "mirror", skip_all, fields(origin = %path.hostname, provider = %path.provider_type, file = %path.file))]
 pub async fn mirror_file(
     req: HttpRequest,
@@ -35,18 +36,10 @@ pub async fn mirror_file(
     let wanted = MirrorFile::parse(&path.provider_type, &path.file)
         .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let via = Via::Origin(&path.hostname, &path.namespace);
-    let provider = &path.provider_type;
     match wanted {
-        MirrorFile::Index => {
-            Authorized::check(&req)?;
-            Ok(json(mirror.versions(via, provider).await?.mirror_index))
-        }
+        MirrorFile::Index => index(&req, &mirror, via, &path.provider_type).await,
         MirrorFile::Version(version) => {
-            let access = Authorized::check(&req)?;
-            let doc = mirror.mirror_version(via, provider, &version).await?;
-            // Archive URLs are relative to this document's URL, so their path is its sibling.
-            let dir = req.path().rsplit_once('/').map_or("", |(dir, _)| dir);
-            Ok(signed(&doc, &access, |url| format!("{dir}/{url}")))
+            version_document(&req, &mirror, via, &path.provider_type, &version).await
         }
         MirrorFile::Archive {
             version,
@@ -54,12 +47,40 @@ pub async fn mirror_file(
             file,
         } => {
             FileAccess::check(&req)?;
-            let body = mirror
-                .mirror_archive(via, provider, &version, &platform, &file, wait_for(&req))
-                .await?;
-            send(&req, body)
+            let request = FileRequest {
+                via,
+                provider: &path.provider_type,
+                version: &version,
+                file: &file,
+                platform: Some(&platform),
+            };
+            send(&req, mirror.file(request, wait_for(&req)).await?)
         }
     }
+}
+
+async fn index(
+    req: &HttpRequest,
+    mirror: &Mirror,
+    via: Via<'_>,
+    provider: &ProviderType,
+) -> Result<HttpResponse, ApiError> {
+    Authorized::check(req)?;
+    Ok(json(mirror.versions(via, provider).await?.mirror_index))
+}
+
+async fn version_document(
+    req: &HttpRequest,
+    mirror: &Mirror,
+    via: Via<'_>,
+    provider: &ProviderType,
+    version: &Version,
+) -> Result<HttpResponse, ApiError> {
+    let access = Authorized::check(req)?;
+    let doc = mirror.mirror_version(via, provider, version).await?;
+    // Archive URLs are relative to this document's URL, so their path is its sibling.
+    let dir = req.path().rsplit_once('/').map_or("", |(dir, _)| dir);
+    Ok(signed(&doc, &access, |url| format!("{dir}/{url}")))
 }
 
 /// `/mirror` → `/mirror/`: Terraform resolves paths against the base URL, which therefore

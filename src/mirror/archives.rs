@@ -27,6 +27,18 @@ pub enum FileBody {
     },
 }
 
+/// Which file a client asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct FileRequest<'a> {
+    pub via: Via<'a>,
+    pub provider: &'a ProviderType,
+    pub version: &'a Version,
+    pub file: &'a FileName,
+    /// Over the network mirror: only this platform's own build, not merely some file of the
+    /// release.
+    pub platform: Option<&'a Platform>,
+}
+
 /// How long an answer may wait for a file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wait {
@@ -43,40 +55,28 @@ enum Located {
 }
 
 impl Mirror {
-    /// `GET /v1/providers/:namespace/:type/:version/files/:file`: a file of a release, by name.
-    pub async fn release_file(
+    /// A file of a release (`/v1/providers/…/files/FILE`, or an archive named in a
+    /// `<version>.json`), as soon as `wait` allows.
+    pub async fn file(
         &self,
-        via: Via<'_>,
-        provider: &ProviderType,
-        version: &Version,
-        file: &FileName,
+        request: FileRequest<'_>,
         wait: Wait,
     ) -> Result<FileBody, MirrorError> {
+        let FileRequest {
+            via,
+            provider,
+            version,
+            file,
+            platform,
+        } = request;
         let key = self
             .provider(via, provider)?
             .release(version.clone())
             .file(file.clone());
         let release = self.release(&key.release).await?;
-        self.file_body(&release, key, wait).await
-    }
-
-    /// An archive named in a `<version>.json`: only the platform's own build, not merely some
-    /// file of the release.
-    pub async fn mirror_archive(
-        &self,
-        via: Via<'_>,
-        provider: &ProviderType,
-        version: &Version,
-        platform: &Platform,
-        file: &FileName,
-        wait: Wait,
-    ) -> Result<FileBody, MirrorError> {
-        let key = self
-            .provider(via, provider)?
-            .release(version.clone())
-            .file(file.clone());
-        let release = self.release(&key.release).await?;
-        if release.build_for(platform).map(|b| &b.filename) != Some(file) {
+        let is_platforms_build =
+            |platform| release.build_for(platform).map(|b| &b.filename) == Some(file);
+        if platform.is_some_and(|platform| !is_platforms_build(platform)) {
             return Err(MirrorError::UnknownFile {
                 release: Box::new(key.release),
                 file: file.clone(),

@@ -27,7 +27,7 @@ use std::{
 
 use moka::future::Cache;
 
-pub use archives::{FileBody, Wait};
+pub use archives::{FileBody, FileRequest, Wait};
 pub use documents::Document;
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use live::HOLDBACK;

@@ -102,7 +102,7 @@ impl MirrorFile {
         let file = FileName::try_from(segment)?;
         let invalid = || NameError::new("archive name", segment, "is not a provider archive name");
         let rest = segment
-            .strip_prefix(&format!("terraform-provider-{provider}_"))
+            .strip_prefix(&format!("{}_", provider.product_name()))
             .and_then(|r| r.strip_suffix(".zip"))
             .ok_or_else(invalid)?;
         let mut parts = rest.rsplitn(3, '_');
