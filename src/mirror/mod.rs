@@ -107,36 +107,7 @@ impl Mirror {
 
     /// Builds the mirror over a store of the caller's (a staging store, for imports).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self, SetupError> {
-        let mut sources = BTreeMap::new();
-        for (name, upstream) in &config.upstreams {
-            let name = UpstreamName::try_from(name.as_str())
-                .map_err(|e| SetupError::Config(e.to_string()))?;
-            let http = HttpClient::new(name.as_str(), FetchPolicy::from(upstream))?;
-            let mut keyring = Keyring::hashicorp()?;
-            for path in &upstream.signing_keys {
-                let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    SetupError::SigningKeyFile {
-                        upstream: name.to_string(),
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    }
-                })?;
-                keyring.add(TrustedKey::parse(&armored, &path.display().to_string())?);
-            }
-            let key_ids = keyring
-                .keys()
-                .iter()
-                .map(|k| k.short_id().to_owned())
-                .collect();
-            let upstream = ReleasesUpstream::new(name.clone(), &upstream.url, http, key_ids);
-            sources.insert(
-                name,
-                Source {
-                    upstream: Box::new(upstream),
-                    keyring,
-                },
-            );
-        }
+        let sources = sources(config).await?;
         let mut routes = routes::Routes::default();
         for (name, ns) in &config.namespaces {
             let (namespace, upstream) = (
@@ -289,6 +260,43 @@ impl Mirror {
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
+}
+
+/// One source per `[upstreams.NAME]`: its client, and the keys it is trusted to sign with
+/// (HashiCorp's built in, plus `signing_keys`).
+async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, SetupError> {
+    let mut sources = BTreeMap::new();
+    for (name, upstream) in &config.upstreams {
+        let name =
+            UpstreamName::try_from(name.as_str()).map_err(|e| SetupError::Config(e.to_string()))?;
+        let http = HttpClient::new(name.as_str(), FetchPolicy::from(upstream))?;
+        let mut keyring = Keyring::hashicorp()?;
+        for path in &upstream.signing_keys {
+            let armored =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| SetupError::SigningKeyFile {
+                        upstream: name.to_string(),
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+            keyring.add(TrustedKey::parse(&armored, &path.display().to_string())?);
+        }
+        let key_ids = keyring
+            .keys()
+            .iter()
+            .map(|k| k.short_id().to_owned())
+            .collect();
+        let upstream = ReleasesUpstream::new(name.clone(), &upstream.url, http, key_ids);
+        sources.insert(
+            name,
+            Source {
+                upstream: Box::new(upstream),
+                keyring,
+            },
+        );
+    }
+    Ok(sources)
 }
 
 /// moka hands every waiter the same `Arc`ed error; callers want an owned one.

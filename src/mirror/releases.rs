@@ -62,6 +62,15 @@ impl Release {
     }
 }
 
+/// A SHA256SUMS and the signature that verified it.
+struct SignedSums {
+    sums: Bytes,
+    signature: Bytes,
+    signature_file: FileName,
+    checksums: Checksums,
+    signed_by: Arc<TrustedKey>,
+}
+
 /// What `release.json` holds; the trust material is re-derived from the files beside it.
 #[derive(Debug, Serialize, Deserialize)]
 struct ReleaseRecord {
@@ -199,62 +208,21 @@ impl Mirror {
         source: &Source,
         key: &ReleaseKey,
     ) -> Result<Release, MirrorError> {
-        let upstream = &source.upstream;
-        let listing = match upstream.release(key).await {
+        let listing = match source.upstream.release(key).await {
             Err(e) if e.is_not_found() => {
                 return Err(MirrorError::UnknownVersion(Box::new(key.clone())))
             }
             other => other?,
         };
-        let shasums_file = listing.shasums.clone();
-        let sums = upstream.small_file(&key.file(shasums_file.clone())).await?;
-        let keyring = keyring_for(source, &listing);
-
-        // Try the signatures in order of preference; the first that verifies wins.
-        let mut last_failure = VerifyFailure::NoSignature;
-        let mut verified = None;
-        for sig_file in signature_candidates(&listing, &keyring) {
-            let sig = match upstream.small_file(&key.file(sig_file.clone())).await {
-                Ok(sig) => sig,
-                Err(e) if e.is_not_found() => continue,
-                Err(e) => return Err(e.into()),
-            };
-            match verify_sums(
-                keyring.clone(),
-                key,
-                &shasums_file,
-                sums.to_vec(),
-                sig.to_vec(),
-            )
-            .await
-            {
-                Ok((checksums, signer)) => {
-                    verified = Some((sig_file, sig, checksums, signer));
-                    break;
-                }
-                Err(MirrorError::Verification { failure, .. }) => last_failure = failure,
-                Err(other) => return Err(other),
-            }
-        }
-        let Some((signature_file, sig, checksums, signed_by)) = verified else {
-            metrics().verification_failures.inc();
-            tracing::error!(file = %shasums_file, reason = %last_failure, "SHA256SUMS failed verification; nothing cached");
-            return Err(MirrorError::verification(
-                key,
-                shasums_file.as_str(),
-                last_failure,
-            ));
-        };
-
+        let signed = self.signed_sums(source, key, &listing).await?;
         let (protocols, manifest) = self
-            .verified_protocols(source, key, &listing, &checksums)
+            .verified_protocols(source, key, &listing, &signed.checksums)
             .await?;
-
         let builds: Vec<ValidBuild> = listing
             .builds
             .iter()
             .filter(|b| {
-                let listed = checksums.digest_of(b.filename.as_str()).is_some();
+                let listed = signed.checksums.digest_of(b.filename.as_str()).is_some();
                 if !listed {
                     tracing::warn!(file = %b.filename, "build not listed in SHA256SUMS; ignored");
                 }
@@ -262,14 +230,91 @@ impl Mirror {
             })
             .cloned()
             .collect();
+        let release = Release {
+            key: key.clone(),
+            shasums_file: listing.shasums.clone(),
+            signature_file: signed.signature_file.clone(),
+            checksums: signed.checksums.clone(),
+            signed_by: signed.signed_by.clone(),
+            protocols,
+            builds,
+            manifest_file: manifest.as_ref().map(|(name, _)| name.clone()),
+        };
+        self.keep_release(&release, &signed, manifest).await?;
+        tracing::info!(key_id = %release.signed_by.key_id, builds = release.builds.len(), "verified and cached release");
+        Ok(release)
+    }
 
-        // Files first, the record last: a stored record always has its files beside it.
-        let store = &self.inner.store;
+    /// The SHA256SUMS and the first signature over it that verifies, trying those named for a
+    /// trusted key first.
+    async fn signed_sums(
+        &self,
+        source: &Source,
+        key: &ReleaseKey,
+        listing: &ReleaseListing,
+    ) -> Result<SignedSums, MirrorError> {
+        let upstream = &source.upstream;
+        let shasums_file = &listing.shasums;
+        let sums = upstream.small_file(&key.file(shasums_file.clone())).await?;
+        let keyring = keyring_for(source, listing);
+        let mut last_failure = VerifyFailure::NoSignature;
+        for signature_file in signature_candidates(listing, &keyring) {
+            let signature = match upstream.small_file(&key.file(signature_file.clone())).await {
+                Ok(signature) => signature,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let verified = verify_sums(
+                keyring.clone(),
+                key,
+                shasums_file,
+                sums.to_vec(),
+                signature.to_vec(),
+            )
+            .await;
+            match verified {
+                Ok((checksums, signed_by)) => {
+                    return Ok(SignedSums {
+                        sums,
+                        signature,
+                        signature_file,
+                        checksums,
+                        signed_by,
+                    })
+                }
+                Err(MirrorError::Verification { failure, .. }) => last_failure = failure,
+                Err(other) => return Err(other),
+            }
+        }
+        metrics().verification_failures.inc();
+        tracing::error!(file = %shasums_file, reason = %last_failure, "SHA256SUMS failed verification; nothing cached");
+        Err(MirrorError::verification(
+            key,
+            shasums_file.as_str(),
+            last_failure,
+        ))
+    }
+
+    /// Stores a verified release: its files first, the record last, so a stored record always
+    /// has its files beside it.
+    async fn keep_release(
+        &self,
+        release: &Release,
+        signed: &SignedSums,
+        manifest: Option<(FileName, Bytes)>,
+    ) -> Result<(), MirrorError> {
+        let (store, key) = (&self.inner.store, &release.key);
         store
-            .write(Item::File(&key.file(shasums_file.clone())), &sums)
+            .write(
+                Item::File(&key.file(release.shasums_file.clone())),
+                &signed.sums,
+            )
             .await?;
         store
-            .write(Item::File(&key.file(signature_file.clone())), &sig)
+            .write(
+                Item::File(&key.file(release.signature_file.clone())),
+                &signed.signature,
+            )
             .await?;
         if let Some((name, bytes)) = &manifest {
             store
@@ -277,10 +322,11 @@ impl Mirror {
                 .await?;
         }
         let record = ReleaseRecord {
-            shasums_file: shasums_file.clone(),
-            signature_file: signature_file.clone(),
-            protocols: protocols.clone(),
-            builds: builds
+            shasums_file: release.shasums_file.clone(),
+            signature_file: release.signature_file.clone(),
+            protocols: release.protocols.clone(),
+            builds: release
+                .builds
                 .iter()
                 .map(|b| BuildRecord {
                     platform: b.platform.clone(),
@@ -290,18 +336,7 @@ impl Mirror {
         };
         let record_json = serde_json::to_vec_pretty(&record).map_err(MirrorError::internal)?;
         store.write(Item::ReleaseRecord(key), &record_json).await?;
-        tracing::info!(key_id = %signed_by.key_id, builds = builds.len(), "verified and cached release");
-
-        Ok(Release {
-            key: key.clone(),
-            shasums_file,
-            signature_file,
-            checksums,
-            signed_by,
-            protocols,
-            builds,
-            manifest_file: manifest.map(|(name, _)| name),
-        })
+        Ok(())
     }
 
     /// The plugin protocols: from a manifest the signed SHA256SUMS lists (verified), else as
