@@ -2,6 +2,7 @@
 
 pub mod constraints;
 pub mod discovery;
+pub mod hosts;
 pub mod keys;
 pub mod names;
 pub mod network_mirror;
@@ -9,6 +10,7 @@ pub mod registry;
 pub mod releases;
 pub mod tf_config;
 
+pub use hosts::HostPattern;
 pub use keys::{FileKey, ProviderKey, ReleaseKey};
 pub use names::{
     Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, UpstreamName, Version,

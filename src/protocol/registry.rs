@@ -76,3 +76,95 @@ pub struct GpgPublicKey {
 pub struct ErrorBody {
     pub errors: Vec<String>,
 }
+
+/// What a registry upstream answers for `GET :namespace/:type/versions`, read leniently:
+/// unknown fields are ignored, and entries with names we cannot use are dropped by the reader.
+#[derive(Debug, Deserialize)]
+pub struct UpstreamVersionList {
+    #[serde(default)]
+    pub versions: Vec<UpstreamVersion>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamVersion {
+    pub version: String,
+    #[serde(default)]
+    pub protocols: Option<Vec<String>>,
+    #[serde(default)]
+    pub platforms: Vec<UpstreamPlatform>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct UpstreamPlatform {
+    pub os: String,
+    pub arch: String,
+}
+
+impl UpstreamVersionList {
+    /// The entries whose version and platforms are valid names; the rest is ignored.
+    pub fn valid_entries(&self) -> Vec<VersionEntry> {
+        self.versions
+            .iter()
+            .filter_map(|v| {
+                let version = super::Version::try_from(v.version.as_str()).ok()?;
+                let mut platforms: Vec<Platform> = v
+                    .platforms
+                    .iter()
+                    .filter_map(|p| {
+                        Some(Platform {
+                            os: Os::try_from(p.os.as_str()).ok()?,
+                            arch: Arch::try_from(p.arch.as_str()).ok()?,
+                        })
+                    })
+                    .collect();
+                platforms.sort();
+                platforms.dedup();
+                Some(VersionEntry {
+                    version: version.to_string(),
+                    protocols: v.protocols.clone(),
+                    platforms: platforms.iter().map(PlatformEntry::from).collect(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// What a registry upstream answers for one platform's download document, read leniently.
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamDownload {
+    #[serde(default)]
+    pub protocols: Option<Vec<String>>,
+    pub filename: String,
+    pub download_url: String,
+    pub shasums_url: String,
+    pub shasums_signature_url: String,
+    pub shasum: String,
+    #[serde(default)]
+    pub signing_keys: UpstreamSigningKeys,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct UpstreamSigningKeys {
+    #[serde(default)]
+    pub gpg_public_keys: Vec<UpstreamKey>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct UpstreamKey {
+    #[serde(default)]
+    pub key_id: Option<String>,
+    pub ascii_armor: String,
+    #[serde(default)]
+    pub trust_signature: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub source_url: Option<String>,
+}
+
+/// `/.well-known/terraform.json`, as far as providers go.
+#[derive(Debug, Deserialize)]
+pub struct UpstreamDiscovery {
+    #[serde(rename = "providers.v1")]
+    pub providers_v1: Option<String>,
+}

@@ -16,7 +16,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use url::Url;
 
 use super::{UpstreamError, UpstreamHealth};
-use crate::{config::UpstreamConfig, metrics::metrics};
+use crate::{config::UpstreamConfig, metrics::metrics, protocol::HostPattern};
 
 /// Sent on every upstream request.
 pub const USER_AGENT: &str = concat!("tfmirror/", env!("CARGO_PKG_VERSION"));
@@ -35,6 +35,55 @@ pub struct FetchPolicy {
     /// Cap on one backoff delay; a `Retry-After` longer than this is not waited for.
     pub retry_max_delay: Duration,
     pub max_concurrent_requests: usize,
+}
+
+/// Where a client may go, and what it tells whom. The default: only URLs its caller built
+/// from the configured base, no redirects, no credentials.
+#[derive(Debug, Clone, Default)]
+pub struct FetchRules {
+    /// The upstream's own host (and port): always allowed, the only one that gets the token.
+    pub home: Option<HostPattern>,
+    /// Other hosts URLs and redirects may lead to.
+    pub allowed_hosts: Vec<HostPattern>,
+    /// Plain `http` is allowed (only when the upstream's own URL is `http`, as in tests).
+    pub allow_http: bool,
+    /// Redirects followed per request, each hop checked like the first URL.
+    pub max_redirects: u8,
+    /// Sent as `Authorization: Bearer` to the home host only.
+    pub token: Option<String>,
+    /// Egress proxy for every request (otherwise `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY`).
+    pub proxy: Option<Url>,
+    /// The key to name when a host is refused (`upstreams.NAME.download_hosts`).
+    pub hosts_key: String,
+}
+
+impl FetchRules {
+    fn check(&self, url: &Url) -> Result<(), UpstreamError> {
+        if self.home.is_none() {
+            return Ok(());
+        }
+        let scheme_ok = url.scheme() == "https" || (self.allow_http && url.scheme() == "http");
+        let host_ok = self.is_home(url) || self.allowed_hosts.iter().any(|p| p.matches(url));
+        if scheme_ok && host_ok {
+            return Ok(());
+        }
+        Err(UpstreamError::HostNotAllowed {
+            url: url.clone(),
+            host: url.host_str().unwrap_or_default().to_owned(),
+            reason: if scheme_ok {
+                format!(
+                    "its host is not the registry's own nor in {}",
+                    self.hosts_key
+                )
+            } else {
+                "only https is allowed".to_owned()
+            },
+        })
+    }
+
+    fn is_home(&self, url: &Url) -> bool {
+        self.home.as_ref().is_some_and(|home| home.matches(url))
+    }
 }
 
 impl From<&UpstreamConfig> for FetchPolicy {
@@ -78,19 +127,35 @@ pub struct HttpClient {
     name: String,
     inner: reqwest::Client,
     policy: FetchPolicy,
+    rules: Arc<FetchRules>,
     slots: Arc<Semaphore>,
     health: Arc<std::sync::Mutex<UpstreamHealth>>,
 }
 
 impl HttpClient {
     pub fn new(name: &str, policy: FetchPolicy) -> Result<Self, UpstreamError> {
-        let inner = reqwest::Client::builder()
+        Self::with_rules(name, policy, FetchRules::default())
+    }
+
+    pub fn with_rules(
+        name: &str,
+        policy: FetchPolicy,
+        rules: FetchRules,
+    ) -> Result<Self, UpstreamError> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(policy.connect_timeout)
             .read_timeout(policy.idle_timeout)
-            // Upstream files are immutable; a redirect to another host is not expected and
-            // would let a listing point us anywhere.
-            .redirect(reqwest::redirect::Policy::none())
+            // Redirects are followed by hand (`request_head`), each hop checked against the
+            // rules: reqwest's own would let a listing send us anywhere.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(proxy) = &rules.proxy {
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy.as_str())
+                    .map_err(|e| UpstreamError::Client(Arc::new(e)))?,
+            );
+        }
+        let inner = builder
             .build()
             .map_err(|e| UpstreamError::Client(Arc::new(e)))?;
         let slots = Arc::new(Semaphore::new(policy.max_concurrent_requests));
@@ -98,6 +163,7 @@ impl HttpClient {
             name: name.to_owned(),
             inner,
             policy,
+            rules: Arc::new(rules),
             slots,
             health: Default::default(),
         })
@@ -192,12 +258,44 @@ impl HttpClient {
         Ok((result?, permit))
     }
 
-    async fn request_head(&self, url: &Url) -> Result<reqwest::Response, UpstreamError> {
-        let request = self.inner.get(url.clone()).send();
-        let response = tokio::time::timeout(self.policy.first_byte_timeout, request)
-            .await
-            .map_err(|_| UpstreamError::Timeout { url: url.clone() })?
-            .map_err(|e| UpstreamError::from_reqwest(url, e))?;
+    /// Up to the response headers, following at most `max_redirects` redirects, each hop
+    /// checked against the rules before it is asked.
+    async fn request_head(&self, first: &Url) -> Result<reqwest::Response, UpstreamError> {
+        let mut url = first.clone();
+        let mut hops = 0;
+        let response = loop {
+            self.rules.check(&url)?;
+            let mut request = self.inner.get(url.clone());
+            if let (Some(token), true) = (&self.rules.token, self.rules.is_home(&url)) {
+                request = request.bearer_auth(token);
+            }
+            let response = tokio::time::timeout(self.policy.first_byte_timeout, request.send())
+                .await
+                .map_err(|_| UpstreamError::Timeout { url: url.clone() })?
+                .map_err(|e| UpstreamError::from_reqwest(&url, e))?;
+            if !response.status().is_redirection() || self.rules.max_redirects == 0 {
+                break response;
+            }
+            hops += 1;
+            let next = response
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|location| url.join(location).ok());
+            match next {
+                Some(next) if hops <= self.rules.max_redirects => url = next,
+                _ => {
+                    return Err(UpstreamError::InvalidBody {
+                        url,
+                        reason: format!(
+                            "more than {} redirects, or a redirect without a usable Location",
+                            self.rules.max_redirects
+                        ),
+                    })
+                }
+            }
+        };
+        let url = &url;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
             return Err(UpstreamError::NotFound { url: url.clone() });

@@ -9,6 +9,7 @@
 //! verifies every byte against a signed SHA256SUMS before it is cached or served.
 
 mod client;
+pub mod registry;
 pub mod releases;
 
 use std::{pin::Pin, sync::Arc, time::Duration};
@@ -17,7 +18,8 @@ use bytes::Bytes;
 use futures_util::{future::BoxFuture, Stream};
 use url::Url;
 
-pub use client::{FetchPolicy, HttpClient, UpstreamBody, USER_AGENT};
+pub use client::{FetchPolicy, FetchRules, HttpClient, UpstreamBody, USER_AGENT};
+pub use registry::RegistryUpstream;
 pub use releases::ReleasesUpstream;
 
 use crate::{
@@ -122,6 +124,12 @@ pub enum UpstreamError {
     TooLarge { url: Url, limit: u64 },
     #[error("upstream sent an invalid document at {url}: {reason}")]
     InvalidBody { url: Url, reason: String },
+    #[error("upstream sent tfmirror to {url}, which is refused: {reason}")]
+    HostNotAllowed {
+        url: Url,
+        host: String,
+        reason: String,
+    },
     #[error("cannot build an HTTP client")]
     Client(#[source] Arc<reqwest::Error>),
 }

@@ -7,4 +7,4 @@ pub mod signature;
 
 pub use checksums::{Checksums, ChecksumsError, Sha256Digest};
 pub use hashes::{h1_of_zip, HashError};
-pub use signature::{KeyError, Keyring, SignatureError, TrustedKey};
+pub use signature::{KeyError, Keyring, SignatureError, Tier, TrustedKey};

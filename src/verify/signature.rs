@@ -19,6 +19,10 @@ use pgp::{
 /// same bytes Terraform embeds. Trusted by default.
 pub const HASHICORP_PUBLIC_KEY: &str = include_str!("hashicorp.asc");
 
+/// HashiCorp's partner key (`7D72D4268E4660FC`): a key whose `trust_signature` it made is
+/// "signed by a HashiCorp partner", as Terraform grades it.
+pub const HASHICORP_PARTNERS_KEY: &str = include_str!("hashicorp-partners.asc");
+
 /// The `source` of the built-in key, as the public registry names it.
 pub const HASHICORP_SOURCE: &str = "HashiCorp";
 
@@ -59,6 +63,8 @@ pub struct TrustedKey {
     pub armored: String,
     /// Where the key came from ([`HASHICORP_SOURCE`] or the configured file).
     pub source: String,
+    /// HashiCorp's own key, built in (never a key that merely says it is HashiCorp's).
+    built_in: bool,
     key: SignedPublicKey,
 }
 
@@ -73,17 +79,61 @@ impl TrustedKey {
             key_id: hex::encode_upper(key.primary_key.legacy_key_id()),
             armored: armored.to_owned(),
             source: source.to_owned(),
+            built_in: false,
             key,
         })
     }
 
+    /// Whether this is HashiCorp's built-in release key.
     pub fn is_hashicorp(&self) -> bool {
-        self.source == HASHICORP_SOURCE
+        self.built_in
     }
 
     /// The short (8 hex digit) id HashiCorp puts in signature file names (`.72D7468F.sig`).
     pub fn short_id(&self) -> &str {
         &self.key_id[self.key_id.len().saturating_sub(8)..]
+    }
+}
+
+/// How Terraform grades the key that signed a release (`package_authentication.go`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    /// HashiCorp's built-in key: "signed by HashiCorp".
+    HashiCorp,
+    /// A key with a valid `trust_signature` by HashiCorp's partner key.
+    Partner,
+    /// Any other key: "self-signed".
+    Community,
+}
+
+impl Tier {
+    /// The signing key's tier, given the `trust_signature` published with it. A trust
+    /// signature that is present but does not verify is an error, as it is for Terraform.
+    pub fn of(
+        signed_by: &TrustedKey,
+        trust_signature: Option<&str>,
+    ) -> Result<Self, SignatureError> {
+        if signed_by.is_hashicorp() {
+            return Ok(Self::HashiCorp);
+        }
+        match trust_signature.filter(|t| !t.trim().is_empty()) {
+            None => Ok(Self::Community),
+            Some(trust) => {
+                let partners = Keyring::hashicorp_partners()
+                    .map_err(|e| SignatureError::Malformed(format!("built-in partner key: {e}")))?;
+                partners.verify_armored(signed_by.armored.as_bytes(), trust)?;
+                Ok(Self::Partner)
+            }
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HashiCorp => "hashicorp",
+            Self::Partner => "partner",
+            Self::Community => "community",
+        }
     }
 }
 
@@ -102,10 +152,28 @@ impl Keyring {
 
     /// HashiCorp's built-in key alone.
     pub fn hashicorp() -> Result<Self, KeyError> {
+        let mut key = TrustedKey::parse(HASHICORP_PUBLIC_KEY, HASHICORP_SOURCE)?;
+        key.built_in = true;
+        Ok(Self::new(vec![key]))
+    }
+
+    /// HashiCorp's partner key alone, which makes `trust_signature`s.
+    pub fn hashicorp_partners() -> Result<Self, KeyError> {
         Ok(Self::new(vec![TrustedKey::parse(
-            HASHICORP_PUBLIC_KEY,
-            HASHICORP_SOURCE,
+            HASHICORP_PARTNERS_KEY,
+            "HashiCorp partners",
         )?]))
+    }
+
+    /// Checks an ASCII-armored detached signature (a `trust_signature` over a key's armor).
+    pub fn verify_armored(
+        &self,
+        document: &[u8],
+        armored: &str,
+    ) -> Result<Arc<TrustedKey>, SignatureError> {
+        let (detached, _headers) = DetachedSignature::from_armor_single(Cursor::new(armored))
+            .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        self.verify_detached(document, &detached)
     }
 
     /// Trusts one more key.
@@ -128,6 +196,14 @@ impl Keyring {
         }
         let detached = DetachedSignature::from_bytes(signature)
             .map_err(|e| SignatureError::Malformed(e.to_string()))?;
+        self.verify_detached(document, &detached)
+    }
+
+    fn verify_detached(
+        &self,
+        document: &[u8],
+        detached: &DetachedSignature,
+    ) -> Result<Arc<TrustedKey>, SignatureError> {
         let sig = &detached.signature;
         let made_at = sig.created().ok_or(SignatureError::NoCreationTime)?;
         let issuers = sig.issuer_key_id();
