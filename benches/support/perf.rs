@@ -1,7 +1,9 @@
 //! The performance comparison: tfmirror against nginx `proxy_cache` on the same data, in one
 //! run — cached JSON, cached archives (1 MB and 100 MB), memory, a cold miss shared by eight
 //! clients, start-up time. `bench/run.sh` runs it at full size (`benches/perf.rs`); a smoke
-//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`).
+//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`). Only those two
+//! targets include this module (next to `tests/common`, which it builds on).
+#![allow(dead_code)]
 
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
+use crate::common::{
     config_toml, publisher_key,
     serving::{rss_kb, Serving},
     FakeRelease, FakeUpstream, MirrorOptions, Published,
