@@ -1,12 +1,14 @@
 //! `bench/run.sh [--quick] [--duration SECS] [--rounds N] [--big-mib N] [--upstream-mibps N]
 //! [--hold SECS] [--profile DIR]`: tfmirror against nginx `proxy_cache` on the same data, in
-//! one run (see `tests/common/perf.rs`). Prints one Markdown table of ratios.
+//! one run (see `benches/support/perf.rs`). Prints one Markdown table of ratios.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/perf.rs"]
+mod perf;
 
-use common::perf::{run, Options};
+use perf::{run, Options};
 
 #[actix_web::main]
 async fn main() {

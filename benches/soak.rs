@@ -5,10 +5,12 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "support/soak.rs"]
+mod soak;
 
 use std::time::Duration;
 
-use common::soak::{run, SoakOptions};
+use soak::{run, SoakOptions};
 
 #[actix_web::main]
 async fn main() {

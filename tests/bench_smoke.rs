@@ -5,8 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../benches/support/perf.rs"]
+mod perf;
 
-use common::perf::{run, Options};
+use perf::{run, Options};
 
 #[actix_web::test]
 async fn the_benchmark_runs_end_to_end() {

@@ -7,8 +7,8 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::{
-    config_toml, files_under, publisher_key, serving::tfmirror, FakeRelease, FakeUpstream,
-    MirrorOptions, Published, TestApp,
+    config_toml, files_under, publisher_key, serving::tfmirror, wait_for_recorded_h1, FakeRelease,
+    FakeUpstream, MirrorOptions, Published, TestApp,
 };
 
 fn write_config(dir: &Path, upstream_url: String) -> (PathBuf, PathBuf) {
@@ -35,6 +35,9 @@ async fn exported(dir: &Path) -> (FakeUpstream, Published, PathBuf, String) {
             let zip = format!("terraform-provider-local_{version}_{platform}.zip");
             let url = format!("/v1/providers/myproviders/local/{version}/files/{zip}");
             assert_eq!(app.get_bytes(&url).await.0, 200);
+            // Written in the background just after the download: the export below reads the
+            // cache once it is settled.
+            wait_for_recorded_h1(&cache, &zip).await;
         }
     }
     let doc = app

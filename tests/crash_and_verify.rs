@@ -57,9 +57,10 @@ async fn kill_9_mid_download_leaves_nothing_servable_and_restart_recovers() {
     let url = format!("{}{url_path}", serving.base);
     let client = reqwest::Client::new();
     let pending = tokio::spawn(client.get(url).send());
+    // The archive's own temp file: the release's metadata is written first, through temp
+    // files of its own, before the archive download starts.
+    let archive_temp = format!(".{zip}.tmp-");
     let deadline = Instant::now() + Duration::from_secs(10);
-    // The archive's own temp file: the release's small files pass through temp files first.
-    let archive_temp = format!("{zip}.tmp-");
     while !temp_files(&cache).iter().any(|f| f.contains(&archive_temp)) {
         assert!(Instant::now() < deadline, "the download never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -208,8 +209,11 @@ async fn sigterm_lets_a_download_in_flight_finish_and_leaves_no_temp_file() {
         serving.base
     );
     let pending = tokio::spawn(reqwest::get(url.clone()));
+    // The archive's own temp file: the release's metadata is written first, through temp
+    // files of its own, before the archive download starts.
+    let archive_temp = format!(".{zip}.tmp-");
     let deadline = Instant::now() + Duration::from_secs(10);
-    while temp_files(&cache).is_empty() {
+    while !temp_files(&cache).iter().any(|f| f.contains(&archive_temp)) {
         assert!(Instant::now() < deadline, "the download never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -10,7 +10,8 @@ use std::{
 };
 
 use common::{
-    config_toml, files_under, publisher_key, FakeRelease, FakeUpstream, MirrorOptions, TestApp,
+    config_toml, files_under, publisher_key, wait_for_recorded_h1, FakeRelease, FakeUpstream,
+    MirrorOptions, TestApp,
 };
 
 const KEEP_3: &str =
@@ -29,6 +30,8 @@ async fn warm_three_versions(dir: &Path) -> (FakeUpstream, PathBuf) {
         let zip = published.zip_name("linux", "amd64");
         let url = format!("/v1/providers/myproviders/local/{version}/files/{zip}");
         assert_eq!(app.get_bytes(&url).await.0, 200);
+        // Written in the background just after the download; the tests measure the cache.
+        wait_for_recorded_h1(&cache, &zip).await;
     }
     app.stop().await;
     (upstream, cache)

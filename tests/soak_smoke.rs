@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../benches/support/soak.rs"]
+mod soak;
 
 use std::time::Duration;
 
-use common::soak::{run, SoakOptions};
+use soak::{run, SoakOptions};
 
 #[actix_web::test]
 async fn a_short_soak_gives_no_wrong_bytes_and_no_5xx_for_cached_items() {

@@ -1,6 +1,6 @@
 //! The status page at `/`, loaded in a real browser (headless Debian Chromium) against a
-//! running tfmirror with a warmed cache. `.ci/run` installs Chromium; set `CHROMIUM` to use
-//! another binary.
+//! running tfmirror with a warmed cache. `tests/run.sh` installs Chromium; set `CHROMIUM` to
+//! use another binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -28,8 +28,12 @@ fn browser(url: &str, profile: &Path, mode: &str) -> String {
         .arg(mode)
         .arg(url)
         .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run {binary} (install Debian's chromium, as .ci/run does): {e}")
+        .unwrap_or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => panic!(
+                "{binary} not found: run tests/run.sh, which installs it (or apt-get install \
+                 chromium; CHROMIUM=/path for another binary)"
+            ),
+            _ => panic!("cannot run {binary}: {e}"),
         });
     assert!(
         output.status.success(),

@@ -1,7 +1,9 @@
 //! The performance comparison: tfmirror against nginx `proxy_cache` on the same data, in one
 //! run — cached JSON, cached archives (1 MB and 100 MB), memory, a cold miss shared by eight
 //! clients, start-up time. `bench/run.sh` runs it at full size (`benches/perf.rs`); a smoke
-//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`).
+//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`). Only those two
+//! targets include this module (next to `tests/common`, which it builds on).
+#![allow(dead_code)]
 
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{
+use crate::common::{
     config_toml, publisher_key,
     serving::{rss_kb, Serving},
     FakeRelease, FakeUpstream, MirrorOptions, Published,
@@ -156,6 +158,19 @@ impl RssSampler {
     }
 }
 
+/// What installs wrk and nginx.
+const INSTALLER: &str = "tests/run.sh (for the benchmark: bench/run.sh)";
+
+/// The panic for a tool that cannot be started: when it is missing, which script installs it.
+fn cannot_start(tool: &str, installer: &str, package: &str, e: &std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::NotFound {
+        panic!(
+            "{tool} not found: run {installer}, which installs it (or apt-get install {package})"
+        );
+    }
+    panic!("cannot start {tool}: {e}")
+}
+
 /// What wrk measured.
 #[derive(Debug, Clone, Copy, Default)]
 struct Wrk {
@@ -178,7 +193,7 @@ fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
             url,
         ])
         .output()
-        .expect("wrk is not installed (bench/run.sh installs it)");
+        .unwrap_or_else(|e| cannot_start("wrk", INSTALLER, "wrk", &e));
     let text = String::from_utf8_lossy(&out.stdout);
     let mut result = Wrk::default();
     for line in text.lines().map(str::trim) {
@@ -221,7 +236,7 @@ impl Profiler {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .expect("perf is not installed (Debian: linux-perf)");
+            .unwrap_or_else(|e| cannot_start("perf", "bench/run.sh --profile", "linux-perf", &e));
         std::thread::sleep(Duration::from_millis(300));
         let result = measure();
         let _ = perf.wait();
@@ -368,7 +383,7 @@ http {{
         .args(["-g", "daemon off;"])
         .stderr(Stdio::null())
         .spawn()
-        .expect("nginx is not installed (bench/run.sh installs it)");
+        .unwrap_or_else(|e| cannot_start("nginx", INSTALLER, "nginx", &e));
     let base = format!("http://127.0.0.1:{port}");
     wait_until_up(&format!("{base}/"));
     (Proc(child), base)

@@ -1,7 +1,10 @@
 //! The soak run: many clients for a while against the real `tfmirror` binary, mixing cached
 //! metadata, cached archives and cold misses, while the fake upstream fails a share of its
 //! requests. Every answer is checked byte for byte; tfmirror's RSS is sampled throughout.
-//! `cargo bench --bench soak` runs it at full size; a test runs it for two seconds.
+//! `cargo bench --bench soak` runs it at full size; a test runs it for two seconds
+//! (`tests/soak_smoke.rs`). Only those two targets include this module (next to
+//! `tests/common`, which it builds on).
+#![allow(dead_code)]
 
 use std::{
     path::PathBuf,
@@ -14,7 +17,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{
+use crate::common::{
     config_toml, publisher_key, serving::Serving, FakeRelease, FakeUpstream, MirrorOptions,
 };
 
