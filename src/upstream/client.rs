@@ -67,16 +67,19 @@ impl FetchRules {
         if scheme_ok && host_ok {
             return Ok(());
         }
+        let host = url.host_str().unwrap_or_default();
         Err(UpstreamError::HostNotAllowed {
             url: url.clone(),
-            host: url.host_str().unwrap_or_default().to_owned(),
             reason: if scheme_ok {
                 format!(
-                    "its host is not the registry's own nor in {}",
+                    "host {host} is neither the registry's own nor in {}; add it there to allow it",
                     self.hosts_key
                 )
             } else {
-                "only https is allowed".to_owned()
+                format!(
+                    "host {host} was asked for over {}, and only https is allowed",
+                    url.scheme()
+                )
             },
         })
     }

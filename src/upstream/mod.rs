@@ -125,11 +125,7 @@ pub enum UpstreamError {
     #[error("upstream sent an invalid document at {url}: {reason}")]
     InvalidBody { url: Url, reason: String },
     #[error("upstream sent tfmirror to {url}, which is refused: {reason}")]
-    HostNotAllowed {
-        url: Url,
-        host: String,
-        reason: String,
-    },
+    HostNotAllowed { url: Url, reason: String },
     #[error("cannot build an HTTP client")]
     Client(#[source] Arc<reqwest::Error>),
 }
