@@ -1,6 +1,7 @@
 //! Everything tfmirror parses from an upstream, fed arbitrary bytes: SHA256SUMS, the
-//! releases `index.json` documents, manifests, version strings, file and mirror names, and
-//! detached signatures. Any panic is a bug; errors are the expected answer.
+//! releases `index.json` documents, registry discovery, version lists and download documents,
+//! manifests, version strings, file and mirror names, host patterns, store locations, and
+//! detached signatures (binary and armored). Any panic is a bug; errors are the expected answer.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -9,9 +10,11 @@ use libfuzzer_sys::fuzz_target;
 use tfmirror::{
     protocol::{
         network_mirror::MirrorFile,
+        registry::{UpstreamDiscovery, UpstreamDownload, UpstreamVersionList},
         releases::{Manifest, ProductIndex, ReleaseVersion},
-        FileName, ProviderType, Version,
+        FileName, HostPattern, ProviderType, Version,
     },
+    store::{layout, Location},
     verify::{Checksums, Keyring},
 };
 
@@ -36,11 +39,20 @@ fuzz_target!(|data: &[u8]| {
         let _ = release.signature_names();
     }
     let _ = serde_json::from_slice::<Manifest>(data);
+    if let Ok(list) = serde_json::from_slice::<UpstreamVersionList>(data) {
+        let _ = list.valid_entries();
+    }
+    let _ = serde_json::from_slice::<UpstreamDownload>(data);
+    let _ = serde_json::from_slice::<UpstreamDiscovery>(data);
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(version) = Version::try_from(text) {
             let _ = version.semver();
         }
         let _ = FileName::try_from(text);
+        let _ = HostPattern::try_from(text);
+        if let Some(location) = Location::parse(text) {
+            let _ = layout::file_key(&location);
+        }
         if let Ok(local) = ProviderType::try_from("null") {
             let _ = MirrorFile::parse(&local, text);
         }
@@ -49,5 +61,8 @@ fuzz_target!(|data: &[u8]| {
     // against HashiCorp's key over a fixed message.
     if let Some(keyring) = hashicorp() {
         let _ = keyring.verify(b"fuzz", data);
+        if let Ok(text) = std::str::from_utf8(data) {
+            let _ = keyring.verify_armored(b"fuzz", text);
+        }
     }
 });
