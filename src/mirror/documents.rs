@@ -84,7 +84,7 @@ impl Mirror {
                 gpg_public_keys: vec![GpgPublicKey {
                     key_id: signer.key_id.clone(),
                     ascii_armor: signer.armored.clone(),
-                    trust_signature: String::new(),
+                    trust_signature: release.trust_signature.clone().unwrap_or_default(),
                     source: signer.source.clone(),
                     source_url: signer
                         .is_hashicorp()

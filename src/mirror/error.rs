@@ -107,6 +107,12 @@ pub enum VerifyFailure {
     TooLarge { limit: u64 },
     #[error("invalid manifest: {0}")]
     Manifest(String),
+    #[error("{0} is a file of another provider or version; this release's SHA256SUMS and files must all be named for it")]
+    OtherRelease(String),
+    #[error(
+        "the signing key's trust signature does not verify against HashiCorp's partner key: {0}"
+    )]
+    TrustSignature(String),
     #[error("upstream declared digest {declared} for the archive, but the signed SHA256SUMS says {signed}")]
     DeclaredDigest {
         declared: Sha256Digest,

@@ -20,8 +20,8 @@ use crate::{
         FileName, Platform, ReleaseKey,
     },
     store::Item,
-    upstream::ReleaseListing,
-    verify::{Checksums, Keyring, Sha256Digest, TrustedKey},
+    upstream::{PublishedKey, ReleaseListing},
+    verify::{Checksums, Keyring, Sha256Digest, Tier, TrustedKey},
 };
 
 /// A release whose SHA256SUMS verified against a trusted key.
@@ -37,6 +37,10 @@ pub struct Release {
     pub builds: Vec<ValidBuild>,
     /// The manifest, when the signed SHA256SUMS lists one and it is stored.
     pub manifest_file: Option<FileName>,
+    /// How Terraform grades the signing key.
+    pub tier: Tier,
+    /// HashiCorp's partner signature over the signing key, when upstream published one.
+    pub trust_signature: Option<String>,
 }
 
 impl Release {
@@ -78,6 +82,37 @@ struct ReleaseRecord {
     signature_file: FileName,
     protocols: Vec<String>,
     builds: Vec<BuildRecord>,
+    /// The keys upstream published for the provider (registries), trusted again on load.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    published_keys: Vec<KeyRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct KeyRecord {
+    ascii_armor: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    trust_signature: Option<String>,
+    source: String,
+}
+
+impl From<&PublishedKey> for KeyRecord {
+    fn from(key: &PublishedKey) -> Self {
+        Self {
+            ascii_armor: key.ascii_armor.clone(),
+            trust_signature: key.trust_signature.clone(),
+            source: key.source.clone(),
+        }
+    }
+}
+
+impl From<&KeyRecord> for PublishedKey {
+    fn from(key: &KeyRecord) -> Self {
+        Self {
+            ascii_armor: key.ascii_armor.clone(),
+            trust_signature: key.trust_signature.clone(),
+            source: key.source.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,15 +199,25 @@ impl Mirror {
         ) else {
             return Ok(None);
         };
+        let published: Vec<PublishedKey> = record
+            .published_keys
+            .iter()
+            .map(PublishedKey::from)
+            .collect();
         let verified = verify_sums(
-            source.keyring.clone(),
+            keyring_for(source, &published),
             key,
             &record.shasums_file,
             sums.bytes,
             sig.bytes,
         )
         .await;
-        let (checksums, signed_by) = match verified {
+        let graded = verified.and_then(|(checksums, signed_by)| {
+            let trust_signature = trust_signature_of(&signed_by, &published);
+            let tier = grade(key, &signed_by, trust_signature.as_deref())?;
+            Ok((checksums, signed_by, tier, trust_signature))
+        });
+        let (checksums, signed_by, tier, trust_signature) = match graded {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cached release no longer verifies; fetching again");
@@ -199,6 +244,8 @@ impl Mirror {
             protocols: record.protocols,
             builds,
             manifest_file,
+            tier,
+            trust_signature,
         }))
     }
 
@@ -215,6 +262,11 @@ impl Mirror {
             other => other?,
         };
         let signed = self.signed_sums(source, key, &listing).await?;
+        bind_to_release(key, &signed.checksums, &listing).inspect_err(|_| {
+            metrics().verification_failures.inc();
+        })?;
+        let trust_signature = trust_signature_of(&signed.signed_by, &listing.published_keys);
+        let tier = grade(key, &signed.signed_by, trust_signature.as_deref())?;
         let (protocols, manifest) = self
             .verified_protocols(source, key, &listing, &signed.checksums)
             .await?;
@@ -239,9 +291,12 @@ impl Mirror {
             protocols,
             builds,
             manifest_file: manifest.as_ref().map(|(name, _)| name.clone()),
+            tier,
+            trust_signature,
         };
-        self.keep_release(&release, &signed, manifest).await?;
-        tracing::info!(key_id = %release.signed_by.key_id, builds = release.builds.len(), "verified and cached release");
+        self.keep_release(&release, &signed, &listing.published_keys, manifest)
+            .await?;
+        tracing::info!(key_id = %release.signed_by.key_id, tier = release.tier.as_str(), builds = release.builds.len(), "verified and cached release");
         Ok(release)
     }
 
@@ -256,7 +311,7 @@ impl Mirror {
         let upstream = &source.upstream;
         let shasums_file = &listing.shasums;
         let sums = upstream.small_file(&key.file(shasums_file.clone())).await?;
-        let keyring = keyring_for(source, listing);
+        let keyring = keyring_for(source, &listing.published_keys);
         let mut last_failure = VerifyFailure::NoSignature;
         for signature_file in signature_candidates(listing, &keyring) {
             let signature = match upstream.small_file(&key.file(signature_file.clone())).await {
@@ -301,6 +356,7 @@ impl Mirror {
         &self,
         release: &Release,
         signed: &SignedSums,
+        published_keys: &[PublishedKey],
         manifest: Option<(FileName, Bytes)>,
     ) -> Result<(), MirrorError> {
         let (store, key) = (&self.inner.store, &release.key);
@@ -333,6 +389,7 @@ impl Mirror {
                     filename: b.filename.clone(),
                 })
                 .collect(),
+            published_keys: published_keys.iter().map(KeyRecord::from).collect(),
         };
         let record_json = serde_json::to_vec_pretty(&record).map_err(MirrorError::internal)?;
         store.write(Item::ReleaseRecord(key), &record_json).await?;
@@ -385,9 +442,9 @@ fn manifest_name(key: &ReleaseKey) -> Option<FileName> {
 }
 
 /// The configured keys plus those upstream publishes for this provider.
-fn keyring_for(source: &Source, listing: &ReleaseListing) -> Keyring {
+fn keyring_for(source: &Source, published_keys: &[PublishedKey]) -> Keyring {
     let mut keyring = source.keyring.clone();
-    for published in &listing.published_keys {
+    for published in published_keys {
         match TrustedKey::parse(&published.ascii_armor, &published.source) {
             Ok(key) => keyring.add(key),
             Err(e) => {
@@ -396,6 +453,69 @@ fn keyring_for(source: &Source, listing: &ReleaseListing) -> Keyring {
         }
     }
     keyring
+}
+
+/// The trust signature published with the key that signed, if any.
+fn trust_signature_of(signed_by: &TrustedKey, published: &[PublishedKey]) -> Option<String> {
+    published
+        .iter()
+        .find(|p| p.ascii_armor == signed_by.armored)
+        .and_then(|p| p.trust_signature.clone())
+}
+
+/// The signer's tier; a trust signature that does not verify fails the release.
+fn grade(
+    key: &ReleaseKey,
+    signed_by: &TrustedKey,
+    trust_signature: Option<&str>,
+) -> Result<Tier, MirrorError> {
+    Tier::of(signed_by, trust_signature).map_err(|e| {
+        MirrorError::verification(
+            key,
+            "trust_signature",
+            VerifyFailure::TrustSignature(e.to_string()),
+        )
+    })
+}
+
+/// A signed SHA256SUMS is trusted for one release only: every line must name a file of this
+/// provider and version (`terraform-provider-TYPE_VERSION_…`), and every build must be named
+/// `terraform-provider-TYPE_VERSION_OS_ARCH.zip`. Otherwise an upstream could serve an older
+/// signed release, or another provider's, under this one's name.
+fn bind_to_release(
+    key: &ReleaseKey,
+    checksums: &Checksums,
+    listing: &ReleaseListing,
+) -> Result<(), MirrorError> {
+    let prefix = format!("{}_", key.file_stem());
+    let stranger = checksums
+        .entries()
+        .map(|(name, _)| name)
+        .find(|name| !name.starts_with(&prefix));
+    if let Some(name) = stranger {
+        tracing::error!(
+            line = name,
+            "SHA256SUMS lists a file of another release; nothing cached"
+        );
+        return Err(MirrorError::verification(
+            key,
+            listing.shasums.as_str(),
+            VerifyFailure::OtherRelease(name.to_owned()),
+        ));
+    }
+    let misnamed = listing
+        .builds
+        .iter()
+        .find(|b| b.filename.as_str() != format!("{prefix}{}.zip", b.platform));
+    if let Some(build) = misnamed {
+        tracing::error!(file = %build.filename, "a build is named for another release; nothing cached");
+        return Err(MirrorError::verification(
+            key,
+            build.filename.as_str(),
+            VerifyFailure::OtherRelease(build.filename.to_string()),
+        ));
+    }
+    Ok(())
 }
 
 /// Signature files to try: those named for a trusted key (`.72D7468F.sig`) first, then the

@@ -64,7 +64,8 @@ pub struct GpgPublicKey {
     pub key_id: String,
     /// The key Terraform verifies the SHA256SUMS signature with.
     pub ascii_armor: String,
-    /// Empty: a partner trust signature is for third-party keys, which we do not issue.
+    /// HashiCorp's partner signature over the key, as upstream published it; empty for
+    /// HashiCorp's own key and for community keys.
     pub trust_signature: String,
     pub source: String,
     #[serde(skip_serializing_if = "Option::is_none")]
