@@ -20,7 +20,11 @@ pub struct ProviderKey {
 }
 
 impl ProviderKey {
-    pub fn new(upstream: UpstreamName, namespace: Option<Namespace>, provider: ProviderType) -> Self {
+    pub fn new(
+        upstream: UpstreamName,
+        namespace: Option<Namespace>,
+        provider: ProviderType,
+    ) -> Self {
         Self {
             upstream,
             namespace,
