@@ -222,7 +222,7 @@ pub async fn import_bundle(
         rand::random::<u64>()
     ));
     let cleanup = StagingDir(staging.clone());
-    let max_file = config.cache.max_archive_bytes;
+    let max_file = config.cache.max_archive_bytes.as_u64();
     let unpacked = {
         let (bundle, staging) = (bundle.to_owned(), staging.clone());
         tokio::task::spawn_blocking(move || unpack(&bundle, &staging, max_file))

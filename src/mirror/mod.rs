@@ -22,7 +22,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use moka::future::Cache;
 
 use crate::{
-    config::{parse_mirror_key, Config},
+    config::Config,
     protocol::{Hostname, Namespace, ProviderType, Version},
     store::Store,
     upstream::{FetchPolicy, HttpClient, ReleasesUpstream},
@@ -100,12 +100,12 @@ impl Mirror {
         let store = Store::open(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
         let mut upstreams = BTreeMap::new();
         for (name, upstream) in &config.upstreams {
-            let http = HttpClient::new(name, FetchPolicy::from(upstream))?;
+            let http = HttpClient::new(name.as_str(), FetchPolicy::from(upstream))?;
             let mut keyring = Keyring::hashicorp()?;
             for path in &upstream.signing_keys {
                 let armored = tokio::fs::read_to_string(path).await.map_err(|e| {
                     MirrorError::SigningKeyFile {
-                        upstream: name.clone(),
+                        upstream: name.to_string(),
                         path: path.clone(),
                         reason: e.to_string(),
                     }
@@ -113,9 +113,9 @@ impl Mirror {
                 keyring.add(TrustedKey::parse(&armored, &path.display().to_string())?);
             }
             upstreams.insert(
-                name.clone(),
+                name.to_string(),
                 Upstream {
-                    releases: ReleasesUpstream::new(name.clone(), &upstream.url, http),
+                    releases: ReleasesUpstream::new(name.to_string(), &upstream.url, http),
                     keyring,
                 },
             );
@@ -123,18 +123,14 @@ impl Mirror {
         let namespaces = config
             .namespaces
             .iter()
-            .filter_map(|(name, ns)| {
-                Some((
-                    Namespace::try_from(name.as_str()).ok()?,
-                    ns.upstream.clone(),
-                ))
-            })
+            .map(|(name, ns)| (name.clone(), ns.upstream.to_string()))
             .collect();
         let origins = config
             .mirrors
             .iter()
-            .filter_map(|(key, mirror)| {
-                Some((parse_mirror_key(key).ok()?, mirror.upstream.clone()))
+            .map(|(origin, mirror)| {
+                let key = (origin.hostname.clone(), origin.namespace.clone());
+                (key, mirror.upstream.to_string())
             })
             .collect();
         Ok(Self {
@@ -143,7 +139,7 @@ impl Mirror {
                 started: std::time::SystemTime::now(),
                 public_base: config.public_base(),
                 metadata_ttl: config.cache.metadata_ttl,
-                max_archive_bytes: config.cache.max_archive_bytes,
+                max_archive_bytes: config.cache.max_archive_bytes.as_u64(),
                 upstreams,
                 namespaces,
                 origins,

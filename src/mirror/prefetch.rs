@@ -6,8 +6,8 @@ use super::{Mirror, MirrorError, ReleaseId};
 use crate::{
     config::PrefetchConfig,
     protocol::{
-        constraints::VersionConstraints, registry::VersionList, Hostname, Namespace, Platform,
-        ProviderType, Version,
+        constraints::VersionConstraints, registry::VersionList, Hostname, Platform,
+        ProviderAddress, ProviderType, Version,
     },
     store::layout,
 };
@@ -18,31 +18,21 @@ pub const DEFAULT_REGISTRY_HOST: &str = "registry.terraform.io";
 /// A provider address with the versions and platforms wanted.
 #[derive(Debug, Clone)]
 pub struct PrefetchRequest {
-    /// `NAMESPACE/TYPE` or `HOST/NAMESPACE/TYPE`, as written.
-    pub provider: String,
+    /// `NAMESPACE/TYPE` or `HOST/NAMESPACE/TYPE`.
+    pub provider: ProviderAddress,
     /// `None`: every version.
     pub versions: Option<VersionConstraints>,
     pub platforms: Vec<Platform>,
 }
 
-impl PrefetchRequest {
-    /// A `[[prefetch]]` entry (already validated with the config).
-    pub fn from_config(entry: &PrefetchConfig) -> Result<Self, MirrorError> {
-        let invalid = |e: String| MirrorError::InvalidAddress(format!("{}: {e}", entry.provider));
-        Ok(Self {
+impl From<&PrefetchConfig> for PrefetchRequest {
+    /// A `[[prefetch]]` entry, typed when the config was read.
+    fn from(entry: &PrefetchConfig) -> Self {
+        Self {
             provider: entry.provider.clone(),
-            versions: entry
-                .versions
-                .as_deref()
-                .map(VersionConstraints::parse)
-                .transpose()
-                .map_err(|e| invalid(e.to_string()))?,
-            platforms: entry
-                .platforms
-                .iter()
-                .map(|p| Platform::try_from(p.as_str()).map_err(|e| invalid(e.to_string())))
-                .collect::<Result<_, _>>()?,
-        })
+            versions: entry.versions.clone(),
+            platforms: entry.platforms.clone(),
+        }
     }
 }
 
@@ -76,28 +66,19 @@ pub enum PrefetchOutcome {
 impl Mirror {
     /// The upstream and provider type a provider address stands for: a `[namespaces]` name,
     /// or a `[mirrors]` origin (`registry.terraform.io` when no host is written).
-    pub fn resolve_provider(&self, address: &str) -> Result<(String, ProviderType), MirrorError> {
-        let parts: Vec<&str> = address.split('/').collect();
-        let (host, namespace, provider) = match parts.as_slice() {
-            [namespace, provider] => (DEFAULT_REGISTRY_HOST, *namespace, *provider),
-            [host, namespace, provider] => (*host, *namespace, *provider),
-            _ => {
-                return Err(MirrorError::InvalidAddress(format!(
-                    "provider address {address:?} must be NAMESPACE/TYPE or HOST/NAMESPACE/TYPE"
-                )))
-            }
+    pub fn resolve_provider(
+        &self,
+        address: &ProviderAddress,
+    ) -> Result<(String, ProviderType), MirrorError> {
+        let (namespace, provider) = (&address.namespace, address.provider.clone());
+        let host = match &address.hostname {
+            Some(host) => Some(host.clone()),
+            None => Hostname::try_from(DEFAULT_REGISTRY_HOST).ok(),
         };
-        let invalid = |e: crate::protocol::NameError| {
-            MirrorError::InvalidAddress(format!("provider address {address:?}: {e}"))
-        };
-        let namespace = Namespace::try_from(namespace).map_err(invalid)?;
-        let provider = ProviderType::try_from(provider).map_err(invalid)?;
-        let origin = Hostname::try_from(host)
-            .ok()
-            .and_then(|host| self.upstream_for_origin(&host, &namespace).ok());
+        let origin = host.and_then(|host| self.upstream_for_origin(&host, namespace).ok());
         let upstream = match origin {
             Some(upstream) => upstream,
-            None => self.upstream_for(&namespace)?,
+            None => self.upstream_for(namespace)?,
         };
         Ok((upstream.to_owned(), provider))
     }
