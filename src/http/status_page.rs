@@ -134,8 +134,34 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
         html.push_str("<p class=\"muted\">Only the first releases are listed.</p>");
     }
 
+    if !s.key_changes.is_empty() {
+        html.push_str("<h2>Signing key changes</h2><table id=\"key-changes\"><tr><th>release</th><th>new key</th><th>earlier keys</th><th>outcome</th><th>when</th></tr>");
+        for change in &s.key_changes {
+            let _ = write!(
+                html,
+                "<tr class=\"key-change\"><td>{r}</td><td>{new}</td><td>{old}</td><td class=\"{class}\">{outcome}</td><td>{at}</td></tr>",
+                r = esc(&change.release.to_string()),
+                new = esc(&change.new_key),
+                old = esc(&change.earlier_keys.join(", ")),
+                class = if change.refused { "bad" } else { "muted" },
+                outcome = if change.refused { "refused (pin_keys)" } else { "accepted" },
+                at = humantime::format_rfc3339_seconds(change.at),
+            );
+        }
+        html.push_str("</table>");
+    }
+
     html.push_str("<h2>Using this mirror</h2>");
     for (namespace, upstream) in &s.namespaces {
+        if namespace == "*" {
+            let _ = write!(
+                html,
+                "<p>Every other namespace is the same namespace at upstream {up}: write sources as <code>{host}/NAMESPACE/TYPE</code>.</p>",
+                up = esc(upstream),
+                host = esc(host),
+            );
+            continue;
+        }
         let _ = write!(
             html,
             "<p>Namespace <b>{ns}</b> serves upstream {up}: write sources as <code>{host}/{ns}/TYPE</code>.</p>\

@@ -4,7 +4,11 @@
 use std::time::SystemTime;
 
 use super::OpsError;
-use crate::{mirror::Mirror, store::Item, upstream::UpstreamHealth};
+use crate::{
+    mirror::{KeyChange, Mirror},
+    store::Item,
+    upstream::UpstreamHealth,
+};
 
 /// Most releases listed on the status page (the page is for people, not an inventory API).
 pub const MAX_RELEASES_SHOWN: usize = 1000;
@@ -37,6 +41,8 @@ pub struct StatusSnapshot {
     pub upstreams: Vec<(String, String, UpstreamHealth)>,
     pub namespaces: Vec<(String, String)>,
     pub origins: Vec<(String, String)>,
+    /// Versions signed by another key than their provider's earlier ones, since start-up.
+    pub key_changes: Vec<KeyChange>,
 }
 
 /// The cache as the status page shows it. A release is shown only if it verifies (from
@@ -94,5 +100,6 @@ pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
         upstreams: mirror.upstreams(),
         namespaces: routes.namespaces,
         origins: routes.origins,
+        key_changes: mirror.key_changes(),
     })
 }
