@@ -114,14 +114,23 @@ impl Tier {
         signed_by: &TrustedKey,
         trust_signature: Option<&str>,
     ) -> Result<Self, SignatureError> {
+        let partners = Keyring::hashicorp_partners()
+            .map_err(|e| SignatureError::Malformed(format!("built-in partner key: {e}")))?;
+        Self::against(&partners, signed_by, trust_signature)
+    }
+
+    /// As [`Tier::of`], with trust signatures checked against `partners`.
+    fn against(
+        partners: &Keyring,
+        signed_by: &TrustedKey,
+        trust_signature: Option<&str>,
+    ) -> Result<Self, SignatureError> {
         if signed_by.is_hashicorp() {
             return Ok(Self::HashiCorp);
         }
         match trust_signature.filter(|t| !t.trim().is_empty()) {
             None => Ok(Self::Community),
             Some(trust) => {
-                let partners = Keyring::hashicorp_partners()
-                    .map_err(|e| SignatureError::Malformed(format!("built-in partner key: {e}")))?;
                 partners.verify_armored(signed_by.armored.as_bytes(), trust)?;
                 Ok(Self::Partner)
             }
@@ -433,5 +442,71 @@ mod tests {
         assert!(check_lifetime(t(100), Some(50), t(149)).is_ok());
         assert!(check_lifetime(t(100), Some(50), t(150)).is_err());
         assert!(check_lifetime(t(100), Some(50), t(99)).is_err());
+    }
+
+    /// A throwaway key pair: certify-only primary plus a signing subkey, like HashiCorp's.
+    fn throwaway(name: &str) -> (pgp::composed::SignedSecretKey, TrustedKey) {
+        use pgp::composed::{
+            ArmorOptions, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder,
+        };
+        let params = SecretKeyParamsBuilder::default()
+            .key_type(KeyType::Rsa(2048))
+            .can_certify(true)
+            .can_sign(false)
+            .can_encrypt(EncryptionCaps::None)
+            .primary_user_id(format!("{name} <{name}@example.invalid>"))
+            .subkey(
+                SubkeyParamsBuilder::default()
+                    .key_type(KeyType::Rsa(2048))
+                    .can_sign(true)
+                    .can_encrypt(EncryptionCaps::None)
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let secret = params.generate(rand::thread_rng()).unwrap();
+        let public = SignedPublicKey::from(secret.clone());
+        let armored = public.to_armored_string(ArmorOptions::default()).unwrap();
+        (secret, TrustedKey::parse(&armored, name).unwrap())
+    }
+
+    #[test]
+    fn tiers_follow_terraform() {
+        use pgp::{composed::ArmorOptions, crypto::hash::HashAlgorithm, types::Password};
+        let (partner_secret, partner) = throwaway("partners");
+        let (_, provider) = throwaway("provider");
+        let partners = Keyring::new(vec![TrustedKey::parse(&partner.armored, "p").unwrap()]);
+        let trust = DetachedSignature::sign_binary_data(
+            rand::thread_rng(),
+            &partner_secret.secret_subkeys[0].key,
+            &Password::empty(),
+            HashAlgorithm::Sha256,
+            provider.armored.as_bytes(),
+        )
+        .unwrap()
+        .to_armored_string(ArmorOptions::default())
+        .unwrap();
+        assert_eq!(
+            Tier::against(&partners, &provider, Some(&trust)).unwrap(),
+            Tier::Partner
+        );
+        assert_eq!(
+            Tier::against(&partners, &provider, None).unwrap(),
+            Tier::Community
+        );
+        // A trust signature over another key, or garbage, is an error, not "community".
+        assert!(Tier::against(&partners, &partner, Some(&trust)).is_err());
+        assert!(Tier::against(&partners, &provider, Some("garbage")).is_err());
+        let hashicorp = Keyring::hashicorp().unwrap();
+        assert_eq!(
+            Tier::against(&partners, &hashicorp.keys()[0], None).unwrap(),
+            Tier::HashiCorp
+        );
+        // A key that merely calls itself HashiCorp's is not.
+        let impostor = TrustedKey::parse(&provider.armored, HASHICORP_SOURCE).unwrap();
+        assert_eq!(Tier::of(&impostor, None).unwrap(), Tier::Community);
+        // The built-in partner key parses.
+        assert!(Keyring::hashicorp_partners().is_ok());
     }
 }
