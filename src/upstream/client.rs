@@ -67,7 +67,10 @@ impl FetchRules {
         if scheme_ok && host_ok {
             return Ok(());
         }
-        let host = url.host_str().unwrap_or_default();
+        let host = match (url.host_str(), url.port()) {
+            (Some(host), Some(port)) => format!("{host}:{port}"),
+            (host, _) => host.unwrap_or_default().to_owned(),
+        };
         Err(UpstreamError::HostNotAllowed {
             url: url.clone(),
             reason: if scheme_ok {
