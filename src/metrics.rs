@@ -47,6 +47,7 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub downloads_in_flight: IntGauge,
     pub verification_failures: IntCounter,
+    pub signing_key_changes: IntCounterVec,
     pub cache_bytes: IntGauge,
     pub cache_files: IntGauge,
 }
@@ -128,6 +129,11 @@ impl Metrics {
                 "Upstream files refused: bad signature, digest mismatch, over the size limit.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            signing_key_changes: counter_vec(
+                "tfmirror_signing_key_changes_total",
+                "Versions signed by another key than the provider's earlier versions, by upstream and outcome (accepted, refused).",
+                &["upstream", "outcome"],
+            ),
             cache_bytes: gauge("tfmirror_cache_bytes", "Bytes of files in the disk cache."),
             cache_files: gauge("tfmirror_cache_files", "Files in the disk cache."),
             registry: registry.clone(),
@@ -141,6 +147,7 @@ impl Metrics {
         reg(Box::new(metrics.upstream_duration.clone()));
         reg(Box::new(metrics.downloads_in_flight.clone()));
         reg(Box::new(metrics.verification_failures.clone()));
+        reg(Box::new(metrics.signing_key_changes.clone()));
         reg(Box::new(metrics.cache_bytes.clone()));
         reg(Box::new(metrics.cache_files.clone()));
         #[cfg(target_os = "linux")]

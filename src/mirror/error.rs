@@ -113,6 +113,8 @@ pub enum VerifyFailure {
         "the signing key's trust signature does not verify against HashiCorp's partner key: {0}"
     )]
     TrustSignature(String),
+    #[error("signed by key {new_key}, but the provider's earlier versions by {earlier}; the upstream pins keys, so add the new key to its signing_keys to accept it")]
+    KeyChanged { new_key: String, earlier: String },
     #[error("upstream declared digest {declared} for the archive, but the signed SHA256SUMS says {signed}")]
     DeclaredDigest {
         declared: Sha256Digest,

@@ -14,6 +14,7 @@
 mod archives;
 mod documents;
 mod error;
+mod keys;
 mod live;
 mod releases;
 mod routes;
@@ -30,6 +31,7 @@ use moka::future::Cache;
 pub use archives::{FileBody, FileRequest, Wait};
 pub use documents::Document;
 pub use error::{MirrorError, SetupError, VerifyFailure};
+pub use keys::KeyChange;
 pub use live::HOLDBACK;
 pub use releases::Release;
 pub use routes::{RouteTable, Via};
@@ -59,6 +61,8 @@ const MAX_VERSION_LISTS_IN_MEMORY: u64 = 10_000;
 struct Source {
     upstream: Box<dyn Upstream>,
     keyring: Keyring,
+    /// Refuse a version signed by another key than the provider's earlier ones.
+    pin_keys: bool,
 }
 
 /// A provider (no version) or one version of it that upstream said it does not have.
@@ -92,6 +96,8 @@ struct Inner {
     downloads_json: Cache<String, Arc<Document<Download>>>,
     /// Rendered `<version>.json` documents, by release.
     mirror_versions: Cache<ReleaseKey, Arc<Document<MirrorVersion>>>,
+    /// Signing-key changes noticed since start-up (status page).
+    key_changes: Mutex<Vec<keys::KeyChange>>,
     /// Archive downloads in progress (single flight).
     downloads: tokio::sync::Mutex<HashMap<FileKey, Arc<live::LiveDownload>>>,
 }
@@ -151,6 +157,7 @@ impl Mirror {
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 downloads: Default::default(),
+                key_changes: Default::default(),
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {
                         u32::try_from(key.len() + doc.json.len()).unwrap_or(u32::MAX)
@@ -293,6 +300,7 @@ async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, Setu
             Source {
                 upstream: Box::new(upstream),
                 keyring,
+                pin_keys: false,
             },
         );
     }

@@ -267,6 +267,8 @@ impl Mirror {
         })?;
         let trust_signature = trust_signature_of(&signed.signed_by, &listing.published_keys);
         let tier = grade(key, &signed.signed_by, trust_signature.as_deref())?;
+        self.check_key_continuity(source, key, &signed.signed_by)
+            .await?;
         let (protocols, manifest) = self
             .verified_protocols(source, key, &listing, &signed.checksums)
             .await?;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/versions.json             version list (mutable)
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/signing-keys.json         keys its versions were signed with
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/release.json    verified release record
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<file>          SHA256SUMS, .sig, manifest, zips
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
@@ -29,6 +30,7 @@ use crate::protocol::{
 const RELEASES_DIR: &str = "releases";
 const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
+const SIGNING_KEYS_FILE: &str = "signing-keys.json";
 const H1_SUFFIX: &str = ".h1";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,8 @@ pub struct LayoutError(String);
 pub enum Item<'a> {
     /// A provider's version list, as served (the one mutable document).
     VersionList(&'a ProviderKey),
+    /// The keys a provider's cached versions were signed with, to notice a change.
+    SigningKeys(&'a ProviderKey),
     /// The record of a verified release, written after its files.
     ReleaseRecord(&'a ReleaseKey),
     /// A file of a release, as upstream published it.
@@ -143,6 +147,7 @@ pub fn release_dir(release: &ReleaseKey) -> Result<Location, LayoutError> {
 pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
     match item {
         Item::VersionList(provider) => provider_dir(provider)?.join(VERSIONS_FILE),
+        Item::SigningKeys(provider) => provider_dir(provider)?.join(SIGNING_KEYS_FILE),
         Item::ReleaseRecord(release) => release_dir(release)?.join(RELEASE_RECORD_FILE),
         Item::File(file) => release_dir(&file.release)?.join(file.file.as_str()),
         Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
