@@ -603,3 +603,112 @@ fn assert_nothing_cached_for(cache: &Path, provider_type: &str) {
         "{files:?}"
     );
 }
+
+/// The fake registry itself, walked the way a client does (no tfmirror): discovery, versions,
+/// a download document, its redirect to the download host, SHA256SUMS naming the archive, and
+/// the token it demands; the egress proxy forwarding plain-http requests.
+#[actix_web::test]
+async fn the_fake_registry_is_consistent_and_github_shaped() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = FakeRegistry::start().await;
+    let github = registry.publish(
+        "integrations",
+        &FakeRelease::new("github", "6.2.0"),
+        publisher_key(),
+    );
+    let proxy = Tinyproxy::start(&dir.path().join("proxy"));
+    let client = reqwest::Client::builder()
+        .proxy(reqwest::Proxy::http(proxy.url()).unwrap())
+        .build()
+        .unwrap();
+    let get_json = |url: String| {
+        let client = client.clone();
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{url}");
+            assert_eq!(response.headers()["content-type"], "application/json");
+            serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap()
+        }
+    };
+    let discovery = get_json(format!("{}/.well-known/terraform.json", registry.url())).await;
+    let api = url::Url::parse(&registry.url())
+        .unwrap()
+        .join("/.well-known/terraform.json")
+        .unwrap()
+        .join(discovery["providers.v1"].as_str().unwrap())
+        .unwrap();
+    let versions = get_json(api.join("integrations/github/versions").unwrap().into()).await;
+    assert_eq!(versions["versions"][0]["version"], "6.2.0");
+    let doc = get_json(
+        api.join("integrations/github/6.2.0/download/linux/amd64")
+            .unwrap()
+            .into(),
+    )
+    .await;
+    assert_eq!(doc["shasum"], github.shasum("linux", "amd64").as_str());
+    assert_eq!(
+        doc["signing_keys"]["gpg_public_keys"][0]["ascii_armor"],
+        publisher_key().armored_public.as_str()
+    );
+    let download_url = doc["download_url"].as_str().unwrap();
+    assert!(download_url.starts_with(&registry.assets.url()));
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let hop = no_redirects.get(download_url).send().await.unwrap();
+    assert_eq!(hop.status().as_u16(), 302);
+    assert!(hop.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with(&registry.objects.url()));
+    let zip = client
+        .get(download_url)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(&zip[..], github.zip("linux", "amd64"));
+    let sums = client
+        .get(doc["shasums_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(sums.contains(&format!(
+        "{}  {}",
+        github.shasum("linux", "amd64"),
+        doc["filename"].as_str().unwrap()
+    )));
+    assert_eq!(registry.archive_downloads(&github, "linux", "amd64"), 1);
+    assert!(proxy
+        .requests()
+        .iter()
+        .any(|r| r.contains(&format!("http://{}", registry.objects.addr))));
+
+    registry.require_token("t0ken");
+    let versions_url = api.join("integrations/github/versions").unwrap();
+    let denied = client.get(versions_url.clone()).send().await.unwrap();
+    assert_eq!(denied.status().as_u16(), 401);
+    let allowed = client
+        .get(versions_url)
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status().as_u16(), 200);
+    assert_eq!(
+        registry
+            .registry
+            .authorizations()
+            .last()
+            .unwrap()
+            .1
+            .as_deref(),
+        Some("Bearer t0ken")
+    );
+}
