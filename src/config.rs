@@ -1,7 +1,11 @@
 //! Configuration: figment layers, lowest first — built-in defaults, the TOML file, then
 //! `TFMIRROR_<SECTION>__<KEY>` environment variables. Every struct denies unknown fields, so a
 //! typo is an error that names the key and the file instead of a silently ignored setting.
-//! Values are checked here once, so a bad config stops start-up rather than a request.
+//! Names, addresses, constraints, platforms and sizes deserialise straight into typed values
+//! (the `protocol` names, `ByteSize`), so a bad value is refused with its key path while the file is read and
+//! nothing downstream parses config strings again; `validate` then checks what types cannot
+//! (cross-references and bounds). Each struct's defaults live in one `Default` impl (or
+//! `UpstreamConfig::new`), which both serde and `Config::default()` use.
 
 use std::{
     collections::BTreeMap,
@@ -18,7 +22,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::protocol::{constraints::VersionConstraints, Hostname, Namespace, Platform};
+use crate::protocol::{
+    constraints::VersionConstraints, HostPattern, Namespace, NamespacePattern, Origin, Platform,
+    ProviderAddress, ProviderPattern, UpstreamName,
+};
 
 /// The config file `serve` reads when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
@@ -26,84 +33,111 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
 pub const REDACTED: &str = "<redacted>";
 /// Environment variables with this prefix override the file (`TFMIRROR_SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "TFMIRROR_";
+/// The upstream `Config::default()` configures.
+const HASHICORP_RELEASES: &str = "https://releases.hashicorp.com";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    #[serde(default)]
     pub server: ServerConfig,
     /// Absent: plain HTTP (behind a TLS-terminating proxy).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsConfig>,
-    #[serde(default)]
     pub cache: CacheConfig,
-    #[serde(default)]
-    pub upstreams: BTreeMap<String, UpstreamConfig>,
+    pub upstreams: BTreeMap<UpstreamName, UpstreamConfig>,
     /// Private namespace -> upstream, for `<host>/<namespace>/<type>` source addresses.
-    #[serde(default)]
-    pub namespaces: BTreeMap<String, NamespaceConfig>,
+    pub namespaces: BTreeMap<NamespacePattern, NamespaceConfig>,
     /// Origin `hostname/namespace` -> upstream, for the network mirror protocol under `/mirror/`.
-    #[serde(default)]
-    pub mirrors: BTreeMap<String, MirrorConfig>,
+    pub mirrors: BTreeMap<Origin, MirrorConfig>,
     /// Absent: anyone who can reach the server may use it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auth: Option<AuthConfig>,
     /// Providers `tfmirror prefetch` fills the cache with, and `gc` never evicts.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     pub prefetch: Vec<PrefetchConfig>,
+    /// Which providers may be served at all.
+    #[serde(skip_serializing_if = "PolicyConfig::is_open")]
+    pub policy: PolicyConfig,
+}
+
+/// `[policy]`: `NAMESPACE/TYPE` patterns, `*` for a whole segment. A provider is served when
+/// it matches an `allow` pattern and no `deny` pattern.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub allow: Vec<ProviderPattern>,
+    pub deny: Vec<ProviderPattern>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            allow: vec![ProviderPattern::any()],
+            deny: Vec::new(),
+        }
+    }
+}
+
+impl PolicyConfig {
+    fn is_open(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// One `[[prefetch]]` entry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PrefetchConfig {
     /// `NAMESPACE/TYPE` (a `[namespaces]` name) or `HOST/NAMESPACE/TYPE` (a `[mirrors]` origin).
-    pub provider: String,
+    pub provider: ProviderAddress,
     /// Terraform version constraints, e.g. `"~> 5.0"`; default: every version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub versions: Option<String>,
+    pub versions: Option<VersionConstraints>,
     /// `OS_ARCH` platforms to fetch.
-    pub platforms: Vec<String>,
+    #[serde(with = "os_arch_list")]
+    pub platforms: Vec<Platform>,
 }
 
 /// Client authentication: bearer tokens for the JSON endpoints, signed time-limited URLs for
 /// the files (Terraform sends no credentials when it downloads those).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// Accepted `Authorization: Bearer` tokens.
-    #[serde(default)]
     pub tokens: Vec<String>,
     /// A file with more tokens, one per line (`#` starts a comment).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_file: Option<PathBuf>,
     /// Key that signs file URLs. Default: random at start-up, so URLs handed out before a
     /// restart stop working; replicas behind one load balancer need the same secret.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url_secret: Option<String>,
     /// How long a signed file URL stays valid.
-    #[serde(default = "default_url_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub url_ttl: Duration,
 }
 
-fn default_url_ttl() -> Duration {
-    Duration::from_secs(3600)
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            tokens: Vec::new(),
+            tokens_file: None,
+            url_secret: None,
+            url_ttl: Duration::from_secs(3600),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Prefix for URLs in responses; default: URLs relative to the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<Url>,
     /// On SIGTERM/SIGINT, how long in-flight requests may still run.
-    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
-}
-
-fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(30)
 }
 
 impl Default for ServerConfig {
@@ -111,12 +145,12 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             public_url: None,
-            shutdown_timeout: default_shutdown_timeout(),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     pub cert: PathBuf,
@@ -126,54 +160,34 @@ pub struct TlsConfig {
     pub self_signed: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct CacheConfig {
     pub dir: PathBuf,
     /// How long version lists are trusted before upstream is asked again.
     #[serde(with = "humantime_serde")]
     pub metadata_ttl: Duration,
-    /// Largest archive accepted from upstream, in bytes.
-    #[serde(default = "default_max_archive_bytes")]
-    pub max_archive_bytes: u64,
+    /// Largest archive accepted from upstream: bytes (`2147483648`) or a size (`"2 GiB"`).
+    #[serde(with = "exact_size")]
+    pub max_archive_bytes: ByteSize,
     /// How long an upstream "not found" is remembered, so a typo'd provider does not hammer
     /// upstream.
-    #[serde(default = "default_negative_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub negative_ttl: Duration,
     /// New downloads are refused while the cache's filesystem has less space free than this
     /// (bytes or "512MB"); what is cached is still served.
-    #[serde(default = "default_min_free_space")]
+    #[serde(with = "exact_size")]
     pub min_free_space: ByteSize,
     /// Largest size of the disk cache ("50GB"); least-recently-used archives are evicted past
     /// it, by `serve` every `gc_interval` and by `tfmirror gc`. Unset: no limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", with = "exact_size::option")]
     pub max_size: Option<ByteSize>,
     /// How often `serve` checks `max_size`.
-    #[serde(default = "default_gc_interval", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub gc_interval: Duration,
     /// Archives served this recently are never evicted (a client may be downloading one).
-    #[serde(default = "default_gc_grace", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
-}
-
-fn default_gc_interval() -> Duration {
-    Duration::from_secs(300)
-}
-
-fn default_gc_grace() -> Duration {
-    Duration::from_secs(600)
-}
-
-fn default_negative_ttl() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_min_free_space() -> ByteSize {
-    ByteSize::mib(64)
-}
-
-fn default_max_archive_bytes() -> u64 {
-    2 * 1024 * 1024 * 1024
 }
 
 impl Default for CacheConfig {
@@ -181,122 +195,268 @@ impl Default for CacheConfig {
         Self {
             dir: PathBuf::from("cache"),
             metadata_ttl: Duration::from_secs(600),
-            max_archive_bytes: default_max_archive_bytes(),
-            negative_ttl: default_negative_ttl(),
-            min_free_space: default_min_free_space(),
+            max_archive_bytes: ByteSize::gib(2),
+            negative_ttl: Duration::from_secs(60),
+            min_free_space: ByteSize::mib(64),
             max_size: None,
-            gc_interval: default_gc_interval(),
-            gc_grace: default_gc_grace(),
+            gc_interval: Duration::from_secs(300),
+            gc_grace: Duration::from_secs(600),
         }
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// What an upstream speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// A releases.hashicorp.com-style site.
+    #[default]
+    Releases,
+    /// The Provider Registry Protocol (registry.terraform.io, registry.opentofu.org, private).
+    Registry,
+}
+
+/// One `[upstreams.NAME]` table. `url` is required; every other key defaults to
+/// `UpstreamConfig::new`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "UpstreamFields")]
 pub struct UpstreamConfig {
-    /// Base URL of a releases.hashicorp.com-style site.
+    /// What the upstream speaks.
+    pub kind: UpstreamKind,
+    /// A releases.hashicorp.com-style site, or a registry (service discovery at
+    /// `/.well-known/terraform.json`).
     pub url: Url,
+    /// Registries: hosts their documents' file URLs (and redirects) may point at.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub download_hosts: Vec<HostPattern>,
+    /// Registries: a file with a bearer token, sent to the registry's own host only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+    /// Egress proxy for this upstream (else `HTTPS_PROXY`/`HTTP_PROXY`, minus `NO_PROXY`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Url>,
+    /// Registries: serve providers whose registry publishes no signing key, checked against
+    /// their digests alone and offered only through the network mirror.
+    pub allow_unsigned: bool,
+    /// Refuse a version signed by another key than the provider's earlier versions until that
+    /// key is in `signing_keys`.
+    pub pin_keys: bool,
     /// Extra ASCII-armored public key files trusted besides HashiCorp's built-in key.
-    #[serde(default)]
     pub signing_keys: Vec<PathBuf>,
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
     /// Longest wait from sending a request to the first byte of the answer.
-    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub first_byte_timeout: Duration,
     /// Longest silence between two chunks of an answer.
-    #[serde(default = "default_read_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub read_timeout: Duration,
     /// Extra attempts after a connection error, timeout, 5xx or 429.
-    #[serde(default = "default_retries")]
     pub retries: u32,
     /// First backoff ceiling; it doubles per attempt, with full jitter.
-    #[serde(default = "default_retry_initial_delay", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub retry_initial_delay: Duration,
     /// Longest backoff; a `Retry-After` asking for more is not waited for.
-    #[serde(default = "default_retry_max_delay", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub retry_max_delay: Duration,
     /// Most requests in flight to this upstream at once.
-    #[serde(default = "default_max_concurrent_fetches")]
     pub max_concurrent_fetches: usize,
 }
 
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(10)
+impl UpstreamConfig {
+    /// An upstream at `url` with the default timeouts, retries and concurrency.
+    pub fn new(url: Url) -> Self {
+        Self {
+            kind: UpstreamKind::default(),
+            url,
+            download_hosts: Vec::new(),
+            token_file: None,
+            proxy: None,
+            allow_unsigned: false,
+            pin_keys: false,
+            signing_keys: Vec::new(),
+            connect_timeout: Duration::from_secs(10),
+            first_byte_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(30),
+            retries: 3,
+            retry_initial_delay: Duration::from_millis(250),
+            retry_max_delay: Duration::from_secs(10),
+            max_concurrent_fetches: 16,
+        }
+    }
 }
 
-fn default_read_timeout() -> Duration {
-    Duration::from_secs(30)
+/// What an `[upstreams.NAME]` table may say: `url` and any of the settings, the rest taken
+/// from `UpstreamConfig::new`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpstreamFields {
+    kind: Option<UpstreamKind>,
+    url: Url,
+    download_hosts: Option<Vec<HostPattern>>,
+    token_file: Option<PathBuf>,
+    proxy: Option<Url>,
+    allow_unsigned: Option<bool>,
+    pin_keys: Option<bool>,
+    signing_keys: Option<Vec<PathBuf>>,
+    #[serde(default, with = "humantime_serde::option")]
+    connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    first_byte_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    read_timeout: Option<Duration>,
+    retries: Option<u32>,
+    #[serde(default, with = "humantime_serde::option")]
+    retry_initial_delay: Option<Duration>,
+    #[serde(default, with = "humantime_serde::option")]
+    retry_max_delay: Option<Duration>,
+    max_concurrent_fetches: Option<usize>,
 }
 
-fn default_retries() -> u32 {
-    3
+impl From<UpstreamFields> for UpstreamConfig {
+    fn from(fields: UpstreamFields) -> Self {
+        let defaults = UpstreamConfig::new(fields.url);
+        Self {
+            kind: fields.kind.unwrap_or(defaults.kind),
+            download_hosts: fields.download_hosts.unwrap_or(defaults.download_hosts),
+            token_file: fields.token_file,
+            proxy: fields.proxy,
+            allow_unsigned: fields.allow_unsigned.unwrap_or(defaults.allow_unsigned),
+            pin_keys: fields.pin_keys.unwrap_or(defaults.pin_keys),
+            signing_keys: fields.signing_keys.unwrap_or(defaults.signing_keys),
+            connect_timeout: fields.connect_timeout.unwrap_or(defaults.connect_timeout),
+            first_byte_timeout: fields
+                .first_byte_timeout
+                .unwrap_or(defaults.first_byte_timeout),
+            read_timeout: fields.read_timeout.unwrap_or(defaults.read_timeout),
+            retries: fields.retries.unwrap_or(defaults.retries),
+            retry_initial_delay: fields
+                .retry_initial_delay
+                .unwrap_or(defaults.retry_initial_delay),
+            retry_max_delay: fields.retry_max_delay.unwrap_or(defaults.retry_max_delay),
+            max_concurrent_fetches: fields
+                .max_concurrent_fetches
+                .unwrap_or(defaults.max_concurrent_fetches),
+            url: defaults.url,
+        }
+    }
 }
 
-fn default_retry_initial_delay() -> Duration {
-    Duration::from_millis(250)
-}
-
-fn default_retry_max_delay() -> Duration {
-    Duration::from_secs(10)
-}
-
-fn default_max_concurrent_fetches() -> usize {
-    16
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceConfig {
     /// Name of an `[upstreams.NAME]` table.
-    pub upstream: String,
+    pub upstream: UpstreamName,
+    /// The namespace at a registry upstream (`integrations` for a private `gh`); default:
+    /// the namespace as the client wrote it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_namespace: Option<Namespace>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MirrorConfig {
     /// Name of an `[upstreams.NAME]` table.
-    pub upstream: String,
-}
-
-/// Splits a `[mirrors."HOST/NAMESPACE"]` key into validated, lowercased parts.
-pub fn parse_mirror_key(key: &str) -> Result<(Hostname, Namespace), String> {
-    let (host, namespace) = key
-        .split_once('/')
-        .ok_or_else(|| "must be written \"HOSTNAME/NAMESPACE\"".to_owned())?;
-    Ok((
-        Hostname::try_from(host).map_err(|e| e.to_string())?,
-        Namespace::try_from(namespace).map_err(|e| e.to_string())?,
-    ))
+    pub upstream: UpstreamName,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        let mut upstreams = BTreeMap::new();
-        upstreams.insert(
-            "hashicorp".to_owned(),
-            UpstreamConfig {
-                url: Url::parse("https://releases.hashicorp.com")
-                    .unwrap_or_else(|_| unreachable!()),
-                signing_keys: Vec::new(),
-                connect_timeout: default_connect_timeout(),
-                first_byte_timeout: default_read_timeout(),
-                read_timeout: default_read_timeout(),
-                retries: default_retries(),
-                retry_initial_delay: default_retry_initial_delay(),
-                retry_max_delay: default_retry_max_delay(),
-                max_concurrent_fetches: default_max_concurrent_fetches(),
-            },
-        );
+        let hashicorp = UpstreamName::try_from("hashicorp").unwrap_or_else(|_| unreachable!());
+        let url = Url::parse(HASHICORP_RELEASES).unwrap_or_else(|_| unreachable!());
         Self {
             server: ServerConfig::default(),
             tls: None,
             cache: CacheConfig::default(),
-            upstreams,
+            upstreams: BTreeMap::from([(hashicorp, UpstreamConfig::new(url))]),
             namespaces: BTreeMap::new(),
             mirrors: BTreeMap::new(),
             auth: None,
             prefetch: Vec::new(),
+            policy: PolicyConfig::default(),
+        }
+    }
+}
+
+/// `[[prefetch]] platforms` as `OS_ARCH` strings. `Platform`'s own serde form stays the
+/// `{os, arch}` table that release records on disk are written with.
+mod os_arch_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::protocol::{NameError, Platform};
+
+    #[derive(Deserialize)]
+    #[serde(try_from = "String")]
+    struct OsArch(Platform);
+
+    impl TryFrom<String> for OsArch {
+        type Error = NameError;
+        fn try_from(text: String) -> Result<Self, NameError> {
+            Platform::try_from(text.as_str()).map(Self)
+        }
+    }
+
+    pub fn serialize<S: Serializer>(
+        platforms: &[Platform],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(platforms.iter().map(ToString::to_string))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Platform>, D::Error> {
+        Ok(Vec::<OsArch>::deserialize(deserializer)?
+            .into_iter()
+            .map(|p| p.0)
+            .collect())
+    }
+}
+
+/// Sizes read as bytes (`2147483648`) or text (`"64 MiB"`), and written back as text only
+/// when that text reads back as the same number of bytes (`"46.6 GiB"` would not).
+mod exact_size {
+    use bytesize::ByteSize;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    enum Shown {
+        Text(String),
+        Bytes(u64),
+    }
+
+    fn shown(size: ByteSize) -> Shown {
+        let text = size.to_string();
+        if text.parse::<ByteSize>().ok() == Some(size) {
+            Shown::Text(text)
+        } else {
+            Shown::Bytes(size.as_u64())
+        }
+    }
+
+    pub fn serialize<S: Serializer>(size: &ByteSize, serializer: S) -> Result<S::Ok, S::Error> {
+        shown(*size).serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ByteSize, D::Error> {
+        ByteSize::deserialize(deserializer)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(
+            size: &Option<ByteSize>,
+            serializer: S,
+        ) -> Result<S::Ok, S::Error> {
+            size.map(shown).serialize(serializer)
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            deserializer: D,
+        ) -> Result<Option<ByteSize>, D::Error> {
+            Option::<ByteSize>::deserialize(deserializer)
         }
     }
 }
@@ -346,34 +506,37 @@ impl Config {
         Ok(config)
     }
 
+    /// The rules the types cannot express: cross-references between tables and bounds.
     fn validate(&self, file: &str) -> Result<(), ConfigError> {
         let rule = |message: String| ConfigError::Rule {
             file: file.to_owned(),
             message,
         };
+        let no_upstream = |key: String, upstream: &UpstreamName| {
+            rule(format!(
+                "{key}.upstream: no [upstreams.{upstream}] table is configured"
+            ))
+        };
         for (name, ns) in &self.namespaces {
-            Namespace::try_from(name.as_str())
-                .map_err(|e| rule(format!("namespaces.{name}: {e}")))?;
-            if !self.upstreams.contains_key(&ns.upstream) {
+            let Some(upstream) = self.upstreams.get(&ns.upstream) else {
+                return Err(no_upstream(format!("namespaces.{name}"), &ns.upstream));
+            };
+            if ns.upstream_namespace.is_some() && upstream.kind != UpstreamKind::Registry {
                 return Err(rule(format!(
-                    "namespaces.{name}.upstream: no [upstreams.{}] table is configured",
+                    "namespaces.{name}.upstream_namespace: upstream {} is a releases site, which has no namespaces",
                     ns.upstream
                 )));
             }
         }
-        for (key, mirror) in &self.mirrors {
-            parse_mirror_key(key).map_err(|e| rule(format!("mirrors.\"{key}\": {e}")))?;
+        for (origin, mirror) in &self.mirrors {
             if !self.upstreams.contains_key(&mirror.upstream) {
-                return Err(rule(format!(
-                    "mirrors.\"{key}\".upstream: no [upstreams.{}] table is configured",
-                    mirror.upstream
-                )));
+                return Err(no_upstream(
+                    format!("mirrors.\"{origin}\""),
+                    &mirror.upstream,
+                ));
             }
         }
         for (name, upstream) in &self.upstreams {
-            // Upstream names become a directory of the cache.
-            Namespace::try_from(name.as_str())
-                .map_err(|e| rule(format!("upstreams.{name}: {e}")))?;
             if upstream.max_concurrent_fetches == 0 {
                 return Err(rule(format!(
                     "upstreams.{name}.max_concurrent_fetches: must be at least 1"
@@ -383,6 +546,27 @@ impl Config {
                 return Err(rule(format!(
                     "upstreams.{name}.url: must be an http(s) URL"
                 )));
+            }
+            if upstream
+                .proxy
+                .as_ref()
+                .is_some_and(|p| !matches!(p.scheme(), "http" | "https"))
+            {
+                return Err(rule(format!(
+                    "upstreams.{name}.proxy: must be an http(s) URL"
+                )));
+            }
+            let registry_only = [
+                ("download_hosts", !upstream.download_hosts.is_empty()),
+                ("token_file", upstream.token_file.is_some()),
+                ("allow_unsigned", upstream.allow_unsigned),
+            ];
+            if upstream.kind == UpstreamKind::Releases {
+                if let Some((key, _)) = registry_only.iter().find(|(_, set)| *set) {
+                    return Err(rule(format!(
+                        "upstreams.{name}.{key}: only for kind = \"registry\""
+                    )));
+                }
             }
         }
         if let Some(url) = &self.server.public_url {
@@ -411,28 +595,10 @@ impl Config {
             }
         }
         for (i, entry) in self.prefetch.iter().enumerate() {
-            let at = |key: &str| format!("prefetch[{i}].{key}");
-            let parts: Vec<&str> = entry.provider.split('/').collect();
-            if !(2..=3).contains(&parts.len()) {
-                return Err(rule(format!(
-                    "{}: {:?} must be NAMESPACE/TYPE or HOST/NAMESPACE/TYPE",
-                    at("provider"),
-                    entry.provider
-                )));
-            }
-            if let Some(versions) = &entry.versions {
-                VersionConstraints::parse(versions)
-                    .map_err(|e| rule(format!("{}: {e}", at("versions"))))?;
-            }
             if entry.platforms.is_empty() {
                 return Err(rule(format!(
-                    "{}: list at least one OS_ARCH",
-                    at("platforms")
+                    "prefetch[{i}].platforms: list at least one OS_ARCH"
                 )));
-            }
-            for platform in &entry.platforms {
-                Platform::try_from(platform.as_str())
-                    .map_err(|e| rule(format!("{}: {e}", at("platforms"))))?;
             }
         }
         if self.cache.gc_interval.is_zero() {
@@ -475,7 +641,7 @@ fn describe_figment_error(error: figment::Error) -> String {
     let key = if error.path.is_empty() {
         String::new()
     } else {
-        format!("key `{}`", error.path.join("."))
+        format!("key `{}`", key_path(&error.path))
     };
     let source = error
         .metadata
@@ -494,22 +660,122 @@ fn describe_figment_error(error: figment::Error) -> String {
     format!("{place}{}", error.kind)
 }
 
+/// A figment error path as the config is written: `prefetch[0].platforms[1]`,
+/// `mirrors."registry.terraform.io"`. List indexes are bracketed; a key is quoted when a dot,
+/// a quote or white space in it would make the path ambiguous.
+fn key_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        if !out.is_empty() && !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{segment}]"));
+            continue;
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        if segment.is_empty()
+            || segment.contains(['.', '"'])
+            || segment.contains(char::is_whitespace)
+        {
+            out.push_str(&format!("{segment:?}"));
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    fn ns(name: &str) -> Namespace {
+        Namespace::try_from(name).unwrap()
+    }
+
+    fn upstream(name: &str) -> UpstreamName {
+        UpstreamName::try_from(name).unwrap()
+    }
+
+    /// The error `toml` gives, which must name `key`.
+    fn refused(toml: &str, key: &str) -> String {
+        let err = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key), "{key} not named in: {err}");
+        err
+    }
+
+    const PREFETCH: &str = "[[prefetch]]\nprovider = \"hashicorp/aws\"\n";
+
     #[test]
     fn the_shipped_config_is_valid() {
         let config = Config::from_toml(include_str!("../config/tfmirror.toml")).unwrap();
         assert_eq!(config.server.listen.port(), 8443);
-        assert_eq!(config.namespaces["myproviders"].upstream, "hashicorp");
-        assert!(config.tls.unwrap().self_signed);
-        assert_eq!(config.namespaces["hashicorp"].upstream, "hashicorp");
         assert_eq!(
-            config.mirrors["registry.terraform.io/hashicorp"].upstream,
-            "hashicorp"
+            config.namespaces[&NamespacePattern::Exact(ns("myproviders"))].upstream,
+            upstream("hashicorp")
         );
+        assert!(config.tls.unwrap().self_signed);
+        assert_eq!(
+            config.namespaces[&NamespacePattern::Exact(ns("hashicorp"))].upstream,
+            upstream("hashicorp")
+        );
+        let origin = Origin::try_from("registry.terraform.io/hashicorp").unwrap();
+        assert_eq!(config.mirrors[&origin].upstream, upstream("hashicorp"));
+        assert_eq!(config.cache.max_archive_bytes, ByteSize::gib(2));
+    }
+
+    #[test]
+    fn serde_defaults_are_the_default_impls() {
+        assert_eq!(Config::from_toml("").unwrap(), Config::default());
+        assert_eq!(toml::from_str::<Config>("").unwrap(), Config::default());
+        assert_eq!(
+            toml::from_str::<ServerConfig>("").unwrap(),
+            ServerConfig::default()
+        );
+        assert_eq!(
+            toml::from_str::<CacheConfig>("").unwrap(),
+            CacheConfig::default()
+        );
+        assert_eq!(
+            toml::from_str::<AuthConfig>("").unwrap(),
+            AuthConfig::default()
+        );
+        let hashicorp: UpstreamConfig =
+            toml::from_str("url = \"https://releases.hashicorp.com\"").unwrap();
+        assert_eq!(
+            hashicorp,
+            Config::default().upstreams[&upstream("hashicorp")]
+        );
+    }
+
+    #[test]
+    fn an_upstream_needs_a_url() {
+        refused("[upstreams.corp]\nretries = 1\n", "url");
+    }
+
+    #[test]
+    fn the_effective_config_reads_back_the_same() {
+        let text = format!(
+            "[cache]\nmax_size = \"50GB\"\nmin_free_space = 1000001\n\
+             [namespaces.hashicorp]\nupstream = \"hashicorp\"\n\
+             [mirrors.\"registry.terraform.io/hashicorp\"]\nupstream = \"hashicorp\"\n\
+             {PREFETCH}versions = \">= 1.2, < 2.0\"\nplatforms = [\"linux_amd64\", \"Darwin_ARM64\"]\n\
+             [[prefetch]]\nprovider = \"Registry.Terraform.io/HashiCorp/AWS\"\nplatforms = [\"linux_arm64\"]\n"
+        );
+        let config = Config::from_toml(&text).unwrap();
+        let shown = toml::to_string_pretty(&config).unwrap();
+        assert!(
+            shown.contains("provider = \"registry.terraform.io/hashicorp/aws\""),
+            "{shown}"
+        );
+        assert!(shown.contains("versions = \">= 1.2, < 2.0\""), "{shown}");
+        assert!(shown.contains("\"darwin_arm64\""), "{shown}");
+        assert!(
+            shown.contains("[mirrors.\"registry.terraform.io/hashicorp\"]"),
+            "{shown}"
+        );
+        assert_eq!(Config::from_toml(&shown).unwrap(), config);
     }
 
     #[test]
@@ -520,14 +786,43 @@ mod tests {
 
     #[test]
     fn namespaces_must_name_an_upstream() {
-        let err = Config::from_toml("[namespaces.x]\nupstream = \"nope\"\n").unwrap_err();
-        assert!(err.to_string().contains("namespaces.x.upstream"), "{err}");
+        refused(
+            "[namespaces.x]\nupstream = \"nope\"\n",
+            "namespaces.x.upstream",
+        );
+        refused(
+            "[mirrors.\"example.com/x\"]\nupstream = \"nope\"\n",
+            "mirrors.\"example.com/x\".upstream",
+        );
+    }
+
+    #[test]
+    fn namespace_names_are_checked() {
+        refused(
+            "[namespaces.\"a/b\"]\nupstream = \"hashicorp\"\n",
+            "namespaces.a/b",
+        );
+        let config =
+            Config::from_toml("[namespaces.MyProviders]\nupstream = \"hashicorp\"\n").unwrap();
+        assert!(config
+            .namespaces
+            .contains_key(&NamespacePattern::Exact(ns("myproviders"))));
     }
 
     #[test]
     fn upstream_names_must_be_plain_names() {
-        let err = Config::from_toml("[upstreams.\"a/b\"]\nurl = \"https://x\"\n").unwrap_err();
-        assert!(err.to_string().contains("upstreams.a/b"), "{err}");
+        refused(
+            "[upstreams.\"a/b\"]\nurl = \"https://x\"\n",
+            "upstreams.a/b",
+        );
+        refused(
+            "[namespaces.x]\nupstream = \"a/b\"\n",
+            "namespaces.x.upstream",
+        );
+        refused(
+            "[mirrors.\"example.com/x\"]\nupstream = \"../up\"\n",
+            "mirrors.\"example.com/x\".upstream",
+        );
     }
 
     #[test]
@@ -536,14 +831,91 @@ mod tests {
             "[mirrors.\"Registry.Terraform.io/HashiCorp\"]\nupstream = \"hashicorp\"\n",
         )
         .unwrap();
-        let (host, ns) = parse_mirror_key(config.mirrors.keys().next().unwrap()).unwrap();
+        let origin = config.mirrors.keys().next().unwrap();
         assert_eq!(
-            (host.as_str(), ns.as_str()),
+            (
+                origin.hostname.as_str(),
+                origin.namespace.to_string().as_str()
+            ),
             ("registry.terraform.io", "hashicorp")
         );
         for bad in ["registry.terraform.io", "a/b/c", "../x"] {
             let toml = format!("[mirrors.\"{bad}\"]\nupstream = \"hashicorp\"\n");
-            assert!(Config::from_toml(&toml).is_err(), "{bad}");
+            let shown = if bad.contains('.') {
+                format!("mirrors.\"{bad}\"")
+            } else {
+                format!("mirrors.{bad}")
+            };
+            refused(&toml, &shown);
+        }
+    }
+
+    #[test]
+    fn prefetch_providers_are_addresses() {
+        let config = Config::from_toml(&format!(
+            "{PREFETCH}platforms = [\"linux_amd64\"]\n[[prefetch]]\nprovider = \"localhost:8443/Private/Thing\"\nplatforms = [\"linux_amd64\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.prefetch[0].provider.hostname, None);
+        assert_eq!(
+            config.prefetch[1].provider.to_string(),
+            "localhost:8443/private/thing"
+        );
+        for bad in ["aws", "a/b/c/d", "hashicorp/a ws", "bad_host/x/y"] {
+            refused(
+                &format!("[[prefetch]]\nprovider = \"{bad}\"\nplatforms = [\"linux_amd64\"]\n"),
+                "prefetch[0].provider",
+            );
+        }
+    }
+
+    #[test]
+    fn prefetch_versions_are_constraints() {
+        let config = Config::from_toml(&format!(
+            "{PREFETCH}versions = \"~> 5.0\"\nplatforms = [\"linux_amd64\"]\n"
+        ))
+        .unwrap();
+        let wanted = config.prefetch[0].versions.as_ref().unwrap();
+        assert!(wanted.matches(&crate::protocol::Version::try_from("5.3.0").unwrap()));
+        refused(
+            &format!("{PREFETCH}versions = \"~> five\"\nplatforms = [\"linux_amd64\"]\n"),
+            "prefetch[0].versions",
+        );
+    }
+
+    #[test]
+    fn prefetch_platforms_are_os_arch() {
+        let config = Config::from_toml(&format!(
+            "{PREFETCH}platforms = [\"linux_amd64\", \"Windows_386\"]\n"
+        ))
+        .unwrap();
+        assert_eq!(config.prefetch[0].platforms[1].to_string(), "windows_386");
+        refused(
+            &format!("{PREFETCH}platforms = [\"linux_amd64\", \"linux\"]\n"),
+            "prefetch[0].platforms[1]",
+        );
+        refused(
+            &format!("{PREFETCH}platforms = []\n"),
+            "prefetch[0].platforms",
+        );
+    }
+
+    #[test]
+    fn sizes_are_bytes_or_text() {
+        let config = Config::from_toml(
+            "[cache]\nmax_archive_bytes = 100\nmin_free_space = \"1 GiB\"\nmax_size = \"50GB\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.cache.max_archive_bytes.as_u64(), 100);
+        assert_eq!(config.cache.min_free_space, ByteSize::gib(1));
+        assert_eq!(config.cache.max_size, Some(ByteSize::gb(50)));
+        let config = Config::from_toml("[cache]\nmax_archive_bytes = \"512 MiB\"\n").unwrap();
+        assert_eq!(config.cache.max_archive_bytes, ByteSize::mib(512));
+        for key in ["max_archive_bytes", "min_free_space", "max_size"] {
+            refused(
+                &format!("[cache]\n{key} = \"lots\"\n"),
+                &format!("cache.{key}"),
+            );
         }
     }
 
@@ -551,5 +923,10 @@ mod tests {
     fn durations_are_humantime() {
         let config = Config::from_toml("[cache]\ndir = \"c\"\nmetadata_ttl = \"90s\"\n").unwrap();
         assert_eq!(config.cache.metadata_ttl, Duration::from_secs(90));
+        refused("[cache]\nmetadata_ttl = \"0s\"\n", "cache.metadata_ttl");
+        refused(
+            "[upstreams.hashicorp]\nread_timeout = \"soon\"\n",
+            "upstreams.hashicorp.read_timeout",
+        );
     }
 }

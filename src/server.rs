@@ -116,12 +116,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         }
     });
     if let Some(limit) = config.cache.max_size {
-        let keep = config
-            .prefetch
-            .iter()
-            .map(PrefetchRequest::from_config)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(Box::new)?;
+        let keep = config.prefetch.iter().map(PrefetchRequest::from).collect();
         tokio::spawn(keep_cache_under(
             mirror.clone(),
             limit.as_u64(),

@@ -207,7 +207,7 @@ async fn gc(
     let Some(limit) = max_size.or(config.cache.max_size) else {
         anyhow::bail!("no size limit: set cache.max_size in the config or pass --max-size");
     };
-    let keep = prefetch::requests_from_config(&config)?;
+    let keep = prefetch::requests_from_config(&config);
     let mirror = Mirror::new(&config)
         .await
         .context("cannot open the cache")?;
@@ -315,7 +315,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             .get(&ns.upstream)
             .map(|u| u.url.to_string())
             .unwrap_or_default();
-        tracing::info!(namespace, upstream = %ns.upstream, url, "serving namespace");
+        tracing::info!(namespace = namespace.to_string().as_str(), upstream = %ns.upstream, url, "serving namespace");
     }
     tracing::info!("listening on {}", server.base_url());
     server.wait().await.context("server stopped with an error")

@@ -17,7 +17,7 @@ use crate::{
     protocol::{
         constraints::VersionConstraints,
         tf_config::{add_required_providers, apply_lock_file, Wanted},
-        Platform,
+        Platform, ProviderAddress,
     },
 };
 
@@ -31,7 +31,7 @@ pub struct PrefetchArgs {
 const DEFAULT_PLATFORM: &str = "linux_amd64";
 
 pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
-    let mut requests = requests_from_config(config)?;
+    let mut requests = requests_from_config(config);
     if let Some(dir) = &args.from {
         requests.extend(requests_from_terraform_dir(dir, &args.platforms)?);
     }
@@ -114,12 +114,8 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
     }
 }
 
-pub(super) fn requests_from_config(config: &Config) -> anyhow::Result<Vec<PrefetchRequest>> {
-    Ok(config
-        .prefetch
-        .iter()
-        .map(PrefetchRequest::from_config)
-        .collect::<Result<_, _>>()?)
+pub(super) fn requests_from_config(config: &Config) -> Vec<PrefetchRequest> {
+    config.prefetch.iter().map(PrefetchRequest::from).collect()
 }
 
 /// The root module's `required_providers` (every `*.tf` file in `dir`) and its lock file.
@@ -170,7 +166,8 @@ fn requests_from_terraform_dir(
                     .map(VersionConstraints::parse)
                     .transpose()
                     .with_context(|| provider.clone())?,
-                provider,
+                provider: ProviderAddress::try_from(provider.as_str())
+                    .with_context(|| provider.clone())?,
                 platforms: platforms.clone(),
             })
         })

@@ -41,6 +41,7 @@ impl ApiError {
                 MirrorError::Verification { release, .. } => format!(
                     "provider {release} failed verification against its signed SHA256SUMS; nothing was cached"
                 ),
+                MirrorError::Upstream(e @ UpstreamError::HostNotAllowed { .. }) => e.to_string(),
                 MirrorError::Upstream(UpstreamError::Timeout { .. }) => {
                     "upstream timed out and nothing is cached for this request".to_owned()
                 }
@@ -70,6 +71,7 @@ impl ResponseError for ApiError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Mirror(e) => match e {
+                MirrorError::Denied { .. } => StatusCode::FORBIDDEN,
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }

@@ -19,6 +19,8 @@ pub enum MirrorError {
         hostname: Hostname,
         namespace: Namespace,
     },
+    #[error("provider {provider} is not served by this mirror: {rule}")]
+    Denied { provider: String, rule: String },
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
     #[error("provider {0} is not known to its upstream")]
@@ -75,6 +77,12 @@ pub enum SetupError {
     Key(#[from] KeyError),
     #[error("cannot read signing key file {path} of upstream {upstream}: {reason}")]
     SigningKeyFile {
+        upstream: String,
+        path: PathBuf,
+        reason: String,
+    },
+    #[error("cannot read token file {path} of upstream {upstream}: {reason}")]
+    TokenFile {
         upstream: String,
         path: PathBuf,
         reason: String,

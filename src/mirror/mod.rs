@@ -38,13 +38,16 @@ pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
 
 use crate::{
-    config::{parse_mirror_key, Config},
+    config::{Config, UpstreamConfig, UpstreamKind},
     protocol::{
-        network_mirror::MirrorVersion, registry::Download, FileKey, Namespace, ProviderKey,
+        network_mirror::MirrorVersion, registry::Download, FileKey, HostPattern, ProviderKey,
         ReleaseKey, UpstreamName, Version,
     },
     store::Store,
-    upstream::{FetchPolicy, HttpClient, ReleasesUpstream, Upstream, UpstreamHealth},
+    upstream::{
+        FetchPolicy, FetchRules, HttpClient, RegistryUpstream, ReleasesUpstream, Upstream,
+        UpstreamHealth,
+    },
     verify::{Keyring, TrustedKey},
 };
 
@@ -114,31 +117,14 @@ impl Mirror {
     /// Builds the mirror over a store of the caller's (a staging store, for imports).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self, SetupError> {
         let sources = sources(config).await?;
-        let mut routes = routes::Routes::default();
-        for (name, ns) in &config.namespaces {
-            let (namespace, upstream) = (
-                Namespace::try_from(name.as_str()),
-                UpstreamName::try_from(ns.upstream.as_str()),
-            );
-            if let (Ok(namespace), Ok(upstream)) = (namespace, upstream) {
-                routes.namespaces.insert(namespace, upstream);
-            }
-        }
-        for (key, mirror) in &config.mirrors {
-            if let (Ok(origin), Ok(upstream)) = (
-                parse_mirror_key(key),
-                UpstreamName::try_from(mirror.upstream.as_str()),
-            ) {
-                routes.origins.insert(origin, upstream);
-            }
-        }
+        let routes = routes::Routes::from_config(config);
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 started: SystemTime::now(),
                 public_base: config.public_base(),
                 metadata_ttl: config.cache.metadata_ttl,
-                max_archive_bytes: config.cache.max_archive_bytes,
+                max_archive_bytes: config.cache.max_archive_bytes.as_u64(),
                 sources,
                 routes,
                 version_lists: Cache::builder()
@@ -274,9 +260,7 @@ impl Mirror {
 async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, SetupError> {
     let mut sources = BTreeMap::new();
     for (name, upstream) in &config.upstreams {
-        let name =
-            UpstreamName::try_from(name.as_str()).map_err(|e| SetupError::Config(e.to_string()))?;
-        let http = HttpClient::new(name.as_str(), FetchPolicy::from(upstream))?;
+        let name = name.clone();
         let mut keyring = Keyring::hashicorp()?;
         for path in &upstream.signing_keys {
             let armored =
@@ -294,18 +278,74 @@ async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, Setu
             .iter()
             .map(|k| k.short_id().to_owned())
             .collect();
-        let upstream = ReleasesUpstream::new(name.clone(), &upstream.url, http, key_ids);
+        let pin_keys = upstream.pin_keys;
+        let policy = FetchPolicy::from(upstream);
+        let upstream: Box<dyn Upstream> = match upstream.kind {
+            UpstreamKind::Releases => {
+                let rules = FetchRules {
+                    proxy: upstream.proxy.clone(),
+                    ..FetchRules::default()
+                };
+                let http = HttpClient::with_rules(name.as_str(), policy, rules)?;
+                Box::new(ReleasesUpstream::new(
+                    name.clone(),
+                    &upstream.url,
+                    http,
+                    key_ids,
+                ))
+            }
+            UpstreamKind::Registry => {
+                let rules = registry_rules(&name, upstream).await?;
+                let http = HttpClient::with_rules(name.as_str(), policy, rules)?;
+                Box::new(RegistryUpstream::new(name.clone(), &upstream.url, http))
+            }
+        };
         sources.insert(
             name,
             Source {
-                upstream: Box::new(upstream),
+                upstream,
                 keyring,
-                pin_keys: false,
+                pin_keys,
             },
         );
     }
     Ok(sources)
 }
+
+/// Where a registry upstream's client may go: the registry itself (the only host that gets
+/// the token), `download_hosts`, redirects checked hop by hop; plain http only when the
+/// registry's own URL is http.
+async fn registry_rules(
+    name: &UpstreamName,
+    upstream: &UpstreamConfig,
+) -> Result<FetchRules, SetupError> {
+    let token = match &upstream.token_file {
+        Some(path) => {
+            let text =
+                tokio::fs::read_to_string(path)
+                    .await
+                    .map_err(|e| SetupError::TokenFile {
+                        upstream: name.to_string(),
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+            Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+        }
+        None => None,
+    };
+    Ok(FetchRules {
+        home: HostPattern::exactly(&upstream.url),
+        allowed_hosts: upstream.download_hosts.clone(),
+        allow_http: upstream.url.scheme() == "http",
+        max_redirects: MAX_REDIRECTS,
+        token,
+        proxy: upstream.proxy.clone(),
+        hosts_key: format!("upstreams.{name}.download_hosts"),
+    })
+}
+
+/// Redirects followed per request to a registry's files (GitHub answers with one).
+const MAX_REDIRECTS: u8 = 5;
 
 /// moka hands every waiter the same `Arc`ed error; callers want an owned one.
 fn unshare(error: Arc<MirrorError>) -> MirrorError {

@@ -5,7 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::{Mirror, MirrorError};
-use crate::protocol::{Hostname, Namespace, ProviderKey, ProviderType, UpstreamName};
+use crate::{
+    config::Config,
+    protocol::{
+        Hostname, Namespace, NamespacePattern, ProviderKey, ProviderPattern, ProviderType,
+        UpstreamName,
+    },
+};
 
 /// How a request names its provider's upstream.
 #[derive(Debug, Clone, Copy)]
@@ -32,27 +38,116 @@ pub struct RouteTable {
     pub origins: Vec<(String, String)>,
 }
 
+/// Where one private namespace or origin leads.
+#[derive(Debug, Clone)]
+struct Route {
+    upstream: UpstreamName,
+    /// The namespace at the upstream, when it is not the one the client wrote.
+    upstream_namespace: Option<Namespace>,
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Routes {
-    pub namespaces: BTreeMap<Namespace, UpstreamName>,
-    pub origins: BTreeMap<(Hostname, Namespace), UpstreamName>,
+    /// Exact namespaces first (`NamespacePattern` orders `*` last).
+    namespaces: BTreeMap<NamespacePattern, Route>,
+    origins: BTreeMap<(Hostname, NamespacePattern), UpstreamName>,
+    policy: Policy,
+}
+
+#[derive(Debug, Default)]
+struct Policy {
+    allow: Vec<ProviderPattern>,
+    deny: Vec<ProviderPattern>,
 }
 
 impl Routes {
-    fn upstream(&self, via: Via<'_>) -> Result<&UpstreamName, MirrorError> {
-        match via {
-            Via::Namespace(namespace) => self
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            namespaces: config
                 .namespaces
-                .get(namespace)
-                .ok_or_else(|| MirrorError::UnknownNamespace(namespace.clone())),
-            Via::Origin(hostname, namespace) => self
-                .origins
-                .get(&(hostname.clone(), namespace.clone()))
-                .ok_or_else(|| MirrorError::UnknownOrigin {
-                    hostname: hostname.clone(),
-                    namespace: namespace.clone(),
-                }),
+                .iter()
+                .map(|(pattern, ns)| {
+                    let route = Route {
+                        upstream: ns.upstream.clone(),
+                        upstream_namespace: ns.upstream_namespace.clone(),
+                    };
+                    (pattern.clone(), route)
+                })
+                .collect(),
+            origins: config
+                .mirrors
+                .iter()
+                .map(|(origin, mirror)| {
+                    let key = (origin.hostname.clone(), origin.namespace.clone());
+                    (key, mirror.upstream.clone())
+                })
+                .collect(),
+            policy: Policy {
+                allow: config.policy.allow.clone(),
+                deny: config.policy.deny.clone(),
+            },
         }
+    }
+
+    /// The route of a request: an exact entry, else the `*` one.
+    fn route(&self, via: Via<'_>) -> Result<Route, MirrorError> {
+        match via {
+            Via::Namespace(namespace) => {
+                let exact = NamespacePattern::Exact(namespace.clone());
+                self.namespaces
+                    .get(&exact)
+                    .or_else(|| self.namespaces.get(&NamespacePattern::Any))
+                    .cloned()
+                    .ok_or_else(|| MirrorError::UnknownNamespace(namespace.clone()))
+            }
+            Via::Origin(hostname, namespace) => {
+                let exact = (hostname.clone(), NamespacePattern::Exact(namespace.clone()));
+                let any = (hostname.clone(), NamespacePattern::Any);
+                self.origins
+                    .get(&exact)
+                    .or_else(|| self.origins.get(&any))
+                    .map(|upstream| Route {
+                        upstream: upstream.clone(),
+                        upstream_namespace: None,
+                    })
+                    .ok_or_else(|| MirrorError::UnknownOrigin {
+                        hostname: hostname.clone(),
+                        namespace: namespace.clone(),
+                    })
+            }
+        }
+    }
+
+    /// Refuses a provider outside `allow` or inside `deny`, naming the rule.
+    fn check_policy(
+        &self,
+        namespace: &Namespace,
+        provider: &ProviderType,
+    ) -> Result<(), MirrorError> {
+        let denied = |rule: String| MirrorError::Denied {
+            provider: format!("{namespace}/{provider}"),
+            rule,
+        };
+        if let Some(rule) = self
+            .policy
+            .deny
+            .iter()
+            .find(|p| p.matches(namespace, provider))
+        {
+            return Err(denied(format!(
+                "policy.deny {rule:?}",
+                rule = rule.to_string()
+            )));
+        }
+        if !self
+            .policy
+            .allow
+            .iter()
+            .any(|p| p.matches(namespace, provider))
+        {
+            return Err(denied("no policy.allow pattern matches it".to_owned()));
+        }
+        Ok(())
     }
 
     /// `(namespace, upstream)` and `(HOST/NS, upstream)` pairs, for people.
@@ -61,7 +156,10 @@ impl Routes {
             namespaces: self
                 .namespaces
                 .iter()
-                .map(|(ns, upstream)| (ns.to_string(), upstream.to_string()))
+                .map(|(ns, route)| match &route.upstream_namespace {
+                    Some(at) => (ns.to_string(), format!("{} ({at})", route.upstream)),
+                    None => (ns.to_string(), route.upstream.to_string()),
+                })
                 .collect(),
             origins: self
                 .origins
@@ -75,20 +173,24 @@ impl Routes {
 impl Mirror {
     /// The provider a request means. An upstream with namespaces gets the client's namespace;
     /// a releases site has none.
+    /// The provider a request means, if the policy lets it be served. An upstream with
+    /// namespaces gets the configured `upstream_namespace` or the client's namespace; a
+    /// releases site has none.
     pub fn provider(
         &self,
         via: Via<'_>,
         provider: &ProviderType,
     ) -> Result<ProviderKey, MirrorError> {
-        let upstream = self.inner.routes.upstream(via)?;
-        let namespace = self
-            .source(upstream)?
-            .upstream
-            .has_namespaces()
-            .then(|| via.namespace().clone());
+        let routes = &self.inner.routes;
+        let route = routes.route(via)?;
+        let namespace = route
+            .upstream_namespace
+            .unwrap_or_else(|| via.namespace().clone());
+        routes.check_policy(&namespace, provider)?;
+        let namespaced = self.source(&route.upstream)?.upstream.has_namespaces();
         Ok(ProviderKey::new(
-            upstream.clone(),
-            namespace,
+            route.upstream,
+            namespaced.then_some(namespace),
             provider.clone(),
         ))
     }

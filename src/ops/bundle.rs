@@ -165,7 +165,7 @@ pub async fn import_bundle(
     let mirror = Mirror::new(config).await?;
     let staging = mirror.store().staging().await?;
     let unpacked = {
-        let (bundle, max_file) = (bundle.to_owned(), config.cache.max_archive_bytes);
+        let (bundle, max_file) = (bundle.to_owned(), config.cache.max_archive_bytes.as_u64());
         let unpacker = staging.unpacker();
         tokio::task::spawn_blocking(move || unpack(&bundle, &unpacker, max_file))
             .await

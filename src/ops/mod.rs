@@ -37,8 +37,6 @@ pub enum OpsError {
     #[error(transparent)]
     Layout(#[from] LayoutError),
     #[error("{0}")]
-    InvalidAddress(String),
-    #[error("{0}")]
     Bundle(String),
     #[error("bundle refused, nothing imported: {}", .0.join("; "))]
     BundleRefused(Vec<String>),

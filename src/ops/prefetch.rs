@@ -7,8 +7,7 @@ use crate::{
     config::PrefetchConfig,
     mirror::{Mirror, MirrorError, Via},
     protocol::{
-        constraints::VersionConstraints, Hostname, Namespace, Platform, ProviderKey, ProviderType,
-        Version,
+        constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey, Version,
     },
 };
 
@@ -18,31 +17,21 @@ pub const DEFAULT_REGISTRY_HOST: &str = "registry.terraform.io";
 /// A provider address with the versions and platforms wanted.
 #[derive(Debug, Clone)]
 pub struct PrefetchRequest {
-    /// `NAMESPACE/TYPE` or `HOST/NAMESPACE/TYPE`, as written.
-    pub provider: String,
+    /// `NAMESPACE/TYPE` or `HOST/NAMESPACE/TYPE`.
+    pub provider: ProviderAddress,
     /// `None`: every version.
     pub versions: Option<VersionConstraints>,
     pub platforms: Vec<Platform>,
 }
 
-impl PrefetchRequest {
-    /// A `[[prefetch]]` entry (already validated with the config).
-    pub fn from_config(entry: &PrefetchConfig) -> Result<Self, OpsError> {
-        let invalid = |e: String| OpsError::InvalidAddress(format!("{}: {e}", entry.provider));
-        Ok(Self {
+impl From<&PrefetchConfig> for PrefetchRequest {
+    /// A `[[prefetch]]` entry, typed when the config was read.
+    fn from(entry: &PrefetchConfig) -> Self {
+        Self {
             provider: entry.provider.clone(),
-            versions: entry
-                .versions
-                .as_deref()
-                .map(VersionConstraints::parse)
-                .transpose()
-                .map_err(|e| invalid(e.to_string()))?,
-            platforms: entry
-                .platforms
-                .iter()
-                .map(|p| Platform::try_from(p.as_str()).map_err(|e| invalid(e.to_string())))
-                .collect::<Result<_, _>>()?,
-        })
+            versions: entry.versions.clone(),
+            platforms: entry.platforms.clone(),
+        }
     }
 }
 
@@ -70,30 +59,23 @@ pub enum PrefetchOutcome {
 
 /// The provider an address stands for: a `[mirrors]` origin (`registry.terraform.io` when no
 /// host is written), else a `[namespaces]` name.
-pub fn resolve_provider(mirror: &Mirror, address: &str) -> Result<ProviderKey, OpsError> {
-    let parts: Vec<&str> = address.split('/').collect();
-    let (host, namespace, provider) = match parts.as_slice() {
-        [namespace, provider] => (DEFAULT_REGISTRY_HOST, *namespace, *provider),
-        [host, namespace, provider] => (*host, *namespace, *provider),
-        _ => {
-            return Err(OpsError::InvalidAddress(format!(
-                "provider address {address:?} must be NAMESPACE/TYPE or HOST/NAMESPACE/TYPE"
-            )))
-        }
+pub fn resolve_provider(
+    mirror: &Mirror,
+    address: &ProviderAddress,
+) -> Result<ProviderKey, OpsError> {
+    let namespace = &address.namespace;
+    let host = match &address.hostname {
+        Some(host) => Some(host.clone()),
+        None => Hostname::try_from(DEFAULT_REGISTRY_HOST).ok(),
     };
-    let invalid = |e: crate::protocol::NameError| {
-        OpsError::InvalidAddress(format!("provider address {address:?}: {e}"))
-    };
-    let namespace = Namespace::try_from(namespace).map_err(invalid)?;
-    let provider = ProviderType::try_from(provider).map_err(invalid)?;
-    let by_origin = Hostname::try_from(host).ok().and_then(|host| {
+    let by_origin = host.and_then(|host| {
         mirror
-            .provider(Via::Origin(&host, &namespace), &provider)
+            .provider(Via::Origin(&host, namespace), &address.provider)
             .ok()
     });
     match by_origin {
         Some(key) => Ok(key),
-        None => Ok(mirror.provider(Via::Namespace(&namespace), &provider)?),
+        None => Ok(mirror.provider(Via::Namespace(namespace), &address.provider)?),
     }
 }
 

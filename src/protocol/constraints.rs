@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 use super::Version;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,8 +30,10 @@ struct Constraint {
     segments: usize,
 }
 
-/// A comma-separated list of constraints; a version must satisfy all of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A comma-separated list of constraints; a version must satisfy all of them. Serialised as
+/// the text it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct VersionConstraints {
     text: String,
     all: Vec<Constraint>,
@@ -136,6 +140,19 @@ impl Constraint {
     }
 }
 
+impl TryFrom<String> for VersionConstraints {
+    type Error = ConstraintError;
+    fn try_from(text: String) -> Result<Self, ConstraintError> {
+        Self::parse(&text)
+    }
+}
+
+impl From<VersionConstraints> for String {
+    fn from(constraints: VersionConstraints) -> String {
+        constraints.text
+    }
+}
+
 impl fmt::Display for VersionConstraints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
@@ -198,6 +215,14 @@ mod tests {
     fn prereleases_only_by_exact_constraint() {
         assert!(!allowed(">= 5.0", ALL).contains(&"6.0.0-beta1".to_owned()));
         assert_eq!(allowed("6.0.0-beta1", ALL), ["6.0.0-beta1"]);
+    }
+
+    #[test]
+    fn serde_is_the_written_text() {
+        let c: VersionConstraints = serde_json::from_str(r#"">= 1.2, < 2.0""#).unwrap();
+        assert!(c.matches(&Version::try_from("1.5.0").unwrap()));
+        assert_eq!(serde_json::to_string(&c).unwrap(), r#"">= 1.2, < 2.0""#);
+        assert!(serde_json::from_str::<VersionConstraints>(r#""~> five""#).is_err());
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wire shapes and names of the protocols tfmirror speaks and reads. Nothing in here does I/O.
 
+pub mod address;
 pub mod constraints;
 pub mod discovery;
 pub mod hosts;
@@ -10,13 +11,14 @@ pub mod registry;
 pub mod releases;
 pub mod tf_config;
 
+pub use address::{ProviderAddress, ProviderPattern};
 pub use hosts::HostPattern;
 pub use keys::{FileKey, ProviderKey, ReleaseKey};
 pub use names::{
-    Arch, FileName, NameError, Namespace, Os, Platform, ProviderType, UpstreamName, Version,
-    PRODUCT_PREFIX,
+    Arch, FileName, NameError, Namespace, NamespacePattern, Os, Platform, ProviderType,
+    UpstreamName, Version, PRODUCT_PREFIX,
 };
-pub use network_mirror::Hostname;
+pub use network_mirror::{Hostname, Origin};
 
 /// A provider source address in its full form: `hashicorp/aws` is
 /// `registry.terraform.io/hashicorp/aws`, as Terraform reads it. Hostnames compare

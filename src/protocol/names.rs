@@ -127,6 +127,56 @@ lowercase_name!(
     UpstreamName, "upstream name", MAX_NAME_LEN, is_name_byte
 );
 
+/// A namespace as config keys name it: one namespace, or `*` for every namespace that is not
+/// configured otherwise. Orders `*` last, so exact entries come first when listed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum NamespacePattern {
+    Exact(Namespace),
+    Any,
+}
+
+impl NamespacePattern {
+    pub fn matches(&self, namespace: &Namespace) -> bool {
+        match self {
+            Self::Exact(exact) => exact == namespace,
+            Self::Any => true,
+        }
+    }
+}
+
+impl TryFrom<&str> for NamespacePattern {
+    type Error = NameError;
+    fn try_from(input: &str) -> Result<Self, NameError> {
+        match input {
+            "*" => Ok(Self::Any),
+            _ => Namespace::try_from(input).map(Self::Exact),
+        }
+    }
+}
+
+impl TryFrom<String> for NamespacePattern {
+    type Error = NameError;
+    fn try_from(input: String) -> Result<Self, NameError> {
+        Self::try_from(input.as_str())
+    }
+}
+
+impl From<NamespacePattern> for String {
+    fn from(pattern: NamespacePattern) -> String {
+        pattern.to_string()
+    }
+}
+
+impl fmt::Display for NamespacePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Exact(namespace) => namespace.fmt(f),
+            Self::Any => f.write_str("*"),
+        }
+    }
+}
+
 /// What every provider's files are called after: `terraform-provider-<type>`.
 pub const PRODUCT_PREFIX: &str = "terraform-provider-";
 

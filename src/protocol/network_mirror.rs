@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{names::NameError, FileName, Platform, ProviderType, Version};
+use super::{names::NameError, FileName, NamespacePattern, Platform, ProviderType, Version};
 
 /// The fixed base path; Terraform needs the trailing slash in the configured URL.
 pub const MIRROR_BASE_PATH: &str = "/mirror/";
@@ -73,6 +73,48 @@ impl From<Hostname> for String {
 impl std::fmt::Display for Hostname {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+/// A provider origin served under `/mirror/`: the `HOSTNAME/NAMESPACE` of a
+/// `[mirrors."HOSTNAME/NAMESPACE"]` table, lowercased in both parts. Serialised as that text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Origin {
+    pub hostname: Hostname,
+    /// One namespace, or `*` for every namespace of the host not configured otherwise.
+    pub namespace: NamespacePattern,
+}
+
+impl TryFrom<&str> for Origin {
+    type Error = NameError;
+    fn try_from(input: &str) -> Result<Self, NameError> {
+        let (hostname, namespace) = input.split_once('/').ok_or_else(|| {
+            NameError::new("origin", input, "must be written \"HOSTNAME/NAMESPACE\"")
+        })?;
+        Ok(Self {
+            hostname: Hostname::try_from(hostname)?,
+            namespace: NamespacePattern::try_from(namespace)?,
+        })
+    }
+}
+
+impl TryFrom<String> for Origin {
+    type Error = NameError;
+    fn try_from(input: String) -> Result<Self, NameError> {
+        Self::try_from(input.as_str())
+    }
+}
+
+impl From<Origin> for String {
+    fn from(origin: Origin) -> String {
+        origin.to_string()
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.hostname, self.namespace)
     }
 }
 
@@ -167,6 +209,18 @@ mod tests {
             "", "..", "a..b", "a/b", "a:", "a:port", "-a b", "a:123456", "%2e%2e",
         ] {
             assert!(Hostname::try_from(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn origins_are_hostname_slash_namespace() {
+        let origin = Origin::try_from("Registry.Terraform.io/HashiCorp").unwrap();
+        assert_eq!(origin.hostname.as_str(), "registry.terraform.io");
+        assert_eq!(origin.namespace.to_string(), "hashicorp");
+        assert_eq!(origin.to_string(), "registry.terraform.io/hashicorp");
+        assert!(Origin::try_from("localhost:8443/private").is_ok());
+        for bad in ["registry.terraform.io", "a/b/c", "../x", "/x", "x/"] {
+            assert!(Origin::try_from(bad).is_err(), "{bad:?}");
         }
     }
 

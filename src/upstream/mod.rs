@@ -124,7 +124,7 @@ pub enum UpstreamError {
     TooLarge { url: Url, limit: u64 },
     #[error("upstream sent an invalid document at {url}: {reason}")]
     InvalidBody { url: Url, reason: String },
-    #[error("upstream sent tfmirror to {url}, which is refused: {reason}")]
+    #[error("upstream pointed tfmirror at a URL it refuses: {reason}")]
     HostNotAllowed { url: Url, reason: String },
     #[error("cannot build an HTTP client")]
     Client(#[source] Arc<reqwest::Error>),
