@@ -280,7 +280,15 @@ async fn a_tampered_asset_is_refused_and_not_cached() {
         assert_eq!(status, 502, "{body}");
         assert!(error_text(&body).contains("failed verification"), "{body}");
     }
-    assert_nothing_cached(&app.cache_dir);
+    // The SHA256SUMS here is genuine and verified, so its record may be kept; the archive
+    // that does not match it never is.
+    let files = files_under(&app.cache_dir);
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".zip") || f.ends_with(".h1")),
+        "cached a tampered archive: {files:?}"
+    );
     // A failure is not cached as a success: the second request fetched again.
     assert_eq!(registry.archive_downloads(&github, "linux", "amd64"), 2);
     app.stop().await;
@@ -394,13 +402,13 @@ async fn files_on_hosts_outside_download_hosts_are_never_fetched() {
         hosting: FileHosting::RedirectOutside,
     });
     let app = spawn(dir.path(), &registry, "", "").await;
-    let outside = registry.outside.addr.to_string();
+    let mut refusals = Vec::new();
     for release in [&direct, &redirected] {
         let (status, body) = fetch_archive(&app, &release.download_path("linux", "amd64")).await;
         assert_eq!(status, 502, "{body}");
         let text = error_text(&body);
-        assert!(text.contains(&outside), "{outside} not named: {body}");
         assert!(text.contains("download_hosts"), "{body}");
+        refusals.push(text);
     }
     assert_eq!(
         registry.outside.total_hits(),
@@ -408,7 +416,19 @@ async fn files_on_hosts_outside_download_hosts_are_never_fetched() {
         "{:?}",
         registry.outside.requested_paths()
     );
-    assert_nothing_cached(&app.cache_dir);
+    // No archive at all; no record of the release whose SHA256SUMS was outside too (the
+    // redirected one's SHA256SUMS came, genuine and verified, from the asset host).
+    let files = files_under(&app.cache_dir);
+    assert!(
+        !files.iter().any(|f| f.ends_with(".zip")
+            || (f.contains("terraform-provider-github") && f.ends_with("release.json"))),
+        "{files:?}"
+    );
+    // The allowed hosts are 127.0.0.1 too, on other ports: only host and port tell which.
+    let outside = registry.outside.addr.to_string();
+    for text in refusals {
+        assert!(text.contains(&outside), "{outside} not named: {text}");
+    }
     app.stop().await;
 }
 
