@@ -134,7 +134,7 @@ impl Mirror {
     /// (joining the download in progress, or starting it).
     async fn locate(&self, release: &Release, key: FileKey) -> Result<Located, MirrorError> {
         let store = &self.inner.store;
-        if key.file == release.shasums_file || key.file == release.signature_file {
+        if key.file == release.shasums_file || release.is_signature(&key.file) {
             return Ok(Located::Ready(self.open_verified(&key).await?));
         }
         // Only a build of this release is an archive; other SHA256SUMS lines (the manifest)

@@ -70,7 +70,10 @@ impl Mirror {
             "{}/v1/providers/{namespace}/{provider}/{version}/files",
             self.public_base()
         );
-        let signer = &release.signed_by;
+        let Some(signature) = &release.signature else {
+            return Err(MirrorError::Unsigned(Box::new(key)));
+        };
+        let signer = &signature.signed_by;
         let doc = Document::render(Download {
             protocols: release.protocols.clone(),
             os: platform.os.clone(),
@@ -78,13 +81,13 @@ impl Mirror {
             filename: build.filename.to_string(),
             download_url: format!("{files}/{}", build.filename),
             shasums_url: format!("{files}/{}", release.shasums_file),
-            shasums_signature_url: format!("{files}/{}", release.signature_file),
+            shasums_signature_url: format!("{files}/{}", signature.file),
             shasum: shasum.to_hex(),
             signing_keys: SigningKeys {
                 gpg_public_keys: vec![GpgPublicKey {
                     key_id: signer.key_id.clone(),
                     ascii_armor: signer.armored.clone(),
-                    trust_signature: release.trust_signature.clone().unwrap_or_default(),
+                    trust_signature: signature.trust_signature.clone().unwrap_or_default(),
                     source: signer.source.clone(),
                     source_url: signer
                         .is_hashicorp()

@@ -19,6 +19,8 @@ pub enum MirrorError {
         hostname: Hostname,
         namespace: Namespace,
     },
+    #[error("provider {0} is signed by no key its registry publishes, so it is served only through the network mirror (/mirror/)")]
+    Unsigned(Box<ReleaseKey>),
     #[error("provider {provider} is not served by this mirror: {rule}")]
     Denied { provider: String, rule: String },
     #[error("no upstream named {0} is configured")]
@@ -109,6 +111,8 @@ pub enum VerifyFailure {
     NotListed,
     #[error("no signature file is listed for the release")]
     NoSignature,
+    #[error("the registry publishes no signing key for this provider; set allow_unsigned = true on the upstream to serve it, checked by its digests alone, through the network mirror")]
+    NoPublishedKey,
     #[error(
         "archive exceeds {limit} bytes (the size upstream announced, or the configured maximum)"
     )]

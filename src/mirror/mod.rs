@@ -33,7 +33,7 @@ pub use documents::Document;
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
 pub use live::HOLDBACK;
-pub use releases::Release;
+pub use releases::{Release, Signature};
 pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
 
@@ -66,6 +66,8 @@ struct Source {
     keyring: Keyring,
     /// Refuse a version signed by another key than the provider's earlier ones.
     pin_keys: bool,
+    /// Accept releases whose registry publishes no key, by their digests alone.
+    allow_unsigned: bool,
 }
 
 /// A provider (no version) or one version of it that upstream said it does not have.
@@ -278,7 +280,7 @@ async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, Setu
             .iter()
             .map(|k| k.short_id().to_owned())
             .collect();
-        let pin_keys = upstream.pin_keys;
+        let (pin_keys, allow_unsigned) = (upstream.pin_keys, upstream.allow_unsigned);
         let policy = FetchPolicy::from(upstream);
         let upstream: Box<dyn Upstream> = match upstream.kind {
             UpstreamKind::Releases => {
@@ -306,6 +308,7 @@ async fn sources(config: &Config) -> Result<BTreeMap<UpstreamName, Source>, Setu
                 upstream,
                 keyring,
                 pin_keys,
+                allow_unsigned,
             },
         );
     }

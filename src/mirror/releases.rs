@@ -24,19 +24,27 @@ use crate::{
     verify::{Checksums, Keyring, Sha256Digest, Tier, TrustedKey},
 };
 
-/// A release whose SHA256SUMS verified against a trusted key.
+/// A release whose SHA256SUMS verified against a trusted key (or, from an upstream with
+/// `allow_unsigned` whose registry publishes no key, one checked by its digests alone).
 #[derive(Debug)]
 pub struct Release {
     pub key: ReleaseKey,
     pub shasums_file: FileName,
-    pub signature_file: FileName,
     pub checksums: Checksums,
-    pub signed_by: Arc<TrustedKey>,
     pub protocols: Vec<String>,
     /// Builds whose archive is listed in the signed SHA256SUMS.
     pub builds: Vec<ValidBuild>,
     /// The manifest, when the signed SHA256SUMS lists one and it is stored.
     pub manifest_file: Option<FileName>,
+    /// `None` only for a release accepted unsigned.
+    pub signature: Option<Signature>,
+}
+
+/// The signature that verified a release's SHA256SUMS.
+#[derive(Debug, Clone)]
+pub struct Signature {
+    pub file: FileName,
+    pub signed_by: Arc<TrustedKey>,
     /// How Terraform grades the signing key.
     pub tier: Tier,
     /// HashiCorp's partner signature over the signing key, when upstream published one.
@@ -60,26 +68,31 @@ impl Release {
     /// Whether a file is one this release publishes: its signed files and its builds.
     pub fn publishes(&self, file: &FileName) -> bool {
         file == &self.shasums_file
-            || file == &self.signature_file
+            || self.is_signature(file)
             || self.manifest_file.as_ref() == Some(file)
             || self.build_named(file).is_some()
     }
+
+    /// Whether a file is the signature that verified this release.
+    pub fn is_signature(&self, file: &FileName) -> bool {
+        self.signature.as_ref().is_some_and(|s| &s.file == file)
+    }
 }
 
-/// A SHA256SUMS and the signature that verified it.
+/// A SHA256SUMS and the signature that verified it (none when accepted unsigned).
 struct SignedSums {
     sums: Bytes,
-    signature: Bytes,
-    signature_file: FileName,
     checksums: Checksums,
-    signed_by: Arc<TrustedKey>,
+    signature: Option<(Bytes, Signature)>,
 }
 
 /// What `release.json` holds; the trust material is re-derived from the files beside it.
 #[derive(Debug, Serialize, Deserialize)]
 struct ReleaseRecord {
     shasums_file: FileName,
-    signature_file: FileName,
+    /// `None` for a release accepted unsigned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature_file: Option<FileName>,
     protocols: Vec<String>,
     builds: Vec<BuildRecord>,
     /// The keys upstream published for the provider (registries), trusted again on load.
@@ -191,12 +204,10 @@ impl Mirror {
             tracing::warn!(release = %key, "unreadable release record; fetching again");
             return Ok(None);
         };
-        let sums_key = key.file(record.shasums_file.clone());
-        let sig_key = key.file(record.signature_file.clone());
-        let (Some(sums), Some(sig)) = (
-            store.read(Item::File(&sums_key)).await?,
-            store.read(Item::File(&sig_key)).await?,
-        ) else {
+        let Some(sums) = store
+            .read(Item::File(&key.file(record.shasums_file.clone())))
+            .await?
+        else {
             return Ok(None);
         };
         let published: Vec<PublishedKey> = record
@@ -204,20 +215,28 @@ impl Mirror {
             .iter()
             .map(PublishedKey::from)
             .collect();
-        let verified = verify_sums(
-            keyring_for(source, &published),
-            key,
-            &record.shasums_file,
-            sums.bytes,
-            sig.bytes,
-        )
-        .await;
-        let graded = verified.and_then(|(checksums, signed_by)| {
-            let trust_signature = trust_signature_of(&signed_by, &published);
-            let tier = grade(key, &signed_by, trust_signature.as_deref())?;
-            Ok((checksums, signed_by, tier, trust_signature))
-        });
-        let (checksums, signed_by, tier, trust_signature) = match graded {
+        let verified = match &record.signature_file {
+            Some(file) => {
+                let Some(sig) = store.read(Item::File(&key.file(file.clone()))).await? else {
+                    return Ok(None);
+                };
+                let keyring = keyring_for(source, &published);
+                verify_sums(keyring, key, &record.shasums_file, sums.bytes, sig.bytes)
+                    .await
+                    .and_then(|(checksums, signed_by)| {
+                        let signature = signature(key, file.clone(), signed_by, &published)?;
+                        Ok((checksums, Some(signature)))
+                    })
+            }
+            None if source.allow_unsigned => unsigned_sums(key, &record.shasums_file, &sums.bytes)
+                .map(|checksums| (checksums, None)),
+            None => Err(MirrorError::verification(
+                key,
+                record.shasums_file.as_str(),
+                VerifyFailure::NoSignature,
+            )),
+        };
+        let (checksums, signature) = match verified {
             Ok(v) => v,
             Err(e) => {
                 tracing::warn!(error = %e, "cached release no longer verifies; fetching again");
@@ -238,14 +257,11 @@ impl Mirror {
         Ok(Some(Release {
             key: key.clone(),
             shasums_file: record.shasums_file,
-            signature_file: record.signature_file,
             checksums,
-            signed_by,
             protocols: record.protocols,
             builds,
             manifest_file,
-            tier,
-            trust_signature,
+            signature,
         }))
     }
 
@@ -265,10 +281,10 @@ impl Mirror {
         bind_to_release(key, &signed.checksums, &listing).inspect_err(|_| {
             metrics().verification_failures.inc();
         })?;
-        let trust_signature = trust_signature_of(&signed.signed_by, &listing.published_keys);
-        let tier = grade(key, &signed.signed_by, trust_signature.as_deref())?;
-        self.check_key_continuity(source, key, &signed.signed_by)
-            .await?;
+        if let Some((_, signature)) = &signed.signature {
+            self.check_key_continuity(source, key, &signature.signed_by)
+                .await?;
+        }
         let (protocols, manifest) = self
             .verified_protocols(source, key, &listing, &signed.checksums)
             .await?;
@@ -287,18 +303,18 @@ impl Mirror {
         let release = Release {
             key: key.clone(),
             shasums_file: listing.shasums.clone(),
-            signature_file: signed.signature_file.clone(),
             checksums: signed.checksums.clone(),
-            signed_by: signed.signed_by.clone(),
             protocols,
             builds,
             manifest_file: manifest.as_ref().map(|(name, _)| name.clone()),
-            tier,
-            trust_signature,
+            signature: signed.signature.as_ref().map(|(_, s)| s.clone()),
         };
         self.keep_release(&release, &signed, &listing.published_keys, manifest)
             .await?;
-        tracing::info!(key_id = %release.signed_by.key_id, tier = release.tier.as_str(), builds = release.builds.len(), "verified and cached release");
+        match &release.signature {
+            Some(s) => tracing::info!(key_id = %s.signed_by.key_id, tier = s.tier.as_str(), builds = release.builds.len(), "verified and cached release"),
+            None => tracing::warn!(builds = release.builds.len(), "cached a release whose registry publishes no signing key, checked by its digests alone (allow_unsigned)"),
+        }
         Ok(release)
     }
 
@@ -331,17 +347,28 @@ impl Mirror {
             .await;
             match verified {
                 Ok((checksums, signed_by)) => {
+                    let graded =
+                        self::signature(key, signature_file, signed_by, &listing.published_keys)?;
                     return Ok(SignedSums {
                         sums,
-                        signature,
-                        signature_file,
                         checksums,
-                        signed_by,
-                    })
+                        signature: Some((signature, graded)),
+                    });
                 }
                 Err(MirrorError::Verification { failure, .. }) => last_failure = failure,
                 Err(other) => return Err(other),
             }
+        }
+        if listing.published_keys.is_empty() && upstream.has_namespaces() {
+            if source.allow_unsigned {
+                let checksums = unsigned_sums(key, shasums_file, &sums)?;
+                return Ok(SignedSums {
+                    sums,
+                    checksums,
+                    signature: None,
+                });
+            }
+            last_failure = VerifyFailure::NoPublishedKey;
         }
         metrics().verification_failures.inc();
         tracing::error!(file = %shasums_file, reason = %last_failure, "SHA256SUMS failed verification; nothing cached");
@@ -368,12 +395,11 @@ impl Mirror {
                 &signed.sums,
             )
             .await?;
-        store
-            .write(
-                Item::File(&key.file(release.signature_file.clone())),
-                &signed.signature,
-            )
-            .await?;
+        if let Some((bytes, signature)) = &signed.signature {
+            store
+                .write(Item::File(&key.file(signature.file.clone())), bytes)
+                .await?;
+        }
         if let Some((name, bytes)) = &manifest {
             store
                 .write(Item::File(&key.file(name.clone())), bytes)
@@ -381,7 +407,7 @@ impl Mirror {
         }
         let record = ReleaseRecord {
             shasums_file: release.shasums_file.clone(),
-            signature_file: release.signature_file.clone(),
+            signature_file: release.signature.as_ref().map(|s| s.file.clone()),
             protocols: release.protocols.clone(),
             builds: release
                 .builds
@@ -455,6 +481,33 @@ fn keyring_for(source: &Source, published_keys: &[PublishedKey]) -> Keyring {
         }
     }
     keyring
+}
+
+/// The signature that verified, graded.
+fn signature(
+    key: &ReleaseKey,
+    file: FileName,
+    signed_by: Arc<TrustedKey>,
+    published: &[PublishedKey],
+) -> Result<Signature, MirrorError> {
+    let trust_signature = trust_signature_of(&signed_by, published);
+    let tier = grade(key, &signed_by, trust_signature.as_deref())?;
+    Ok(Signature {
+        file,
+        signed_by,
+        tier,
+        trust_signature,
+    })
+}
+
+/// The SHA256SUMS of a release accepted unsigned: parsed, never signature-checked.
+fn unsigned_sums(
+    key: &ReleaseKey,
+    shasums_file: &FileName,
+    sums: &[u8],
+) -> Result<Checksums, MirrorError> {
+    Checksums::parse(sums)
+        .map_err(|e| MirrorError::verification(key, shasums_file.as_str(), VerifyFailure::from(e)))
 }
 
 /// The trust signature published with the key that signed, if any.

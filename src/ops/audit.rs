@@ -174,7 +174,7 @@ async fn check_small_file(
     file: &crate::protocol::FileKey,
     mode: AuditMode,
 ) -> Result<Option<String>, OpsError> {
-    let named = file.file == release.shasums_file || file.file == release.signature_file;
+    let named = file.file == release.shasums_file || release.is_signature(&file.file);
     if mode != AuditMode::Import || named {
         return Ok(None);
     }

@@ -76,8 +76,14 @@ pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
             provider,
             version: key.version.to_string(),
             fetched: Some(record.modified),
-            key_id: release.signed_by.key_id.clone(),
-            key_source: release.signed_by.source.clone(),
+            key_id: release
+                .signature
+                .as_ref()
+                .map_or_else(|| "unsigned".to_owned(), |s| s.signed_by.key_id.clone()),
+            key_source: release.signature.as_ref().map_or_else(
+                || "digests only (allow_unsigned)".to_owned(),
+                |s| format!("{} ({})", s.signed_by.source, s.tier.as_str()),
+            ),
             archives,
         });
     }
