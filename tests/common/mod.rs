@@ -2,6 +2,8 @@
 //!
 //! - `keys`: throwaway OpenPGP keys (the trusted publisher's and an attacker's);
 //! - `upstream`: a fake releases.hashicorp.com that counts requests and injects faults;
+//! - `registry`: a fake Provider Registry Protocol registry with GitHub-style file hosts;
+//! - `proxy`: a real forward proxy (tinyproxy) for egress tests;
 //! - `releases`: provider releases built on the fly and published on the fake upstream;
 //! - `app`: tfmirror under test, in-process on `127.0.0.1:0`, and its generated config;
 //! - `files`: what is on disk under a cache (every file, temp files, a recorded `h1:`);
@@ -15,6 +17,8 @@
 pub mod app;
 pub mod files;
 pub mod keys;
+pub mod proxy;
+pub mod registry;
 pub mod releases;
 pub mod serving;
 pub mod terraform;
@@ -26,6 +30,7 @@ pub use self::{
     app::{config_toml, start_with_fake_upstream, write_publisher_key, MirrorOptions, TestApp},
     files::{files_under, temp_files, wait_for_recorded_h1},
     keys::{attacker_key, publisher_key, TestKey},
+    registry::{FakeRegistry, FileHosting, Publication, RegistryRelease},
     releases::{make_zip, FakeRelease, Published},
     upstream::{FakeUpstream, Fault},
 };

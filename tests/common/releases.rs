@@ -1,6 +1,7 @@
 //! Provider releases built on the fly: zips, a manifest, `SHA256SUMS` and its signature, and
 //! the release and product indexes, published on the fake upstream; `Published` keeps what was
-//! published for assertions.
+//! published for assertions. `FakeRelease::build` makes the files without publishing them, for
+//! other layouts (the fake registry's GitHub-style assets).
 
 use std::{collections::BTreeMap, io::Write};
 
@@ -24,6 +25,10 @@ pub struct Published {
     pub sums: Vec<u8>,
     pub sums_name: String,
     pub sig_name: String,
+    /// The binary detached signature of `sums`.
+    pub sig: Vec<u8>,
+    /// Every file of the release by name: zips, manifest, SHA256SUMS and its signature.
+    pub files: BTreeMap<String, Vec<u8>>,
     pub dir: String,
 }
 
@@ -65,11 +70,10 @@ impl FakeRelease {
         format!("terraform-provider-{}", self.provider)
     }
 
-    /// Builds the zips, SHA256SUMS (signed by `key`), manifest and indexes, and serves them.
-    pub fn publish(&self, upstream: &FakeUpstream, key: &TestKey) -> Published {
+    /// Builds the zips, manifest and SHA256SUMS signed by `key`, publishing nothing.
+    pub fn build(&self, key: &TestKey) -> Published {
         let product = self.product();
         let v = &self.version;
-        let dir = format!("/{product}/{v}");
         let mut zips = BTreeMap::new();
         for (os, arch) in &self.platforms {
             let name = format!("{product}_{v}_{os}_{arch}.zip");
@@ -78,28 +82,45 @@ impl FakeRelease {
             binary.extend((0..self.payload_bytes).map(|_| rand::random::<u8>()));
             zips.insert(name, make_zip(&format!("{product}_v{v}_x5"), &binary));
         }
-        let mut sums = String::new();
-        let mut listed: Vec<(String, Vec<u8>)> =
-            zips.iter().map(|(n, z)| (n.clone(), z.clone())).collect();
+        let mut files = zips.clone();
         if let Some(protocols) = &self.protocols {
             let manifest =
                 serde_json::json!({"version": 1, "metadata": {"protocol_versions": protocols}});
-            let name = format!("{product}_{v}_manifest.json");
-            let bytes = serde_json::to_vec(&manifest).unwrap();
-            upstream.put(&format!("{dir}/{name}"), bytes.clone());
-            listed.push((name, bytes));
+            files.insert(
+                format!("{product}_{v}_manifest.json"),
+                serde_json::to_vec(&manifest).unwrap(),
+            );
         }
-        listed.sort();
-        for (name, bytes) in &listed {
+        let mut sums = String::new();
+        for (name, bytes) in &files {
             sums.push_str(&format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))));
         }
         let sums_name = format!("{product}_{v}_SHA256SUMS");
         let sig_name = format!("{sums_name}.{}.sig", key.short_id());
-        upstream.put(&format!("{dir}/{sums_name}"), sums.clone());
-        upstream.put(&format!("{dir}/{sig_name}"), key.sign(sums.as_bytes()));
-        for (name, zip) in &zips {
-            upstream.put(&format!("{dir}/{name}"), zip.clone());
+        let sig = key.sign(sums.as_bytes());
+        files.insert(sums_name.clone(), sums.clone().into_bytes());
+        files.insert(sig_name.clone(), sig.clone());
+        Published {
+            zips,
+            sums: sums.into_bytes(),
+            sums_name,
+            sig_name,
+            sig,
+            files,
+            dir: format!("/{product}/{v}"),
         }
+    }
+
+    /// Builds the zips, SHA256SUMS (signed by `key`), manifest and indexes, and serves them.
+    pub fn publish(&self, upstream: &FakeUpstream, key: &TestKey) -> Published {
+        let product = self.product();
+        let v = &self.version;
+        let published = self.build(key);
+        let dir = &published.dir;
+        for (name, bytes) in &published.files {
+            upstream.put(&format!("{dir}/{name}"), bytes.clone());
+        }
+        let sums_name = &published.sums_name;
         let builds: Vec<_> = self
             .platforms
             .iter()
@@ -117,7 +138,7 @@ impl FakeRelease {
             "version": v,
             "shasums": sums_name,
             "shasums_signature": format!("{sums_name}.sig"),
-            "shasums_signatures": [sig_name, format!("{sums_name}.sig")],
+            "shasums_signatures": [published.sig_name, format!("{sums_name}.sig")],
             "builds": builds,
         });
         upstream.put(
@@ -125,13 +146,7 @@ impl FakeRelease {
             serde_json::to_vec(&index).unwrap(),
         );
         upstream.register_version(&product, v, index);
-        Published {
-            zips,
-            sums: sums.into_bytes(),
-            sums_name,
-            sig_name,
-            dir,
-        }
+        published
     }
 }
 

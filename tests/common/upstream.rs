@@ -1,6 +1,8 @@
 //! The fake releases.hashicorp.com: an actix server on 127.0.0.1 that serves what it is given,
 //! counts every request and injects faults on demand (status codes with `Retry-After`, delays,
-//! garbage, throttled bodies, random failures, refusing connections).
+//! garbage, throttled bodies, random failures, refusing connections). It can also answer a
+//! path with a redirect (GitHub-style release assets), demand a bearer token, and records the
+//! `Authorization` header each request carried.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -38,6 +40,14 @@ struct UpstreamState {
     max_in_flight: usize,
     /// Share of all requests answered 503, at random.
     failure_rate: f64,
+    /// Paths answered `302 Found` with this `Location`.
+    redirects: HashMap<String, String>,
+    /// When set, a request without `Authorization: Bearer <token>` gets 401.
+    required_token: Option<String>,
+    /// `(path, Authorization header or None)` for every request, in arrival order.
+    authorizations: Vec<(String, Option<String>)>,
+    /// `Content-Type` to answer a path with, when not the default.
+    content_types: HashMap<String, String>,
 }
 
 /// A releases.hashicorp.com-shaped server on 127.0.0.1 that counts every request and can be
@@ -57,10 +67,23 @@ impl Drop for InFlight {
     }
 }
 
-async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, path: String) -> HttpResponse {
-    let (fault, body, throttle) = {
+async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, req: HttpRequest) -> HttpResponse {
+    let path = req.path().to_owned();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let (fault, body, throttle, redirect, content_type) = {
         let mut s = state.lock().unwrap();
         *s.hits.entry(path.clone()).or_default() += 1;
+        s.authorizations.push((path.clone(), authorization.clone()));
+        if let Some(token) = &s.required_token {
+            if authorization.as_deref() != Some(format!("Bearer {token}").as_str()) {
+                return HttpResponse::Unauthorized()
+                    .content_type("application/json")
+                    .body(r#"{"errors":["not authorized"]}"#);
+            }
+        }
         s.in_flight += 1;
         s.max_in_flight = s.max_in_flight.max(s.in_flight);
         let random_failure = (s.failure_rate > 0.0 && rand::random::<f64>() < s.failure_rate)
@@ -75,6 +98,8 @@ async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, path: String) ->
             fault,
             s.files.get(&path).cloned(),
             s.throttled.get(&path).copied(),
+            s.redirects.get(&path).cloned(),
+            s.content_types.get(&path).cloned(),
         )
     };
     let guard = InFlight(state);
@@ -91,11 +116,22 @@ async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, path: String) ->
         Some(Fault::Garbage) => return HttpResponse::Ok().body("<html>garbage</html>"),
         None => {}
     }
+    if let Some(location) = redirect {
+        return HttpResponse::Found()
+            .insert_header(("Location", location))
+            .finish();
+    }
     let Some(body) = body else {
         return HttpResponse::NotFound().body("not found");
     };
     match throttle {
-        None => HttpResponse::Ok().body(body),
+        None => {
+            let mut response = HttpResponse::Ok();
+            if let Some(content_type) = content_type {
+                response.content_type(content_type);
+            }
+            response.body(body)
+        }
         Some((chunk, pause)) => {
             let len = body.len() as u64;
             let chunks: Vec<Bytes> = body.chunks(chunk).map(Bytes::copy_from_slice).collect();
@@ -119,7 +155,7 @@ impl FakeUpstream {
         let server = HttpServer::new(move || {
             let state = shared.clone();
             App::new().default_service(web::to(move |req: HttpRequest| {
-                fake_upstream_answer(state.clone(), req.path().to_owned())
+                fake_upstream_answer(state.clone(), req)
             }))
         })
         .workers(1)
@@ -191,6 +227,41 @@ impl FakeUpstream {
             .unwrap()
             .files
             .insert(path.to_owned(), body.into());
+    }
+
+    /// Answers `path` with `302 Found` to `location` (an absolute URL, usually on another host).
+    pub fn redirect(&self, path: &str, location: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .redirects
+            .insert(path.to_owned(), location.to_owned());
+    }
+
+    /// Serves `path` with this `Content-Type` (registry documents are `application/json`).
+    pub fn set_content_type(&self, path: &str, content_type: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .content_types
+            .insert(path.to_owned(), content_type.to_owned());
+    }
+
+    /// From now on every request must carry `Authorization: Bearer <token>`, else 401.
+    pub fn require_token(&self, token: &str) {
+        self.state.lock().unwrap().required_token = Some(token.to_owned());
+    }
+
+    /// The `Authorization` header of every request so far, with its path, in arrival order.
+    pub fn authorizations(&self) -> Vec<(String, Option<String>)> {
+        self.state.lock().unwrap().authorizations.clone()
+    }
+
+    /// Every path requested so far (each once), sorted.
+    pub fn requested_paths(&self) -> Vec<String> {
+        let mut paths: Vec<String> = self.state.lock().unwrap().hits.keys().cloned().collect();
+        paths.sort();
+        paths
     }
 
     pub fn get(&self, path: &str) -> Option<Bytes> {
