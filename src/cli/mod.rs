@@ -74,7 +74,8 @@ enum Command {
         /// The bundle to write.
         #[arg(long, short, value_name = "FILE")]
         output: PathBuf,
-        /// Only this provider: TYPE (`local`) or UPSTREAM/TYPE (`hashicorp/local`).
+        /// Only this provider: TYPE (`local`), UPSTREAM/TYPE (`hashicorp/local`), or for a
+        /// registry upstream NAMESPACE/TYPE or UPSTREAM/NAMESPACE/TYPE.
         #[arg(long)]
         provider: Option<String>,
         /// Only this version.

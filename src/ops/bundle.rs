@@ -30,7 +30,8 @@ use crate::{
 /// Which releases to export.
 #[derive(Debug, Clone, Default)]
 pub struct BundleFilter {
-    /// A provider type (`local`), optionally with its upstream (`hashicorp/local`).
+    /// A provider type (`local`), optionally with its upstream (`hashicorp/local`) and, for
+    /// registry upstreams, its namespace (`integrations/github`, `registry/integrations/github`).
     pub provider: Option<String>,
     pub version: Option<Version>,
 }
@@ -38,10 +39,16 @@ pub struct BundleFilter {
 impl BundleFilter {
     fn wants(&self, key: &ReleaseKey) -> bool {
         let provider = &key.provider;
-        let wanted_provider = self.provider.as_deref().is_none_or(|p| {
-            p == provider.provider.as_str()
-                || p == format!("{}/{}", provider.upstream, provider.provider)
-        });
+        let (upstream, ty) = (&provider.upstream, &provider.provider);
+        let mut names = vec![ty.to_string(), format!("{upstream}/{ty}")];
+        if let Some(ns) = &provider.namespace {
+            names.push(format!("{ns}/{ty}"));
+            names.push(format!("{upstream}/{ns}/{ty}"));
+        }
+        let wanted_provider = self
+            .provider
+            .as_deref()
+            .is_none_or(|p| names.iter().any(|name| name == p));
         wanted_provider && self.version.as_ref().is_none_or(|v| v == &key.version)
     }
 }
