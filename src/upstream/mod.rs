@@ -70,6 +70,14 @@ pub struct ArchiveDownload {
     pub chunks: Chunks,
 }
 
+/// An upstream's JSON document, or an error naming its URL.
+fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, UpstreamError> {
+    serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
+        url: url.clone(),
+        reason: e.to_string(),
+    })
+}
+
 /// What every kind of upstream answers.
 pub trait Upstream: Send + Sync + std::fmt::Debug {
     /// The `[upstreams.NAME]` name.

@@ -22,7 +22,7 @@ use tokio::sync::OnceCell;
 use url::Url;
 
 use super::{
-    ArchiveDownload, HttpClient, PublishedKey, ReleaseListing, Upstream, UpstreamError,
+    parse_json, ArchiveDownload, HttpClient, PublishedKey, ReleaseListing, Upstream, UpstreamError,
     UpstreamHealth,
 };
 use crate::{
@@ -182,8 +182,8 @@ impl RegistryUpstream {
             })?;
         let fetched = self.download_document(release, first).await?;
         let stem = release.file_stem();
-        let shasums = file_name(format!("{stem}_SHA256SUMS"))?;
-        let signature = file_name(format!("{stem}_SHA256SUMS.sig"))?;
+        let shasums = file_name(&self.base, format!("{stem}_SHA256SUMS"))?;
+        let signature = file_name(&self.base, format!("{stem}_SHA256SUMS.sig"))?;
         let document = &fetched.document;
         let files = HashMap::from([
             (
@@ -200,7 +200,7 @@ impl RegistryUpstream {
             .iter()
             .map(|platform| {
                 Ok(ValidBuild {
-                    filename: file_name(format!("{stem}_{platform}.zip"))?,
+                    filename: file_name(&self.base, format!("{stem}_{platform}.zip"))?,
                     platform: platform.clone(),
                 })
             })
@@ -323,16 +323,11 @@ impl Upstream for RegistryUpstream {
     }
 }
 
-fn file_name(name: String) -> Result<FileName, UpstreamError> {
+/// A file name built from a release's validated names (a type or version so long that the
+/// name is over the limit is the only way this fails).
+fn file_name(base: &Url, name: String) -> Result<FileName, UpstreamError> {
     FileName::try_from(name.as_str()).map_err(|e| UpstreamError::InvalidBody {
-        url: Url::parse("about:blank").unwrap_or_else(|_| unreachable!()),
-        reason: e.to_string(),
-    })
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, UpstreamError> {
-    serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
-        url: url.clone(),
+        url: base.clone(),
         reason: e.to_string(),
     })
 }

@@ -10,7 +10,10 @@ use bytes::Bytes;
 use futures_util::{future::BoxFuture, FutureExt};
 use url::Url;
 
-use super::{ArchiveDownload, HttpClient, ReleaseListing, Upstream, UpstreamError, UpstreamHealth};
+use super::{
+    parse_json, ArchiveDownload, HttpClient, ReleaseListing, Upstream, UpstreamError,
+    UpstreamHealth,
+};
 use crate::protocol::{
     registry::{PlatformEntry, VersionEntry},
     releases::{ProductIndex, ReleaseVersion},
@@ -201,13 +204,6 @@ fn version_entry(version: &Version, release: &ReleaseVersion) -> VersionEntry {
         protocols: None,
         platforms: platforms.iter().map(PlatformEntry::from).collect(),
     }
-}
-
-fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, UpstreamError> {
-    serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
-        url: url.clone(),
-        reason: e.to_string(),
-    })
 }
 
 #[cfg(test)]
