@@ -294,6 +294,21 @@ async fn a_tampered_asset_is_refused_and_not_cached() {
     app.stop().await;
 }
 
+/// The archive through the registry protocol and `<version>.json` through the network mirror
+/// both fail verification, and nothing of the release is cached.
+async fn refused_through_both_protocols(app: &TestApp, download_path: &str, version: &str) {
+    let (status, body) = fetch_archive(app, download_path).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(error_text(&body).contains("failed verification"), "{body}");
+    let (status, body) = app
+        .get_json(&format!(
+            "/mirror/registry.terraform.io/integrations/github/{version}.json"
+        ))
+        .await;
+    assert_eq!(status, 502, "{body}");
+    assert_nothing_cached(&app.cache_dir);
+}
+
 #[actix_web::test]
 async fn a_signature_by_another_key_than_the_published_one_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -309,14 +324,7 @@ async fn a_signature_by_another_key_than_the_published_one_is_refused() {
         hosting: FileHosting::Assets,
     });
     let app = spawn(dir.path(), &registry, "", "").await;
-    let (status, body) = fetch_archive(&app, &github.download_path("linux", "amd64")).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error_text(&body).contains("failed verification"), "{body}");
-    let (status, body) = app
-        .get_json("/mirror/registry.terraform.io/integrations/github/6.2.0.json")
-        .await;
-    assert_eq!(status, 502, "{body}");
-    assert_nothing_cached(&app.cache_dir);
+    refused_through_both_protocols(&app, &github.download_path("linux", "amd64"), "6.2.0").await;
     assert_eq!(registry.archive_downloads(&github, "linux", "amd64"), 0);
     app.stop().await;
 }
@@ -338,14 +346,8 @@ async fn a_release_relabelled_as_another_version_is_refused() {
     });
     assert!(relabelled.zip_name("linux", "amd64").contains("_6.1.0_"));
     let app = spawn(dir.path(), &registry, "", "").await;
-    let (status, body) = fetch_archive(&app, &relabelled.download_path("linux", "amd64")).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error_text(&body).contains("failed verification"), "{body}");
-    let (status, body) = app
-        .get_json("/mirror/registry.terraform.io/integrations/github/6.2.0.json")
-        .await;
-    assert_eq!(status, 502, "{body}");
-    assert_nothing_cached(&app.cache_dir);
+    let download = relabelled.download_path("linux", "amd64");
+    refused_through_both_protocols(&app, &download, "6.2.0").await;
     app.stop().await;
 }
 
@@ -365,14 +367,8 @@ async fn a_release_relabelled_as_another_provider_is_refused() {
         hosting: FileHosting::Assets,
     });
     let app = spawn(dir.path(), &registry, "", "").await;
-    let (status, body) = fetch_archive(&app, &relabelled.download_path("linux", "amd64")).await;
-    assert_eq!(status, 502, "{body}");
-    assert!(error_text(&body).contains("failed verification"), "{body}");
-    let (status, body) = app
-        .get_json("/mirror/registry.terraform.io/integrations/github/3.40.0.json")
-        .await;
-    assert_eq!(status, 502, "{body}");
-    assert_nothing_cached(&app.cache_dir);
+    let download = relabelled.download_path("linux", "amd64");
+    refused_through_both_protocols(&app, &download, "3.40.0").await;
     app.stop().await;
 }
 
