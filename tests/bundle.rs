@@ -25,8 +25,14 @@ fn write_config(dir: &Path, upstream_url: String) -> (PathBuf, PathBuf) {
 
 /// A cache with local 2.0.0 and 2.1.0 (linux and darwin archives), and the bundle of 2.1.0.
 async fn exported(dir: &Path) -> (FakeUpstream, Published, PathBuf, String) {
+    let (upstream, published, _, bundle, h1) = exported_with_older(dir).await;
+    (upstream, published, bundle, h1)
+}
+
+/// As `exported`, with 2.0.0's publication too.
+async fn exported_with_older(dir: &Path) -> (FakeUpstream, Published, Published, PathBuf, String) {
     let upstream = FakeUpstream::start().await;
-    FakeRelease::new("local", "2.0.0").publish(&upstream, publisher_key());
+    let older = FakeRelease::new("local", "2.0.0").publish(&upstream, publisher_key());
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let (config, cache) = write_config(&dir.join("online"), upstream.url());
     let app = TestApp::spawn(MirrorOptions::new(upstream.url(), &cache)).await;
@@ -74,7 +80,7 @@ async fn exported(dir: &Path) -> (FakeUpstream, Published, PathBuf, String) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("export: 1 releases"), "{stdout}");
-    (upstream, published, bundle, h1)
+    (upstream, published, older, bundle, h1)
 }
 
 /// Copies a bundle with each file passed through `edit(path, bytes)`, plus `extra` entries.
@@ -152,7 +158,7 @@ async fn a_bundle_moves_verified_releases_into_an_offline_cache() {
 #[actix_web::test]
 async fn tampered_bundles_are_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
-    let (_upstream, published, bundle, _) = exported(dir.path()).await;
+    let (_upstream, published, older, bundle, _) = exported_with_older(dir.path()).await;
     let zip = published.zip_name("linux", "amd64");
     let flip = |name: &str| {
         let zip = zip.clone();
@@ -183,6 +189,24 @@ async fn tampered_bundles_are_refused_whole() {
             &[(planted_h1.as_str(), b"h1:planted=".as_slice())],
         );
         cases.push(("a file the release does not name", out));
+        // 2.1.0's SHA256SUMS and signature replaced by 2.0.0's, genuinely signed.
+        let out = dir.path().join("relabelled.tar");
+        let (old_sums, old_sig) = (older.sums.clone(), older.sig.clone());
+        rewrite(
+            &bundle,
+            &out,
+            move |path: &str, bytes: Vec<u8>| {
+                if path.ends_with("_SHA256SUMS") {
+                    old_sums.clone()
+                } else if path.ends_with(".sig") {
+                    old_sig.clone()
+                } else {
+                    bytes
+                }
+            },
+            &[],
+        );
+        cases.push(("does not verify", out));
         let out = dir.path().join("stray.tar");
         rewrite(
             &bundle,

@@ -243,7 +243,7 @@ impl Mirror {
                 return Ok(None);
             }
         };
-        let builds = record
+        let builds: Vec<ValidBuild> = record
             .builds
             .into_iter()
             .filter(|b| checksums.digest_of(b.filename.as_str()).is_some())
@@ -252,6 +252,11 @@ impl Mirror {
                 filename: b.filename,
             })
             .collect();
+        // What was stored (or imported) is bound to its name as strictly as a fetch.
+        if let Err(e) = bind_to_release(key, &record.shasums_file, &checksums, &builds) {
+            tracing::warn!(error = %e, "cached release is named for another one; fetching again");
+            return Ok(None);
+        }
         let manifest_file =
             manifest_name(key).filter(|name| checksums.digest_of(name.as_str()).is_some());
         Ok(Some(Release {
@@ -278,9 +283,11 @@ impl Mirror {
             other => other?,
         };
         let signed = self.signed_sums(source, key, &listing).await?;
-        bind_to_release(key, &signed.checksums, &listing).inspect_err(|_| {
-            metrics().verification_failures.inc();
-        })?;
+        bind_to_release(key, &listing.shasums, &signed.checksums, &listing.builds).inspect_err(
+            |_| {
+                metrics().verification_failures.inc();
+            },
+        )?;
         if let Some((_, signature)) = &signed.signature {
             self.check_key_continuity(source, key, &signature.signed_by)
                 .await?;
@@ -539,8 +546,9 @@ fn grade(
 /// signed release, or another provider's, under this one's name.
 fn bind_to_release(
     key: &ReleaseKey,
+    shasums_file: &FileName,
     checksums: &Checksums,
-    listing: &ReleaseListing,
+    builds: &[ValidBuild],
 ) -> Result<(), MirrorError> {
     let prefix = format!("{}_", key.file_stem());
     let stranger = checksums
@@ -554,12 +562,11 @@ fn bind_to_release(
         );
         return Err(MirrorError::verification(
             key,
-            listing.shasums.as_str(),
+            shasums_file.as_str(),
             VerifyFailure::OtherRelease(name.to_owned()),
         ));
     }
-    let misnamed = listing
-        .builds
+    let misnamed = builds
         .iter()
         .find(|b| b.filename.as_str() != format!("{prefix}{}.zip", b.platform));
     if let Some(build) = misnamed {
