@@ -1,7 +1,8 @@
 //! Providers of a registry upstream (`kind = "registry"`) through what tfmirror does besides
 //! serving them: signing-key continuity (counted, shown, refused when keys are pinned),
 //! `allow_unsigned`, the one-shot subcommands of the real binary (`prefetch`, `verify`,
-//! `export` / `import`, `gc`) and `[auth]`'s signed file URLs. The providers are namespaced
+//! `export` / `import`, `gc`; an import held to pinned keys as a fetch is) and `[auth]`'s
+//! signed file URLs. The providers are namespaced
 //! (`integrations/github`), reached through `[namespaces."*"]` and
 //! `[mirrors."registry.terraform.io/*"]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -730,5 +731,83 @@ async fn with_auth_a_registry_download_document_has_signed_file_urls() {
     );
     assert_eq!(request(&other, None).await.unwrap().status(), 401);
     assert_eq!(registry.archive_downloads(&github, "darwin", "arm64"), 0);
+    app.stop().await;
+}
+
+/// `tfmirror export` of one version of integrations/github; the bundle's path.
+async fn export_version(config: &Path, dir: &Path, version: &str) -> PathBuf {
+    let bundle = dir.join(format!("github-{version}.tar"));
+    let out = tfmirror(
+        &[
+            "export",
+            "--output",
+            bundle.to_str().unwrap(),
+            "--provider",
+            "registry/github",
+            "--version",
+            version,
+        ],
+        config,
+    )
+    .await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    bundle
+}
+
+#[actix_web::test]
+async fn an_imported_version_signed_by_a_new_key_is_refused_while_keys_are_pinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let key_b = TestKey::generate("rotated");
+    let registry = FakeRegistry::start().await;
+    registry.publish(
+        "integrations",
+        &FakeRelease::new("github", "6.1.0"),
+        publisher_key(),
+    );
+    let newer = registry.publish("integrations", &FakeRelease::new("github", "6.2.0"), &key_b);
+    let online = dir.path().join("online");
+    let (config, _) = write_config(
+        &online,
+        &format!(
+            "{}\n[[prefetch]]\nprovider = \"integrations/github\"\nplatforms = [\"linux_amd64\"]\n",
+            registry.mirror_toml("")
+        ),
+    );
+    let stdout = prefetch(&config, &[]).await;
+    assert!(stdout.contains("prefetch: 2 fetched"), "{stdout}");
+    let older_bundle = export_version(&config, dir.path(), "6.1.0").await;
+    let newer_bundle = export_version(&config, dir.path(), "6.2.0").await;
+    registry.stop().await;
+
+    // The offline site pins keys and has 6.1.0, signed by the publisher's key.
+    let offline_dir = dir.path().join("offline");
+    let pinned = registry
+        .mirror_toml("pin_keys = true")
+        .replace(&registry.url(), NOWHERE);
+    let (offline_config, offline_cache) = write_config(&offline_dir, &pinned);
+    let out = tfmirror(&["import", older_bundle.to_str().unwrap()], &offline_config).await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+
+    // 6.2.0, signed by another key, is refused whole, as a fetch of it would be.
+    let out = tfmirror(&["import", newer_bundle.to_str().unwrap()], &offline_config).await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains(&key_b.key_id), "{stderr}");
+    assert_eq!(version_files(&offline_cache, "6.2.0"), Vec::<String>::new());
+
+    // With the new key configured, the same bundle is imported and served.
+    let key_file = offline_dir.join("rotated.asc");
+    std::fs::write(&key_file, &key_b.armored_public).unwrap();
+    let pinned = registry
+        .mirror_toml(&format!("pin_keys = true\nsigning_keys = [{key_file:?}]"))
+        .replace(&registry.url(), NOWHERE);
+    let (offline_config, _) = write_config(&offline_dir, &pinned);
+    let out = tfmirror(&["import", newer_bundle.to_str().unwrap()], &offline_config).await;
+    let (stdout, stderr) = output_text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let app = spawn(&offline_dir, &pinned).await;
+    assert_serves(&app.client, &app.base, &newer, &key_b).await;
     app.stop().await;
 }
