@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Mirror, MirrorError, Source, VerifyFailure};
+use super::{Mirror, MirrorError, Release, Source, VerifyFailure};
 use crate::{metrics::metrics, protocol::ReleaseKey, store::Item, verify::TrustedKey};
 
 /// Keys seen for one provider, oldest first.
@@ -108,6 +108,17 @@ impl Mirror {
         let body = serde_json::to_vec_pretty(&seen).map_err(MirrorError::internal)?;
         store.write(item, &body).await?;
         Ok(())
+    }
+
+    /// Checks a verified release from a bundle against the keys of its provider's earlier
+    /// versions, as a fetch does: an import must not bring in what `pin_keys` refuses.
+    pub async fn check_imported_key(&self, release: &Release) -> Result<(), MirrorError> {
+        let Some(signature) = &release.signature else {
+            return Ok(());
+        };
+        let source = self.source(&release.key.provider.upstream)?;
+        self.check_key_continuity(source, &release.key, &signature.signed_by)
+            .await
     }
 
     /// Key changes noticed since start-up, newest last (for the status page).

@@ -201,6 +201,16 @@ pub async fn import_bundle(
         ]));
     }
 
+    // Signing-key continuity, as a fetch checks it, before anything is copied.
+    for key in staging.store.releases().await? {
+        if let Some(release) = staged.stored_release(&key).await? {
+            mirror
+                .check_imported_key(&release)
+                .await
+                .map_err(|e| OpsError::BundleRefused(vec![e.to_string()]))?;
+        }
+    }
+
     let mut providers = BTreeSet::new();
     for key in staging.store.releases().await? {
         copy_release(&staged, mirror.store(), &key).await?;
