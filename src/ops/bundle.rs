@@ -405,6 +405,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn filters_name_providers_with_or_without_upstream_and_namespace() {
+        #![allow(clippy::unwrap_used)]
+        use crate::protocol::{Namespace, ProviderType, UpstreamName};
+        let key = ProviderKey::new(
+            UpstreamName::try_from("registry").unwrap(),
+            Some(Namespace::try_from("integrations").unwrap()),
+            ProviderType::try_from("github").unwrap(),
+        )
+        .release(Version::try_from("6.2.0").unwrap());
+        let filter = |provider: &str| BundleFilter {
+            provider: Some(provider.to_owned()),
+            version: None,
+        };
+        for name in [
+            "github",
+            "registry/github",
+            "integrations/github",
+            "registry/integrations/github",
+        ] {
+            assert!(filter(name).wants(&key), "{name}");
+        }
+        for name in ["datadog/github", "other/integrations/github", "gith"] {
+            assert!(!filter(name).wants(&key), "{name}");
+        }
+    }
+
+    #[test]
     fn only_cache_shaped_paths_are_staged() {
         let ok = "releases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_SHA256SUMS";
         assert!(matches!(staged_item(Path::new(ok)), Some(Staged::File(_))));
