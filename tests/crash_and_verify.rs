@@ -247,3 +247,58 @@ async fn sigterm_lets_a_download_in_flight_finish_and_leaves_no_temp_file() {
         "releases/hashicorp/terraform-provider-local/2.1.0/{zip}"
     )));
 }
+
+/// `serve` starting beside a long `import` or `prefetch` of another process: the start-up
+/// sweep removes only leftovers, never a temp file or staging directory whose writer still
+/// holds its lock, however old.
+#[actix_web::test]
+async fn the_start_up_sweep_leaves_live_writers_of_other_processes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let (config, cache) = write_config(dir.path(), &upstream);
+    let release = cache.join("releases/hashicorp/terraform-provider-local/2.1.0");
+    std::fs::create_dir_all(&release).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(3600);
+    let age = |path: &Path| {
+        std::fs::File::open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap()
+    };
+    // A download of another process, an hour into its work: locked, as writers lock them.
+    let live = release.join(".terraform-provider-local_2.1.0_linux_amd64.zip.tmp-00000000000000aa");
+    let live_file = std::fs::File::create(&live).unwrap();
+    fs4::FileExt::lock(&live_file).unwrap();
+    age(&live);
+    // An import's staging directory, locked by that import.
+    let staging = cache.join(".import.tmp-00000000000000bb");
+    std::fs::create_dir_all(staging.join("releases")).unwrap();
+    let staging_lock = std::fs::File::open(&staging).unwrap();
+    fs4::FileExt::lock(&staging_lock).unwrap();
+    age(&staging);
+    // What a crashed process left: unlocked.
+    let leftover =
+        release.join(".terraform-provider-local_2.1.0_darwin_arm64.zip.tmp-00000000000000cc");
+    std::fs::write(&leftover, b"partial").unwrap();
+    age(&leftover);
+    let crashed_import = cache.join(".import.tmp-00000000000000dd");
+    std::fs::create_dir_all(&crashed_import).unwrap();
+    age(&crashed_import);
+
+    let serving = serve(&config);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while leftover.exists() || crashed_import.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the sweep never removed the leftovers"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        live.exists(),
+        "a live download of another process was swept"
+    );
+    assert!(staging.exists(), "a live import's staging was swept");
+    serving.kill9();
+    drop((live_file, staging_lock));
+}

@@ -3,6 +3,9 @@
 //! Discipline (after panamax and sccache): every file is written to a temp file in its final
 //! directory, fsynced, and renamed into place only when complete, so a reader never sees a
 //! half-written file and a crash leaves at most a temp file, which the start-up sweep removes.
+//! A writer holds a lock on its temp file (an import on its staging directory) while it
+//! works, and the sweep removes only leftovers that are older than the sweeping process and
+//! unlocked: `serve` starting during a long `import` or `prefetch` breaks neither.
 //! Writes are refused rather than let the disk fill past `cache.min_free_space`.
 
 use std::{
@@ -409,13 +412,19 @@ impl TempFile {
         })
     }
 
+    /// Creates the temp file, locked for as long as it is open: the sweep of another process
+    /// sees the lock and leaves a live write alone, whatever its age.
     async fn file(&self) -> Result<tokio::fs::File, StoreError> {
-        tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&self.path)
             .await
-            .map_err(|e| StoreError::io(&self.path, e))
+            .map_err(|e| StoreError::io(&self.path, e))?
+            .into_std()
+            .await;
+        fs4::FileExt::lock(&file).map_err(|e| StoreError::io(&self.path, e))?;
+        Ok(tokio::fs::File::from_std(file))
     }
 
     async fn sync(&self, file: &mut tokio::fs::File) -> Result<(), StoreError> {
@@ -486,6 +495,25 @@ impl Drop for TempFile {
     }
 }
 
+/// Whether another writer (a download, an import's staging, in this process or any other on
+/// this host) holds the lock on a temp file or directory right now.
+fn held_by_a_writer(path: &Path) -> bool {
+    match std::fs::File::open(path) {
+        Ok(file) => matches!(
+            fs4::FileExt::try_lock(&file),
+            Err(fs4::TryLockError::WouldBlock)
+        ),
+        Err(_) => false,
+    }
+}
+
+/// Locks a directory for as long as the returned handle lives (an import's staging).
+pub(super) fn lock_dir(dir: &Path) -> io::Result<std::fs::File> {
+    let handle = std::fs::File::open(dir)?;
+    fs4::FileExt::lock(&handle)?;
+    Ok(handle)
+}
+
 fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -503,7 +531,7 @@ fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), St
                 .metadata()
                 .and_then(|m| m.modified())
                 .is_ok_and(|modified| modified < cutoff);
-            if stale {
+            if stale && !held_by_a_writer(&path) {
                 std::fs::remove_dir_all(&path).map_err(|e| StoreError::io(&path, e))?;
                 sweep.removed += 1;
             }
@@ -517,7 +545,8 @@ fn sweep_dir(dir: &Path, cutoff: SystemTime, sweep: &mut Sweep) -> Result<(), St
             continue;
         };
         if temp {
-            if metadata.modified().is_ok_and(|modified| modified < cutoff) {
+            let stale = metadata.modified().is_ok_and(|modified| modified < cutoff);
+            if stale && !held_by_a_writer(&path) {
                 std::fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
                 sweep.removed += 1;
             }

@@ -174,9 +174,16 @@ pub struct CachedArchive {
 pub struct Staging {
     pub store: Store,
     dir: PathBuf,
+    /// Held while staging lives, so that another process's sweep leaves it alone.
+    _lock: std::fs::File,
 }
 
 impl Staging {
+    /// Where it is.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// A handle for filling the staging store from a blocking thread.
     pub fn unpacker(&self) -> Unpacker {
         Unpacker {
@@ -256,7 +263,12 @@ impl Store {
     pub async fn staging(&self) -> Result<Staging, StoreError> {
         let dir = self.disk.temp_dir_name("import");
         let store = Self::open_disk(&dir, 0).await?;
-        Ok(Staging { store, dir })
+        let lock = disk::lock_dir(&dir).map_err(|e| StoreError::io(&dir, e))?;
+        Ok(Staging {
+            store,
+            dir,
+            _lock: lock,
+        })
     }
 
     /// Reads a whole small item, or `None` when it is not stored.
@@ -635,5 +647,39 @@ mod tests {
         assert_eq!((sweep.removed, sweep.files, sweep.bytes), (1, 1, 4));
         assert!(!sub.join(".a.zip.tmp-0123").exists());
         assert!(sub.join("a.zip").exists());
+    }
+
+    #[tokio::test]
+    async fn sweeping_leaves_what_a_writer_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let key = archive();
+        let mut upload_chunks = futures_util::stream::pending::<Result<Bytes, io::Error>>();
+        let mut observe = |_: Option<&Partial>, _| {};
+        // A write in progress, seen from a sweep whose cutoff is in the future.
+        let writing = store.write_verified(
+            Item::File(&key),
+            &mut upload_chunks,
+            digest(b"x"),
+            100,
+            0,
+            &mut observe,
+        );
+        tokio::pin!(writing);
+        let started = tokio::time::timeout(std::time::Duration::from_millis(100), &mut writing);
+        assert!(
+            started.await.is_err(),
+            "the write should wait for its chunks"
+        );
+        let after = SystemTime::now() + std::time::Duration::from_secs(1);
+        assert_eq!(store.sweep_leftovers(after).await.unwrap().removed, 0);
+        assert_eq!(
+            files_in(dir.path()).len(),
+            1,
+            "the live temp file was swept"
+        );
+        let staging = store.staging().await.unwrap();
+        assert_eq!(store.sweep_leftovers(after).await.unwrap().removed, 0);
+        assert!(staging.dir().exists(), "a live staging directory was swept");
     }
 }
