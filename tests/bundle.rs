@@ -269,3 +269,70 @@ async fn tampered_bundles_are_refused_whole() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only regular files"));
     assert_eq!(files_under(&cache), Vec::<String>::new());
 }
+
+#[actix_web::test]
+async fn a_second_import_adds_its_versions_and_a_bundle_too_big_for_the_disk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, _, bundle, _) = exported(dir.path()).await;
+    upstream.stop().await;
+    // 2.0.0 from the same online cache, in a bundle of its own.
+    let older = dir.path().join("older.tar");
+    let online = dir.path().join("online/tfmirror.toml");
+    let out = tfmirror(
+        &[
+            "export",
+            "--output",
+            older.to_str().unwrap(),
+            "--provider",
+            "local",
+            "--version",
+            "2.0.0",
+        ],
+        &online,
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (config, cache) = write_config(&dir.path().join("offline"), "http://127.0.0.1:9".into());
+    for bundle in [&bundle, &older] {
+        let out = tfmirror(&["import", bundle.to_str().unwrap()], &config).await;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let app = TestApp::spawn(MirrorOptions::new("http://127.0.0.1:9".into(), &cache)).await;
+    let (status, list) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    assert_eq!(status, 200);
+    let versions: Vec<&str> = list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions, ["2.0.0", "2.1.0"]);
+    app.stop().await;
+
+    // A disk that cannot take the bundle (here: a reserve larger than any disk) refuses it
+    // before anything is unpacked.
+    let full = dir.path().join("full");
+    let (config, cache) = write_config(&full, "http://127.0.0.1:9".into());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[cache]\n", "[cache]\nmin_free_space = \"1000000 TB\"\n"),
+    )
+    .unwrap();
+    let out = tfmirror(&["import", bundle.to_str().unwrap()], &config).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("bytes free"), "{stderr}");
+    assert_eq!(files_under(&cache), Vec::<String>::new());
+}

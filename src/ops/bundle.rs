@@ -173,8 +173,9 @@ pub async fn import_bundle(
     let staging = mirror.store().staging().await?;
     let unpacked = {
         let (bundle, max_file) = (bundle.to_owned(), config.cache.max_archive_bytes.as_u64());
+        let reserve = config.cache.min_free_space.as_u64();
         let unpacker = staging.unpacker();
-        tokio::task::spawn_blocking(move || unpack(&bundle, &unpacker, max_file))
+        tokio::task::spawn_blocking(move || unpack(&bundle, &unpacker, max_file, reserve))
             .await
             .map_err(|e| OpsError::Internal(e.to_string()))??
     };
@@ -278,39 +279,45 @@ async fn copy_release(staged: &Mirror, store: &Store, key: &ReleaseKey) -> Resul
     Ok(())
 }
 
-/// Writes a version list for a provider that has none, from the releases stored for it.
+/// Adds the stored releases of a provider to its version list (writing one if it has none),
+/// so that a second import into an offline cache lists the new versions beside the old ones.
+/// Versions already listed keep their entries.
 async fn ensure_version_list(mirror: &Mirror, provider: &ProviderKey) -> Result<(), OpsError> {
     let store = mirror.store();
-    if store.exists(Item::VersionList(provider)).await {
-        return Ok(());
-    }
-    let mut versions = Vec::new();
+    let mut list = match store.read(Item::VersionList(provider)).await? {
+        Some(doc) => serde_json::from_slice::<VersionList>(&doc.bytes).unwrap_or(VersionList {
+            versions: Vec::new(),
+        }),
+        None => VersionList {
+            versions: Vec::new(),
+        },
+    };
+    let before = list.versions.len();
     for key in store.releases().await? {
-        if &key.provider != provider {
+        let listed = list
+            .versions
+            .iter()
+            .any(|v| v.version == key.version.as_str());
+        if &key.provider != provider || listed {
             continue;
         }
         if let Some(release) = mirror.stored_release(&key).await? {
-            versions.push((
-                key.version.clone(),
-                release
+            list.versions.push(VersionEntry {
+                version: key.version.to_string(),
+                protocols: None,
+                platforms: release
                     .builds
                     .iter()
                     .map(|b| PlatformEntry::from(&b.platform))
-                    .collect::<Vec<_>>(),
-            ));
+                    .collect(),
+            });
         }
     }
-    versions.sort_by(|a, b| a.0.cmp(&b.0));
-    let list = VersionList {
-        versions: versions
-            .into_iter()
-            .map(|(version, platforms)| VersionEntry {
-                version: version.to_string(),
-                protocols: None,
-                platforms,
-            })
-            .collect(),
-    };
+    if list.versions.len() == before && store.exists(Item::VersionList(provider)).await {
+        return Ok(());
+    }
+    list.versions
+        .sort_by_key(|v| Version::try_from(v.version.as_str()).ok());
     let body = serde_json::to_vec(&list).map_err(|e| OpsError::Internal(e.to_string()))?;
     store.write(Item::VersionList(provider), &body).await?;
     Ok(())
@@ -329,8 +336,25 @@ fn unpack(
     bundle: &Path,
     staging: &crate::store::Unpacker,
     max_file: u64,
+    reserve: u64,
 ) -> Result<Unpacked, OpsError> {
     let refused = |reason: String| OpsError::BundleRefused(vec![reason]);
+    let (entries, bytes) = measure(bundle)?;
+    if entries > MAX_BUNDLE_ENTRIES {
+        return Err(refused(format!(
+            "{entries} entries; a bundle holds at most {MAX_BUNDLE_ENTRIES}"
+        )));
+    }
+    let available = staging
+        .available_space()
+        .map_err(|e| OpsError::Bundle(format!("cannot measure the cache's free space: {e}")))?;
+    // Unpacked once into staging and once more into the cache, keeping cache.min_free_space.
+    let needed = bytes.saturating_mul(2).saturating_add(reserve);
+    if needed > available {
+        return Err(refused(format!(
+            "the cache disk has {available} bytes free; unpacking needs {needed} (twice the {bytes} the bundle holds, plus cache.min_free_space)"
+        )));
+    }
     let file = std::fs::File::open(bundle)
         .map_err(|e| OpsError::Bundle(format!("cannot open {}: {e}", bundle.display())))?;
     let mut archive = tar::Archive::new(std::io::BufReader::new(file));
@@ -370,10 +394,38 @@ fn unpack(
         let copied = staging
             .put_blocking(item, &mut entry, max_file)
             .map_err(|e| refused(format!("{}: {e} (listed twice?)", path.display())))?;
+        if copied != size {
+            return Err(refused(format!(
+                "{}: {copied} bytes where its header says {size}",
+                path.display()
+            )));
+        }
         unpacked.files += 1;
         unpacked.bytes += copied;
     }
     Ok(unpacked)
+}
+
+/// Most entries a bundle may hold (a full mirror of the public registry's popular providers
+/// is a few tens of thousands of files).
+const MAX_BUNDLE_ENTRIES: usize = 200_000;
+
+/// How many entries a bundle has and how many bytes they announce, from its headers alone.
+fn measure(bundle: &Path) -> Result<(usize, u64), OpsError> {
+    let refused = |reason: String| OpsError::BundleRefused(vec![reason]);
+    let file = std::fs::File::open(bundle)
+        .map_err(|e| OpsError::Bundle(format!("cannot open {}: {e}", bundle.display())))?;
+    let mut archive = tar::Archive::new(std::io::BufReader::new(file));
+    let (mut entries, mut bytes) = (0usize, 0u64);
+    for entry in archive
+        .entries()
+        .map_err(|e| refused(format!("not a tar archive: {e}")))?
+    {
+        let entry = entry.map_err(|e| refused(format!("unreadable tar entry: {e}")))?;
+        entries += 1;
+        bytes = bytes.saturating_add(entry.header().size().unwrap_or(u64::MAX));
+    }
+    Ok((entries, bytes))
 }
 
 /// A bundle entry, read back as a key.

@@ -1,7 +1,8 @@
 //! The local disk as a store: the only code that writes under `cache.dir`.
 //!
 //! Discipline (after panamax and sccache): every file is written to a temp file in its final
-//! directory, fsynced, and renamed into place only when complete, so a reader never sees a
+//! directory, fsynced, and renamed into place only when complete (the directory fsynced after
+//! the rename, so the new name survives a crash too), so a reader never sees a
 //! half-written file and a crash leaves at most a temp file, which the start-up sweep removes.
 //! A writer holds a lock on its temp file (an import on its staging directory) while it
 //! works, and the sweep removes only leftovers that are older than the sweeping process and
@@ -445,9 +446,9 @@ impl TempFile {
     }
 
     /// Publishes the (synced) file under its final name, replacing what was there.
+    /// The file stays open, and so locked, until it has its final name.
     async fn rename_into_place(mut self, file: tokio::fs::File) -> Result<(), StoreError> {
         let size = self.size(&file).await?;
-        drop(file);
         let replaced = tokio::fs::metadata(&self.target)
             .await
             .ok()
@@ -456,6 +457,8 @@ impl TempFile {
             .await
             .map_err(|e| StoreError::io(&self.target, e))?;
         self.committed = true;
+        drop(file);
+        sync_parent(&self.target).await?;
         count_stored(size, replaced);
         Ok(())
     }
@@ -464,9 +467,11 @@ impl TempFile {
     /// fails rather than replaces. `false` when one was there.
     async fn link_into_place(self, file: tokio::fs::File) -> Result<bool, StoreError> {
         let size = self.size(&file).await?;
+        let linked = tokio::fs::hard_link(&self.path, &self.target).await;
         drop(file);
-        match tokio::fs::hard_link(&self.path, &self.target).await {
+        match linked {
             Ok(()) => {
+                sync_parent(&self.target).await?;
                 count_stored(size, None);
                 Ok(true)
             }
@@ -475,6 +480,18 @@ impl TempFile {
         }
         // The temp name goes on drop either way.
     }
+}
+
+/// Makes a rename or link in `path`'s directory durable: without it a crash can lose the new
+/// name although the file's bytes were synced.
+async fn sync_parent(path: &Path) -> Result<(), StoreError> {
+    let Some(dir) = path.parent() else {
+        return Ok(());
+    };
+    let handle = tokio::fs::File::open(dir)
+        .await
+        .map_err(|e| StoreError::io(dir, e))?;
+    handle.sync_all().await.map_err(|e| StoreError::io(dir, e))
 }
 
 fn count_stored(size: u64, replaced: Option<u64>) {

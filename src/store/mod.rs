@@ -199,6 +199,11 @@ pub struct Unpacker {
 }
 
 impl Unpacker {
+    /// Free bytes on the staging disk, which is the cache's.
+    pub fn available_space(&self) -> io::Result<u64> {
+        fs4::available_space(&self.dir)
+    }
+
     /// Writes one file into the staging store from a reader, at most `limit` bytes (more is
     /// an error), refusing a location that is already there. Blocking: for unpacking on a
     /// blocking thread. Nothing staged is trusted or fsynced; it is verified, then copied into
