@@ -11,6 +11,7 @@ use std::{io::Cursor, sync::Arc};
 
 use pgp::{
     composed::{Deserializable, DetachedSignature, SignedPublicKey, SignedPublicSubKey},
+    crypto::hash::HashAlgorithm,
     packet::{Signature, SignatureType},
     types::{KeyDetails, KeyId, Tag, Timestamp},
 };
@@ -52,7 +53,18 @@ pub enum SignatureError {
     },
     #[error("signature by {key_id} does not match the signed document")]
     Mismatch { key_id: String },
+    #[error("signature is of type {0}; only binary or text signatures sign a document")]
+    WrongType(String),
+    #[error("signature uses {0}, which is too weak; SHA-2 is required")]
+    WeakHash(String),
+    #[error("signature expired at {0}")]
+    Expired(String),
+    #[error("signature file holds no signature")]
+    Empty,
 }
+
+/// Most signature packets read from one file (real ones hold one or two).
+const MAX_SIGNATURES_PER_FILE: usize = 16;
 
 /// A public key we trust to sign SHA256SUMS documents.
 #[derive(Debug)]
@@ -195,6 +207,8 @@ impl Keyring {
     }
 
     /// Checks `signature` (binary, detached) over `document` and names the key that made it.
+    /// Every signature packet in the file is considered, by issuer, as Terraform does: the
+    /// first that verifies wins; otherwise the most telling refusal is reported.
     pub fn verify(
         &self,
         document: &[u8],
@@ -203,9 +217,24 @@ impl Keyring {
         if signature.starts_with(b"-----BEGIN") {
             return Err(SignatureError::Armored);
         }
-        let detached = DetachedSignature::from_bytes(signature)
+        let signatures = DetachedSignature::from_bytes_many(Cursor::new(signature))
             .map_err(|e| SignatureError::Malformed(e.to_string()))?;
-        self.verify_detached(document, &detached)
+        let mut refusal = SignatureError::Empty;
+        for detached in signatures.take(MAX_SIGNATURES_PER_FILE) {
+            let detached = detached.map_err(|e| SignatureError::Malformed(e.to_string()))?;
+            match self.verify_detached(document, &detached) {
+                Ok(key) => return Ok(key),
+                Err(e) => {
+                    // An unknown issuer says the least: keep what another packet said.
+                    let says_less = matches!(e, SignatureError::UnknownIssuer { .. })
+                        && !matches!(refusal, SignatureError::Empty);
+                    if !says_less {
+                        refusal = e;
+                    }
+                }
+            }
+        }
+        Err(refusal)
     }
 
     fn verify_detached(
@@ -214,6 +243,7 @@ impl Keyring {
         detached: &DetachedSignature,
     ) -> Result<Arc<TrustedKey>, SignatureError> {
         let sig = &detached.signature;
+        check_signature_itself(sig)?;
         let made_at = sig.created().ok_or(SignatureError::NoCreationTime)?;
         let issuers = sig.issuer_key_id();
         let issuer_fprs = sig.issuer_fingerprint();
@@ -252,6 +282,40 @@ impl Keyring {
             issuers: describe_issuers(&issuers),
         })
     }
+}
+
+/// What Terraform's OpenPGP library demands of a document signature before any key is
+/// looked at: a binary or text signature, a SHA-2 hash, and not past its own expiry.
+fn check_signature_itself(sig: &Signature) -> Result<(), SignatureError> {
+    match sig.typ() {
+        Some(SignatureType::Binary | SignatureType::Text) => {}
+        other => return Err(SignatureError::WrongType(format!("{other:?}"))),
+    }
+    match sig.hash_alg() {
+        Some(
+            HashAlgorithm::Sha256
+            | HashAlgorithm::Sha384
+            | HashAlgorithm::Sha512
+            | HashAlgorithm::Sha224
+            | HashAlgorithm::Sha3_256
+            | HashAlgorithm::Sha3_512,
+        ) => {}
+        other => return Err(SignatureError::WeakHash(format!("{other:?}"))),
+    }
+    if let (Some(created), Some(lifetime)) = (sig.created(), sig.signature_expiration_time()) {
+        // A zero lifetime means the signature never expires (RFC 9580, 5.2.3.18).
+        let seconds = lifetime.as_secs();
+        if seconds > 0 {
+            let expires = u64::from(created.as_secs()).saturating_add(u64::from(seconds));
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            if expires <= now {
+                return Err(SignatureError::Expired(format!("unix time {expires}")));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn describe_issuers(issuers: &[&KeyId]) -> String {
@@ -449,17 +513,21 @@ mod tests {
         use pgp::composed::{
             ArmorOptions, EncryptionCaps, KeyType, SecretKeyParamsBuilder, SubkeyParamsBuilder,
         };
+        // Made three days ago, so that signatures can be dated in the past.
+        let created = Timestamp::from_secs(Timestamp::now().as_secs() - 3 * 86_400);
         let params = SecretKeyParamsBuilder::default()
             .key_type(KeyType::Rsa(2048))
             .can_certify(true)
             .can_sign(false)
             .can_encrypt(EncryptionCaps::None)
+            .created_at(created)
             .primary_user_id(format!("{name} <{name}@example.invalid>"))
             .subkey(
                 SubkeyParamsBuilder::default()
                     .key_type(KeyType::Rsa(2048))
                     .can_sign(true)
                     .can_encrypt(EncryptionCaps::None)
+                    .created_at(created)
                     .build()
                     .unwrap(),
             )
@@ -508,5 +576,136 @@ mod tests {
         assert_eq!(Tier::of(&impostor, None).unwrap(), Tier::Community);
         // The built-in partner key parses.
         assert!(Keyring::hashicorp_partners().is_ok());
+    }
+
+    /// A detached signature over `data` by `secret`'s signing subkey, made as asked.
+    fn made(
+        secret: &pgp::composed::SignedSecretKey,
+        typ: SignatureType,
+        hash: HashAlgorithm,
+        created: Timestamp,
+        lifetime: Option<u32>,
+        data: &[u8],
+    ) -> Vec<u8> {
+        use pgp::{
+            packet::{SignatureConfig, Subpacket, SubpacketData},
+            ser::Serialize,
+            types::Password,
+        };
+        let key = &secret.secret_subkeys[0].key;
+        let mut config = SignatureConfig::v4(typ, key.algorithm(), hash);
+        config.hashed_subpackets = vec![
+            Subpacket::regular(SubpacketData::IssuerFingerprint(key.fingerprint())).unwrap(),
+            Subpacket::regular(SubpacketData::SignatureCreationTime(created)).unwrap(),
+        ];
+        if let Some(seconds) = lifetime {
+            config.hashed_subpackets.push(
+                Subpacket::regular(SubpacketData::SignatureExpirationTime(
+                    pgp::types::Duration::from_secs(seconds),
+                ))
+                .unwrap(),
+            );
+        }
+        config.unhashed_subpackets =
+            vec![Subpacket::regular(SubpacketData::IssuerKeyId(key.legacy_key_id())).unwrap()];
+        let signature = config.sign(key, &Password::empty(), data).unwrap();
+        DetachedSignature::new(signature).to_bytes().unwrap()
+    }
+
+    #[test]
+    fn signatures_are_judged_as_strictly_as_terraform_does() {
+        let (secret, trusted) = throwaway("publisher");
+        let (stranger_secret, _) = throwaway("stranger");
+        let ring = Keyring::new(vec![TrustedKey::parse(&trusted.armored, "p").unwrap()]);
+        let doc = b"terraform-provider-x_1.0.0_linux_amd64.zip\n";
+        let now = Timestamp::now();
+        let sig = |typ, hash, created, lifetime| made(&secret, typ, hash, created, lifetime, doc);
+
+        assert!(ring
+            .verify(
+                doc,
+                &sig(SignatureType::Binary, HashAlgorithm::Sha256, now, None)
+            )
+            .is_ok());
+        assert!(ring
+            .verify(
+                doc,
+                &sig(SignatureType::Text, HashAlgorithm::Sha512, now, None)
+            )
+            .is_ok());
+        for weak in [HashAlgorithm::Sha1, HashAlgorithm::Md5] {
+            let refused = ring.verify(doc, &sig(SignatureType::Binary, weak, now, None));
+            assert!(
+                matches!(refused, Err(SignatureError::WeakHash(_))),
+                "{weak:?}: {refused:?}"
+            );
+        }
+        // rPGP makes only binary and text signatures over data; a standalone one is made by
+        // rewriting the type octet of a binary one (its cryptography no longer matters: the
+        // type is refused before any key is looked at).
+        let mut standalone = sig(SignatureType::Binary, HashAlgorithm::Sha256, now, None);
+        let body = match standalone[1] {
+            0..=191 => 2,
+            192..=223 => 3,
+            _ => 6,
+        };
+        assert_eq!(standalone[body], 4, "a version 4 signature packet");
+        standalone[body + 1] = 0x02;
+        let refused = ring.verify(doc, &standalone);
+        assert!(
+            matches!(refused, Err(SignatureError::WrongType(_))),
+            "{refused:?}"
+        );
+        // Made a day ago to last an hour: expired. To last two days: still good. Zero: forever.
+        let yesterday = Timestamp::from_secs(now.as_secs() - 86_400);
+        let refused = ring.verify(
+            doc,
+            &sig(
+                SignatureType::Binary,
+                HashAlgorithm::Sha256,
+                yesterday,
+                Some(3600),
+            ),
+        );
+        assert!(
+            matches!(refused, Err(SignatureError::Expired(_))),
+            "{refused:?}"
+        );
+        for lifetime in [2 * 86_400, 0] {
+            let signed = sig(
+                SignatureType::Binary,
+                HashAlgorithm::Sha256,
+                yesterday,
+                Some(lifetime),
+            );
+            assert!(ring.verify(doc, &signed).is_ok(), "lifetime {lifetime}");
+        }
+        // Two packets in one file: a stranger's first, then the publisher's; any order works.
+        let stranger = made(
+            &stranger_secret,
+            SignatureType::Binary,
+            HashAlgorithm::Sha256,
+            now,
+            None,
+            doc,
+        );
+        let good = sig(SignatureType::Binary, HashAlgorithm::Sha256, now, None);
+        for file in [
+            [stranger.clone(), good.clone()].concat(),
+            [good, stranger.clone()].concat(),
+        ] {
+            assert!(ring.verify(doc, &file).is_ok());
+        }
+        // A weak packet beside an unknown one is reported as weak, not as unknown.
+        let weak = sig(SignatureType::Binary, HashAlgorithm::Sha1, now, None);
+        let refused = ring.verify(doc, &[stranger, weak].concat());
+        assert!(
+            matches!(refused, Err(SignatureError::WeakHash(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            ring.verify(doc, b""),
+            Err(SignatureError::Empty | SignatureError::Malformed(_))
+        ));
     }
 }
