@@ -48,6 +48,7 @@ pub struct Metrics {
     pub downloads_in_flight: IntGauge,
     pub verification_failures: IntCounter,
     pub version_lists_refused: IntCounter,
+    pub status_snapshots: IntCounter,
     pub signing_key_changes: IntCounterVec,
     pub cache_bytes: IntGauge,
     pub cache_files: IntGauge,
@@ -135,6 +136,11 @@ impl Metrics {
                 "Version lists from upstream without versions, refused because a list with versions is cached.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            status_snapshots: IntCounter::new(
+                "tfmirror_status_snapshots_total",
+                "Status page snapshots built (each re-reads and re-verifies the cached releases).",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             signing_key_changes: counter_vec(
                 "tfmirror_signing_key_changes_total",
                 "Versions signed by another key than the provider's earlier versions, by upstream and outcome (accepted, refused).",
@@ -154,6 +160,7 @@ impl Metrics {
         reg(Box::new(metrics.downloads_in_flight.clone()));
         reg(Box::new(metrics.verification_failures.clone()));
         reg(Box::new(metrics.version_lists_refused.clone()));
+        reg(Box::new(metrics.status_snapshots.clone()));
         reg(Box::new(metrics.signing_key_changes.clone()));
         reg(Box::new(metrics.cache_bytes.clone()));
         reg(Box::new(metrics.cache_files.clone()));
@@ -227,6 +234,7 @@ mod tests {
             "tfmirror_downloads_in_flight",
             "tfmirror_verification_failures_total",
             "tfmirror_version_lists_refused_total",
+            "tfmirror_status_snapshots_total",
             "tfmirror_cache_bytes",
             "tfmirror_cache_files",
         ] {
