@@ -47,6 +47,8 @@ pub struct Metrics {
     pub upstream_duration: HistogramVec,
     pub downloads_in_flight: IntGauge,
     pub verification_failures: IntCounter,
+    pub version_lists_refused: IntCounter,
+    pub status_snapshots: IntCounter,
     pub signing_key_changes: IntCounterVec,
     pub cache_bytes: IntGauge,
     pub cache_files: IntGauge,
@@ -129,6 +131,16 @@ impl Metrics {
                 "Upstream files refused: bad signature, digest mismatch, over the size limit.",
             )
             .unwrap_or_else(|e| unreachable!("{e}")),
+            version_lists_refused: IntCounter::new(
+                "tfmirror_version_lists_refused_total",
+                "Version lists from upstream without versions, refused because a list with versions is cached.",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
+            status_snapshots: IntCounter::new(
+                "tfmirror_status_snapshots_total",
+                "Status page snapshots built (each re-reads and re-verifies the cached releases).",
+            )
+            .unwrap_or_else(|e| unreachable!("{e}")),
             signing_key_changes: counter_vec(
                 "tfmirror_signing_key_changes_total",
                 "Versions signed by another key than the provider's earlier versions, by upstream and outcome (accepted, refused).",
@@ -147,6 +159,8 @@ impl Metrics {
         reg(Box::new(metrics.upstream_duration.clone()));
         reg(Box::new(metrics.downloads_in_flight.clone()));
         reg(Box::new(metrics.verification_failures.clone()));
+        reg(Box::new(metrics.version_lists_refused.clone()));
+        reg(Box::new(metrics.status_snapshots.clone()));
         reg(Box::new(metrics.signing_key_changes.clone()));
         reg(Box::new(metrics.cache_bytes.clone()));
         reg(Box::new(metrics.cache_files.clone()));
@@ -219,6 +233,8 @@ mod tests {
             "tfmirror_upstream_request_duration_seconds_bucket",
             "tfmirror_downloads_in_flight",
             "tfmirror_verification_failures_total",
+            "tfmirror_version_lists_refused_total",
+            "tfmirror_status_snapshots_total",
             "tfmirror_cache_bytes",
             "tfmirror_cache_files",
         ] {

@@ -126,6 +126,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         ));
     }
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
+    let status = http::status_cache();
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,
@@ -148,7 +149,11 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                     App::new()
                         .wrap(middleware::from_fn(http::limit_request))
                         .wrap(middleware::from_fn(http::log_request))
-                        .configure(http::configure(mirror.clone(), access.clone()))
+                        .configure(http::configure(
+                            mirror.clone(),
+                            access.clone(),
+                            status.clone(),
+                        ))
                 })
                 .workers(worker_count())
                 // On SIGTERM/SIGINT: stop accepting, let in-flight requests (and the downloads

@@ -11,8 +11,8 @@ use std::{
 };
 
 use common::{
-    config_toml, files_under, publisher_key, serving::Serving, temp_files, FakeRelease,
-    FakeUpstream, MirrorOptions,
+    config_toml, files_under, publisher_key, serving::Serving, temp_files, wait_for_recorded_h1,
+    FakeRelease, FakeUpstream, MirrorOptions,
 };
 
 fn serve(config: &Path) -> Serving {
@@ -187,6 +187,83 @@ async fn verify_reports_damage_and_repair_removes_it() {
         &response.bytes().await.unwrap()[..],
         &published.zips[&zip_name][..]
     );
+    serving.kill9();
+}
+
+#[actix_web::test]
+async fn verify_finds_a_wrong_h1_record_and_repair_lets_it_be_computed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let (config, cache) = write_config(dir.path(), &upstream);
+    let serving = serve(&config);
+    let zip = published.zip_name("linux", "amd64");
+    let response = reqwest::get(format!(
+        "{}/mirror/registry.terraform.io/hashicorp/local/{zip}",
+        serving.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    wait_for_recorded_h1(&cache, &zip).await;
+    serving.kill9();
+
+    let h1_path = cache.join(format!(
+        "releases/hashicorp/terraform-provider-local/2.1.0/{zip}.h1"
+    ));
+    let good = std::fs::read_to_string(&h1_path).unwrap();
+    assert!(good.starts_with("h1:"), "{good}");
+    let clean = verify(&config, false);
+    assert!(
+        clean.status.success(),
+        "{}",
+        String::from_utf8_lossy(&clean.stdout)
+    );
+
+    // A well-formed h1: of other contents: Terraform would be told to expect another package.
+    std::fs::write(&h1_path, "h1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=").unwrap();
+    let damaged = verify(&config, false);
+    let stdout = String::from_utf8_lossy(&damaged.stdout);
+    assert_eq!(damaged.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains(&format!("DAMAGED {}", h1_path.display())),
+        "{stdout}"
+    );
+    assert!(
+        h1_path.exists(),
+        "verify without --repair removed something"
+    );
+
+    let repaired = verify(&config, true);
+    let stdout = String::from_utf8_lossy(&repaired.stdout);
+    assert_eq!(repaired.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("1 damaged, 1 removed"), "{stdout}");
+    assert!(!h1_path.exists());
+    let archive = h1_path.with_extension("");
+    assert!(archive.exists(), "repair removed the good archive");
+    let after = verify(&config, false);
+    assert!(
+        after.status.success(),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+
+    // The next request lists the right h1: again, computed from the archive.
+    let serving = serve(&config);
+    let body = reqwest::get(format!(
+        "{}/mirror/registry.terraform.io/hashicorp/local/2.1.0.json",
+        serving.base
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let hashes = doc["archives"]["linux_amd64"]["hashes"].as_array().unwrap();
+    assert!(hashes.iter().any(|h| h == good.as_str()), "{doc}");
+    assert_eq!(std::fs::read_to_string(&h1_path).unwrap(), good);
     serving.kill9();
 }
 

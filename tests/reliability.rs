@@ -273,6 +273,78 @@ async fn stale_lists_are_served_at_once_and_refreshed_in_the_background() {
     }
 }
 
+/// `tfmirror_version_lists_refused_total` as `/metrics` shows it (process-wide, so tests
+/// compare it with an earlier reading).
+async fn lists_refused(app: &TestApp) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tfmirror_version_lists_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn a_list_without_versions_never_replaces_a_cached_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("cache");
+    let options = || MirrorOptions {
+        metadata_ttl: "1s",
+        ..MirrorOptions::new(upstream.url(), &cache)
+    };
+    let app = spawn(&upstream, options()).await;
+    let (_, warm) = app.get_json(VERSIONS).await;
+    assert_eq!(warm["versions"].as_array().unwrap().len(), 1);
+    let index = "/terraform-provider-local/index.json";
+    let published = upstream.get(index).unwrap();
+
+    // 200 answers that parse to no versions are refused and counted; the list stays.
+    for useless in [&b"{}"[..], br#"{"errors":["service unavailable"]}"#] {
+        upstream.put(index, useless.to_vec());
+        let before = lists_refused(&app).await;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (status, body) = app.get_json(VERSIONS).await;
+            assert_eq!(status, 200);
+            assert_eq!(body, warm, "{}", String::from_utf8_lossy(useless));
+            if lists_refused(&app).await > before {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the useless list was never asked for or counted"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    // A truncated list fails to parse: the cached one stays as well.
+    upstream.put(index, published.slice(..published.len() / 2));
+    let hits = upstream.hits(index);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.hits(index) < hits + 2 {
+        let (status, body) = app.get_json(VERSIONS).await;
+        assert_eq!(status, 200);
+        assert_eq!(body, warm);
+        assert!(
+            Instant::now() < deadline,
+            "the truncated list was never asked for"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, body) = app.get_json(VERSIONS).await;
+    assert_eq!(body, warm);
+
+    // Nor was the list on disk replaced: a restart with upstream gone still serves it.
+    app.stop().await;
+    upstream.stop().await;
+    let app = spawn(&upstream, options()).await;
+    let (status, body) = app.get_json(VERSIONS).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, warm);
+}
+
 #[actix_web::test]
 async fn nothing_cached_and_upstream_down_is_a_json_502() {
     let dir = tempfile::tempdir().unwrap();

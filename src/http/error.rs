@@ -79,9 +79,9 @@ impl ResponseError for ApiError {
                 | MirrorError::UnknownPlatform { .. }
                 | MirrorError::UnknownFile { .. } => StatusCode::NOT_FOUND,
                 MirrorError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
-                MirrorError::Upstream(_) | MirrorError::Verification { .. } => {
-                    StatusCode::BAD_GATEWAY
-                }
+                MirrorError::Upstream(_)
+                | MirrorError::EmptyVersionList(_)
+                | MirrorError::Verification { .. } => StatusCode::BAD_GATEWAY,
                 MirrorError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
                 MirrorError::UnknownUpstream(_)
                 | MirrorError::Store(_)

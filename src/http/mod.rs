@@ -27,15 +27,23 @@ use crate::{
     mirror::Mirror,
 };
 
-/// Registers every route on an actix `App`; `access` turns client authentication on.
+/// The status page's snapshot cache, one for all workers.
+pub fn status_cache() -> web::Data<crate::ops::StatusCache> {
+    web::Data::new(crate::ops::StatusCache::default())
+}
+
+/// Registers every route on an actix `App`; `access` turns client authentication on;
+/// `status` is shared by every worker (`status_cache`).
 pub fn configure(
     mirror: Mirror,
     access: Option<web::Data<auth::Access>>,
+    status: web::Data<crate::ops::StatusCache>,
 ) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if let Some(access) = access {
             cfg.app_data(access);
         }
+        cfg.app_data(status);
         cfg.app_data(web::Data::new(mirror))
             .app_data(
                 web::PathConfig::default()

@@ -12,8 +12,12 @@ use crate::{
     ops::{self, OpsError, StatusSnapshot},
 };
 
-pub async fn page(req: HttpRequest, mirror: web::Data<Mirror>) -> Result<HttpResponse, ApiError> {
-    let snapshot = ops::status(&mirror).await.map_err(|e| match e {
+pub async fn page(
+    req: HttpRequest,
+    mirror: web::Data<Mirror>,
+    snapshots: web::Data<ops::StatusCache>,
+) -> Result<HttpResponse, ApiError> {
+    let snapshot = snapshots.snapshot(&mirror).await.map_err(|e| match e {
         OpsError::Mirror(e) => ApiError::Mirror(e),
         other => ApiError::Internal(other.to_string()),
     })?;

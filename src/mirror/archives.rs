@@ -264,6 +264,7 @@ impl Mirror {
             .await
         {
             Ok(bytes) => {
+                self.note_change();
                 tracing::info!(
                     bytes,
                     elapsed_ms = started.elapsed().as_millis() as u64,

@@ -41,6 +41,8 @@ pub enum MirrorError {
     },
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    #[error("upstream answered a version list without versions for {0}, which has some cached")]
+    EmptyVersionList(Box<ProviderKey>),
     #[error("provider {release}: {file} failed verification: {failure}")]
     Verification {
         release: Box<ReleaseKey>,

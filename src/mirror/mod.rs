@@ -94,6 +94,8 @@ struct Inner {
     refreshing: Mutex<HashSet<ProviderKey>>,
     /// How often each cached archive was served since start-up (status page).
     hits: Mutex<HashMap<FileKey, Arc<AtomicU64>>>,
+    /// Bumped whenever a release or archive is stored or forgotten (status page snapshot).
+    changes: AtomicU64,
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
     not_found: Cache<NotFoundKey, MirrorError>,
     releases: Cache<ReleaseKey, Arc<Release>>,
@@ -134,6 +136,7 @@ impl Mirror {
                     .build(),
                 refreshing: Default::default(),
                 hits: Default::default(),
+                changes: Default::default(),
                 not_found: Cache::builder()
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .time_to_live(config.cache.negative_ttl)
@@ -232,6 +235,20 @@ impl Mirror {
     }
 
     /// How often a cached archive was served since start-up.
+    /// Notes that what is cached changed (a release or an archive stored or removed).
+    pub fn note_change(&self) {
+        self.inner
+            .changes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many changes to what is cached were noted since start-up.
+    pub fn changes(&self) -> u64 {
+        self.inner
+            .changes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn hits_of(&self, file: &FileKey) -> u64 {
         self.inner
             .hits

@@ -189,6 +189,7 @@ impl Mirror {
     pub async fn forget_release(&self, key: &ReleaseKey) {
         self.inner.releases.invalidate(key).await;
         self.inner.mirror_versions.invalidate(key).await;
+        self.note_change();
     }
 
     async fn load_release(
@@ -428,6 +429,7 @@ impl Mirror {
         };
         let record_json = serde_json::to_vec_pretty(&record).map_err(MirrorError::internal)?;
         store.write(Item::ReleaseRecord(key), &record_json).await?;
+        self.note_change();
         Ok(())
     }
 

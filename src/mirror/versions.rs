@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use super::{unshare, Mirror, MirrorError, NotFoundKey, Via};
 use crate::{
-    metrics::{note_cache, CacheOutcome},
+    metrics::{metrics, note_cache, CacheOutcome},
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
         registry::{VersionEntry, VersionList},
@@ -45,11 +45,14 @@ pub(super) struct CachedVersions {
     fresh_until: Instant,
     /// A refresh failed and the list is served stale (warned about once).
     serving_stale: bool,
+    /// How many versions the list names; a list with some is never replaced by one without.
+    count: usize,
 }
 
 impl CachedVersions {
     fn from_registry_json(registry: Bytes, fresh_for: Duration) -> Result<Self, serde_json::Error> {
         let list: VersionList = serde_json::from_slice(&registry)?;
+        let count = list.versions.len();
         let index = MirrorIndex {
             versions: list
                 .versions
@@ -64,6 +67,7 @@ impl CachedVersions {
             },
             fresh_until: Instant::now() + fresh_for,
             serving_stale: false,
+            count,
         })
     }
 
@@ -167,6 +171,17 @@ impl Mirror {
         let body = self.fetch_versions(key).await?;
         let cached = CachedVersions::from_registry_json(body, self.inner.metadata_ttl)
             .map_err(MirrorError::internal)?;
+        if cached.count == 0 {
+            // A 200 with nothing in it (`{}`, an error object) is upstream misbehaving, not
+            // every version withdrawn: the list we have stays, and stays on disk.
+            if let Some(kept) = self.inner.version_lists.get(key).await {
+                if kept.count > 0 {
+                    metrics().version_lists_refused.inc();
+                    tracing::warn!(provider = %key, cached_versions = kept.count, "upstream answered a version list without versions; keeping the cached one");
+                    return Err(MirrorError::EmptyVersionList(Box::new(key.clone())));
+                }
+            }
+        }
         if let Err(e) = self
             .inner
             .store

@@ -9,6 +9,7 @@ use crate::{
     mirror::{Mirror, Release},
     protocol::{ReleaseKey, UpstreamName},
     store::{layout, Item, Location, ReleaseEntry},
+    verify::h1_of_zip,
 };
 
 /// What a verification run found.
@@ -152,6 +153,10 @@ async fn audit_release(
                 }
             },
         };
+        if problem.is_none() && mode != AuditMode::Import {
+            check_h1(mirror, &file, mode, report).await?;
+            continue;
+        }
         if let Some(problem) = problem {
             let location = layout::location(Item::File(&file))?;
             tracing::error!(%location, %problem, "damaged archive in the cache");
@@ -162,6 +167,53 @@ async fn audit_release(
                 report.removed += 1;
             }
         }
+    }
+    Ok(())
+}
+
+/// A verified archive's `.h1` record must be the `h1:` of that archive: it is what the network
+/// mirror hands Terraform to check the package with. A wrong one is damage; repairing removes
+/// it and the next request computes it again.
+async fn check_h1(
+    mirror: &Mirror,
+    file: &crate::protocol::FileKey,
+    mode: AuditMode,
+    report: &mut AuditReport,
+) -> Result<(), OpsError> {
+    let store = mirror.store();
+    let Some(recorded) = store.read(Item::H1(file)).await? else {
+        return Ok(());
+    };
+    let Some(archive) = store.open(Item::File(file)).await? else {
+        return Ok(());
+    };
+    let (archive, _) = archive.into_file();
+    let computed = tokio::task::spawn_blocking(move || {
+        h1_of_zip(std::io::BufReader::new(archive)).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| OpsError::Internal(e.to_string()))?;
+    let actual = match computed {
+        Ok(actual) => actual,
+        Err(e) => {
+            tracing::warn!(file = %file, error = %e, "cannot compute the h1 of a verified archive");
+            return Ok(());
+        }
+    };
+    if recorded.bytes == actual.as_bytes() {
+        return Ok(());
+    }
+    let location = layout::location(Item::H1(file))?;
+    let problem = format!(
+        "recorded {:?} is not the archive's {actual}",
+        String::from_utf8_lossy(&recorded.bytes)
+    );
+    tracing::error!(%location, %problem, "wrong h1 record in the cache");
+    report.damaged.push(Damage { location, problem });
+    if mode == AuditMode::Repair {
+        store.remove(Item::H1(file)).await?;
+        mirror.forget_release(&file.release).await;
+        report.removed += 1;
     }
     Ok(())
 }

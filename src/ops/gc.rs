@@ -95,6 +95,7 @@ pub async fn collect_garbage(
         }
         store.remove(Item::File(&archive.key)).await?;
         store.remove(Item::H1(&archive.key)).await?;
+        mirror.note_change();
         tracing::info!(archive = %archive.key, bytes = archive.bytes, "evicted archive");
         report.bytes_after = report.bytes_after.saturating_sub(archive.bytes);
         report.evicted_bytes += archive.bytes;

@@ -18,7 +18,10 @@ pub use prefetch::{
     prefetch, prefetch_plan, resolve_provider, PrefetchItem, PrefetchOutcome, PrefetchRequest,
     DEFAULT_REGISTRY_HOST,
 };
-pub use status::{status, CachedArchiveStatus, CachedRelease, StatusSnapshot, MAX_RELEASES_SHOWN};
+pub use status::{
+    status, CachedArchiveStatus, CachedRelease, StatusCache, StatusSnapshot, MAX_RELEASES_SHOWN,
+    STATUS_REFRESH,
+};
 
 use crate::{
     mirror::{MirrorError, SetupError},

@@ -1,14 +1,24 @@
 //! What the status page shows: every cached release with its archives, sizes, when it was
 //! fetched, the key that verified it and how often its archives were served.
+//!
+//! Listing the cached releases reads and verifies every one of them, so the status page does
+//! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
+//! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health and
+//! key changes are cheap and always current.
 
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use super::OpsError;
 use crate::{
+    metrics::metrics,
     mirror::{KeyChange, Mirror},
+    protocol::FileKey,
     store::Item,
     upstream::UpstreamHealth,
 };
+
+/// Longest a listing of the cached releases is reused while nothing cached changes.
+pub const STATUS_REFRESH: Duration = Duration::from_secs(5);
 
 /// Most releases listed on the status page (the page is for people, not an inventory API).
 pub const MAX_RELEASES_SHOWN: usize = 1000;
@@ -48,6 +58,48 @@ pub struct StatusSnapshot {
 /// The cache as the status page shows it. A release is shown only if it verifies (from
 /// memory when serving has it, else verified again from the store); nothing is fetched.
 pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
+    let listing = list_releases(mirror).await?;
+    Ok(assemble(mirror, &listing))
+}
+
+/// The last listing of the cached releases, shared by every request for the status page.
+#[derive(Default)]
+pub struct StatusCache {
+    listing: tokio::sync::Mutex<Option<Listing>>,
+}
+
+impl StatusCache {
+    /// [`status`], listing the releases again only when the last listing is older than
+    /// [`STATUS_REFRESH`] or something cached changed since; concurrent requests share one.
+    pub async fn snapshot(&self, mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
+        let mut kept = self.listing.lock().await;
+        let changes = mirror.changes();
+        let listing = match kept.take() {
+            Some(listing)
+                if listing.changes == changes && listing.built.elapsed() < STATUS_REFRESH =>
+            {
+                listing
+            }
+            _ => list_releases(mirror).await?,
+        };
+        let snapshot = assemble(mirror, &listing);
+        *kept = Some(listing);
+        Ok(snapshot)
+    }
+}
+
+/// The verified releases in the cache, with the keys of their stored archives.
+struct Listing {
+    built: Instant,
+    /// `Mirror::changes` when the listing started.
+    changes: u64,
+    releases: Vec<(CachedRelease, Vec<FileKey>)>,
+    truncated: bool,
+}
+
+async fn list_releases(mirror: &Mirror) -> Result<Listing, OpsError> {
+    metrics().status_snapshots.inc();
+    let changes = mirror.changes();
     let store = mirror.store();
     let keys = store.releases().await?;
     let truncated = keys.len() > MAX_RELEASES_SHOWN;
@@ -63,21 +115,23 @@ pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
             continue;
         };
         let mut archives = Vec::new();
+        let mut files = Vec::new();
         for build in &release.builds {
             let file = key.file(build.filename.clone());
             if let Some(object) = store.open(Item::File(&file)).await? {
                 archives.push(CachedArchiveStatus {
                     platform: build.platform.to_string(),
                     bytes: object.len(),
-                    hits: mirror.hits_of(&file),
+                    hits: 0,
                 });
+                files.push(file);
             }
         }
         let provider = match &key.provider.namespace {
             Some(ns) => format!("{ns}/{}", key.provider.provider),
             None => key.provider.provider.to_string(),
         };
-        releases.push(CachedRelease {
+        let shown = CachedRelease {
             upstream: key.provider.upstream.to_string(),
             provider,
             version: key.version.to_string(),
@@ -91,15 +145,37 @@ pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
                 |s| format!("{} ({})", s.signed_by.source, s.tier.as_str()),
             ),
             archives,
-        });
+        };
+        releases.push((shown, files));
     }
-    let routes = mirror.routes();
-    Ok(StatusSnapshot {
+    Ok(Listing {
+        built: Instant::now(),
+        changes,
         releases,
         truncated,
+    })
+}
+
+/// A snapshot from a listing, with today's hit counts, upstream health and key changes.
+fn assemble(mirror: &Mirror, listing: &Listing) -> StatusSnapshot {
+    let releases = listing
+        .releases
+        .iter()
+        .map(|(release, files)| {
+            let mut release = release.clone();
+            for (archive, file) in release.archives.iter_mut().zip(files) {
+                archive.hits = mirror.hits_of(file);
+            }
+            release
+        })
+        .collect();
+    let routes = mirror.routes();
+    StatusSnapshot {
+        releases,
+        truncated: listing.truncated,
         upstreams: mirror.upstreams(),
         namespaces: routes.namespaces,
         origins: routes.origins,
         key_changes: mirror.key_changes(),
-    })
+    }
 }
