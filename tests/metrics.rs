@@ -72,3 +72,32 @@ async fn metrics_count_requests_cache_outcomes_upstream_and_verification() {
     assert!(!text.contains("/no/such/thing"));
     assert!(text.contains("route=\"unmatched\""));
 }
+
+#[actix_web::test]
+async fn refused_targets_and_headers_are_counted_like_any_other_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let count = |text: &str, status: &str| -> f64 {
+        text.lines()
+            .filter(|l| {
+                l.starts_with("tfmirror_http_requests_total{")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let before = app.get("/metrics").await.text().await.unwrap();
+    let long_path = format!("/v1/providers/{}/local/versions", "a".repeat(10_000));
+    assert_eq!(app.get(&long_path).await.status(), 414);
+    let response = app
+        .client
+        .get(format!("{}/healthz", app.base))
+        .header("x-padding", "b".repeat(20 * 1024))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 431);
+    let after = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(count(&after, "414") - count(&before, "414"), 1.0, "{after}");
+    assert_eq!(count(&after, "431") - count(&before, "431"), 1.0, "{after}");
+}

@@ -101,30 +101,36 @@ pub const MAX_REQUEST_TARGET_BYTES: usize = 2048;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Refuses over-long request targets and header sets before routing: nothing downstream ever
-/// sees one.
+/// sees one. The refusal is an answer, not an error, so `log_request` (outside this) logs and
+/// counts it like any other.
 pub async fn limit_request(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    match request_too_large(&req) {
+        Some(refusal) => Ok(req.error_response(refusal).map_into_right_body()),
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
+}
+
+/// Why a request's target or headers are over the limits, if they are.
+fn request_too_large(req: &ServiceRequest) -> Option<ApiError> {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > MAX_REQUEST_TARGET_BYTES {
-        return Err(ApiError::UriTooLong(format!(
+        return Some(ApiError::UriTooLong(format!(
             "request target is {target} bytes; the limit is {MAX_REQUEST_TARGET_BYTES}"
-        ))
-        .into());
+        )));
     }
     let headers: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if headers > MAX_HEADER_BYTES {
-        return Err(ApiError::HeadersTooLarge(format!(
+    (headers > MAX_HEADER_BYTES).then(|| {
+        ApiError::HeadersTooLarge(format!(
             "request headers are {headers} bytes; the limit is {MAX_HEADER_BYTES}"
         ))
-        .into());
-    }
-    next.call(req).await
+    })
 }
 
 /// One log line per request (method, path, status, bytes, duration, cache outcome), and the
