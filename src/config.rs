@@ -115,6 +115,9 @@ pub struct AuthConfig {
     /// How long a signed file URL stays valid.
     #[serde(with = "humantime_serde")]
     pub url_ttl: Duration,
+    /// Serve `/metrics` without a token, for scrapers that cannot send one. The status page
+    /// and the JSON endpoints still need one.
+    pub open_metrics: bool,
 }
 
 impl Default for AuthConfig {
@@ -124,6 +127,7 @@ impl Default for AuthConfig {
             tokens_file: None,
             url_secret: None,
             url_ttl: Duration::from_secs(3600),
+            open_metrics: false,
         }
     }
 }

@@ -6,13 +6,18 @@ use std::fmt::Write;
 
 use actix_web::{http::header::ContentType, web, HttpRequest, HttpResponse};
 
-use super::ApiError;
+use super::{auth::Authorized, ApiError};
 use crate::{
     mirror::Mirror,
     ops::{self, OpsError, StatusSnapshot},
 };
 
-pub async fn page(req: HttpRequest, mirror: web::Data<Mirror>) -> Result<HttpResponse, ApiError> {
+/// With `[auth]`, a token is needed: the page lists what is cached and where it came from.
+pub async fn page(
+    _auth: Authorized,
+    req: HttpRequest,
+    mirror: web::Data<Mirror>,
+) -> Result<HttpResponse, ApiError> {
     let snapshot = ops::status(&mirror).await.map_err(|e| match e {
         OpsError::Mirror(e) => ApiError::Mirror(e),
         other => ApiError::Internal(other.to_string()),
