@@ -697,6 +697,10 @@ impl Config {
     /// A copy safe to print: tokens and secrets replaced.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
+        for upstream in copy.upstreams.values_mut() {
+            upstream.url = redact_url(&upstream.url);
+            upstream.proxy = upstream.proxy.as_ref().map(redact_url);
+        }
         if let Some(auth) = &mut copy.auth {
             auth.tokens = vec![REDACTED.to_owned(); auth.tokens.len()];
             if auth.url_secret.is_some() {
@@ -714,6 +718,18 @@ impl Config {
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_default()
     }
+}
+
+/// `url` safe to show: a user name and password in it replaced by `redacted`.
+pub fn redact_url(url: &Url) -> Url {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() {
+        let _ = shown.set_username("redacted");
+    }
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("redacted"));
+    }
+    shown
 }
 
 /// One figment error as "key `a.b` in FILE: message".
