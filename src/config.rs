@@ -33,6 +33,18 @@ pub const DEFAULT_CONFIG_PATH: &str = "config/tfmirror.toml";
 pub const REDACTED: &str = "<redacted>";
 /// Environment variables with this prefix override the file (`TFMIRROR_SERVER__LISTEN`).
 pub const ENV_PREFIX: &str = "TFMIRROR_";
+/// Longest duration any key accepts, shown as `MAX_DURATION_SHOWN`: far past any sane TTL or
+/// timeout, and small enough that adding it to `Instant::now()` or subtracting it from
+/// `SystemTime::now()` cannot overflow on any platform we build for.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 31_557_600);
+const MAX_DURATION_SHOWN: &str = "10y";
+/// Largest size any key accepts (1 PiB): sums and comparisons of cache sizes stay far from
+/// `u64::MAX`.
+pub const MAX_SIZE: ByteSize = ByteSize::pib(1);
+const MAX_SIZE_SHOWN: &str = "1 PiB";
+/// Most concurrent fetches per upstream: far past what any upstream tolerates, and well
+/// inside what a semaphore holds.
+pub const MAX_CONCURRENT_FETCHES: usize = 4096;
 /// The upstream `Config::default()` configures.
 const HASHICORP_RELEASES: &str = "https://releases.hashicorp.com";
 
@@ -115,6 +127,9 @@ pub struct AuthConfig {
     /// How long a signed file URL stays valid.
     #[serde(with = "humantime_serde")]
     pub url_ttl: Duration,
+    /// Serve `/metrics` without a token, for scrapers that cannot send one. The status page
+    /// and the JSON endpoints still need one.
+    pub open_metrics: bool,
 }
 
 impl Default for AuthConfig {
@@ -124,6 +139,7 @@ impl Default for AuthConfig {
             tokens_file: None,
             url_secret: None,
             url_ttl: Duration::from_secs(3600),
+            open_metrics: false,
         }
     }
 }
@@ -611,12 +627,80 @@ impl Config {
                 "cache.metadata_ttl: must be longer than zero".to_owned(),
             ));
         }
+        if let Some(key) = self
+            .durations()
+            .into_iter()
+            .find_map(|(key, d)| (d > MAX_DURATION).then_some(key))
+        {
+            return Err(rule(format!("{key}: must be at most {MAX_DURATION_SHOWN}")));
+        }
+        if let Some(key) = self
+            .sizes()
+            .into_iter()
+            .find_map(|(key, s)| (s > MAX_SIZE).then_some(key))
+        {
+            return Err(rule(format!("{key}: must be at most {MAX_SIZE_SHOWN}")));
+        }
+        for (name, upstream) in &self.upstreams {
+            if upstream.max_concurrent_fetches > MAX_CONCURRENT_FETCHES {
+                return Err(rule(format!(
+                    "upstreams.{name}.max_concurrent_fetches: must be at most {MAX_CONCURRENT_FETCHES}"
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Every duration in the config, by key.
+    fn durations(&self) -> Vec<(String, Duration)> {
+        let cache = &self.cache;
+        let mut all = vec![
+            (
+                "server.shutdown_timeout".to_owned(),
+                self.server.shutdown_timeout,
+            ),
+            ("cache.metadata_ttl".to_owned(), cache.metadata_ttl),
+            ("cache.negative_ttl".to_owned(), cache.negative_ttl),
+            ("cache.gc_interval".to_owned(), cache.gc_interval),
+            ("cache.gc_grace".to_owned(), cache.gc_grace),
+        ];
+        if let Some(auth) = &self.auth {
+            all.push(("auth.url_ttl".to_owned(), auth.url_ttl));
+        }
+        for (name, u) in &self.upstreams {
+            for (key, d) in [
+                ("connect_timeout", u.connect_timeout),
+                ("first_byte_timeout", u.first_byte_timeout),
+                ("read_timeout", u.read_timeout),
+                ("retry_initial_delay", u.retry_initial_delay),
+                ("retry_max_delay", u.retry_max_delay),
+            ] {
+                all.push((format!("upstreams.{name}.{key}"), d));
+            }
+        }
+        all
+    }
+
+    /// Every size in the config, by key.
+    fn sizes(&self) -> Vec<(&'static str, ByteSize)> {
+        let cache = &self.cache;
+        let mut all = vec![
+            ("cache.max_archive_bytes", cache.max_archive_bytes),
+            ("cache.min_free_space", cache.min_free_space),
+        ];
+        if let Some(max_size) = cache.max_size {
+            all.push(("cache.max_size", max_size));
+        }
+        all
     }
 
     /// A copy safe to print: tokens and secrets replaced.
     pub fn redacted(&self) -> Self {
         let mut copy = self.clone();
+        for upstream in copy.upstreams.values_mut() {
+            upstream.url = redact_url(&upstream.url);
+            upstream.proxy = upstream.proxy.as_ref().map(redact_url);
+        }
         if let Some(auth) = &mut copy.auth {
             auth.tokens = vec![REDACTED.to_owned(); auth.tokens.len()];
             if auth.url_secret.is_some() {
@@ -634,6 +718,18 @@ impl Config {
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_default()
     }
+}
+
+/// `url` safe to show: a user name and password in it replaced by `redacted`.
+pub fn redact_url(url: &Url) -> Url {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() {
+        let _ = shown.set_username("redacted");
+    }
+    if shown.password().is_some() {
+        let _ = shown.set_password(Some("redacted"));
+    }
+    shown
 }
 
 /// One figment error as "key `a.b` in FILE: message".
@@ -917,6 +1013,58 @@ mod tests {
                 &format!("cache.{key}"),
             );
         }
+    }
+
+    #[test]
+    fn durations_past_ten_years_are_refused_by_key() {
+        for (table, key) in [
+            ("server", "shutdown_timeout"),
+            ("cache", "metadata_ttl"),
+            ("cache", "negative_ttl"),
+            ("cache", "gc_interval"),
+            ("cache", "gc_grace"),
+            ("upstreams.hashicorp", "connect_timeout"),
+            ("upstreams.hashicorp", "first_byte_timeout"),
+            ("upstreams.hashicorp", "read_timeout"),
+            ("upstreams.hashicorp", "retry_initial_delay"),
+            ("upstreams.hashicorp", "retry_max_delay"),
+        ] {
+            let url = if table.starts_with("upstreams") {
+                "url = \"https://releases.hashicorp.com\"\n"
+            } else {
+                ""
+            };
+            let err = refused(
+                &format!("[{table}]\n{url}{key} = \"1000000y\"\n"),
+                &format!("{table}.{key}: must be at most 10y"),
+            );
+            assert!(!err.contains("panic"), "{err}");
+            let at_limit = format!("[{table}]\n{url}{key} = \"10y\"\n");
+            Config::from_toml(&at_limit).unwrap();
+        }
+        refused(
+            "[auth]\ntokens = [\"t\"]\nurl_ttl = \"1000000y\"\n",
+            "auth.url_ttl: must be at most 10y",
+        );
+    }
+
+    #[test]
+    fn sizes_past_a_pebibyte_are_refused_by_key() {
+        for key in ["max_archive_bytes", "min_free_space", "max_size"] {
+            refused(
+                &format!("[cache]\n{key} = {}\n", i64::MAX),
+                &format!("cache.{key}: must be at most 1 PiB"),
+            );
+            refused(
+                &format!("[cache]\n{key} = \"16 EiB\"\n"),
+                &format!("cache.{key}"),
+            );
+            Config::from_toml(&format!("[cache]\n{key} = \"1 PiB\"\n")).unwrap();
+        }
+        refused(
+            "[upstreams.hashicorp]\nurl = \"https://x\"\nmax_concurrent_fetches = 1000000000\n",
+            "upstreams.hashicorp.max_concurrent_fetches: must be at most 4096",
+        );
     }
 
     #[test]

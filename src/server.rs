@@ -33,6 +33,8 @@ pub enum ServerError {
     },
     #[error("TLS certificate or key {path}: {reason}")]
     Tls { path: String, reason: String },
+    #[error("tls: {present} exists but {missing} does not; a self-signed pair is generated only when both are missing (restore {missing}, or remove {present} to generate both)")]
+    TlsIncomplete { present: String, missing: String },
     #[error(transparent)]
     Mirror(#[from] Box<SetupError>),
     #[error(transparent)]
@@ -203,15 +205,29 @@ fn worker_count() -> usize {
 }
 
 fn rustls_config(tls: &TlsConfig) -> Result<rustls::ServerConfig, ServerError> {
-    if !tls.cert.exists() || !tls.key.exists() {
-        if !tls.self_signed {
+    match (tls.cert.exists(), tls.key.exists()) {
+        (true, true) => {}
+        (false, false) if tls.self_signed => generate_self_signed(&tls.cert, &tls.key)?,
+        // Never generate over one half of a pair: an existing key may be the real one.
+        (_, key) if tls.self_signed => {
+            let (present, missing) = if key {
+                (&tls.key, &tls.cert)
+            } else {
+                (&tls.cert, &tls.key)
+            };
+            return Err(ServerError::TlsIncomplete {
+                present: present.display().to_string(),
+                missing: missing.display().to_string(),
+            });
+        }
+        (cert, _) => {
+            let missing = if cert { &tls.key } else { &tls.cert };
             return Err(ServerError::Tls {
-                path: tls.cert.display().to_string(),
+                path: missing.display().to_string(),
                 reason: "file not found (set tls.self_signed = true to generate one for localhost)"
                     .to_owned(),
             });
         }
-        generate_self_signed(&tls.cert, &tls.key)?;
     }
     let tls_error = |path: &Path, reason: String| ServerError::Tls {
         path: path.display().to_string(),
@@ -242,7 +258,7 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), ServerE
         path: cert_path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let write = |path: &Path, text: String| -> Result<(), ServerError> {
+    let write = |path: &Path, text: String, mode: u32| -> Result<(), ServerError> {
         let fail = |e: io::Error| ServerError::Tls {
             path: path.display().to_string(),
             reason: e.to_string(),
@@ -250,11 +266,15 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), ServerE
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(fail)?;
         }
-        std::fs::write(path, text).map_err(fail)
+        // `create_new`: never replace a file that appeared meanwhile; the mode applies from
+        // the first byte, so the key is never readable by others, not even briefly.
+        let mut file = create_new_with_mode(path, mode).map_err(fail)?;
+        io::Write::write_all(&mut file, text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(fail)
     };
-    write(key_path, generated.signing_key.serialize_pem())?;
-    restrict_permissions(key_path);
-    write(cert_path, generated.cert.pem())?;
+    write(key_path, generated.signing_key.serialize_pem(), 0o600)?;
+    write(cert_path, generated.cert.pem(), 0o644)?;
     tracing::info!(cert = %cert_path.display(), key = %key_path.display(), "generated a self-signed certificate for localhost");
     println!(
         "Generated a self-signed certificate for localhost. Make Terraform trust it with:\n  export SSL_CERT_FILE={}",
@@ -264,10 +284,19 @@ fn generate_self_signed(cert_path: &Path, key_path: &Path) -> Result<(), ServerE
 }
 
 #[cfg(unix)]
-fn restrict_permissions(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+fn create_new_with_mode(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
 }
 
 #[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) {}
+fn create_new_with_mode(path: &Path, _mode: u32) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}

@@ -211,3 +211,40 @@ async fn terraform_with_a_credentials_block_installs_and_without_one_is_refused(
         assert!(ws.lock_file().is_empty());
     }
 }
+
+#[actix_web::test]
+async fn the_status_page_and_metrics_need_a_token_unless_metrics_are_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_upstream, app, _) = start(dir.path(), false).await;
+    for path in ["/", "/metrics"] {
+        for token in [None, Some("wrong")] {
+            let response = get(&app, path, token).await;
+            assert_eq!(response.status(), 401, "{path} {token:?}");
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer realm=\"tfmirror\""
+            );
+        }
+        assert_eq!(get(&app, path, Some(TOKEN)).await.status(), 200, "{path}");
+    }
+    // Probes stay open.
+    assert_eq!(get(&app, "/healthz", None).await.status(), 200);
+    assert_eq!(get(&app, "/readyz", None).await.status(), 200);
+
+    // `open_metrics` opens /metrics alone.
+    let upstream = FakeUpstream::start().await;
+    let open = TestApp::spawn(MirrorOptions {
+        extra: format!("[auth]\ntokens = [\"{TOKEN}\"]\nopen_metrics = true\n"),
+        ..MirrorOptions::new(upstream.url(), &dir.path().join("cache-open"))
+    })
+    .await;
+    let response = get(&open, "/metrics", None).await;
+    assert_eq!(response.status(), 200);
+    assert!(response
+        .text()
+        .await
+        .unwrap()
+        .contains("tfmirror_http_requests_total"));
+    assert_eq!(get(&open, "/", None).await.status(), 401);
+    assert_eq!(get(&open, "/", Some(TOKEN)).await.status(), 200);
+}

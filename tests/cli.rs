@@ -209,6 +209,40 @@ fn config_check_prints_the_effective_config_with_secrets_redacted() {
 }
 
 #[test]
+fn durations_and_sizes_that_would_overflow_are_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("huge.toml");
+    for (toml, key) in [
+        (
+            "[cache]\nmetadata_ttl = \"1000000y\"\n",
+            "cache.metadata_ttl: must be at most 10y",
+        ),
+        (
+            "[cache]\nmax_archive_bytes = 9223372036854775807\n",
+            "cache.max_archive_bytes: must be at most 1 PiB",
+        ),
+    ] {
+        std::fs::write(
+            &config,
+            format!("[server]\nlisten = \"127.0.0.1:0\"\n{toml}"),
+        )
+        .unwrap();
+        for command in [&["config", "check"][..], &["serve"][..]] {
+            let out = tfmirror(dir.path())
+                .args(command)
+                .arg("--config")
+                .arg(&config)
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{command:?}: {stderr}");
+            assert!(stderr.contains(key), "{command:?}: {stderr}");
+            assert!(!stderr.contains("panicked"), "{command:?}: {stderr}");
+        }
+    }
+}
+
+#[test]
 fn every_subcommand_has_help() {
     let dir = tempfile::tempdir().unwrap();
     for command in [

@@ -314,7 +314,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         let url = config
             .upstreams
             .get(&ns.upstream)
-            .map(|u| u.url.to_string())
+            .map(|u| crate::config::redact_url(&u.url).to_string())
             .unwrap_or_default();
         tracing::info!(namespace = namespace.to_string().as_str(), upstream = %ns.upstream, url, "serving namespace");
     }

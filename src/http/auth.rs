@@ -37,6 +37,8 @@ pub struct Access {
     token_digests: HashSet<[u8; 32]>,
     url_key: Vec<u8>,
     url_ttl: Duration,
+    /// `/metrics` needs no token.
+    open_metrics: bool,
 }
 
 impl Access {
@@ -57,6 +59,7 @@ impl Access {
             token_digests: tokens.iter().map(|t| digest(t)).collect(),
             url_key,
             url_ttl: config.url_ttl,
+            open_metrics: config.open_metrics,
         }))
     }
 
@@ -168,6 +171,22 @@ impl Authorized {
     }
 }
 
+/// Extractor for `/metrics`: a valid bearer token, unless `auth.open_metrics` (or
+/// authentication is off).
+pub struct MetricsAccess;
+
+impl FromRequest for MetricsAccess {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(match access(req) {
+            Some(access) if access.open_metrics => Ok(Self),
+            _ => Authorized::check(req).map(|_| Self),
+        })
+    }
+}
+
 impl FromRequest for Authorized {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -216,6 +235,7 @@ mod tests {
             tokens_file: None,
             url_secret: Some("k".to_owned()),
             url_ttl: Duration::from_secs(60),
+            open_metrics: false,
         }))
         .unwrap()
         .unwrap()

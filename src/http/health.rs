@@ -2,6 +2,7 @@
 
 use actix_web::{http::header::CONTENT_TYPE, web, HttpResponse};
 
+use super::auth::MetricsAccess;
 use crate::{metrics::metrics, mirror::Mirror};
 
 pub async fn healthz() -> HttpResponse {
@@ -28,8 +29,9 @@ pub async fn readyz(mirror: web::Data<Mirror>) -> HttpResponse {
     }
 }
 
-/// The Prometheus text exposition format, version 0.0.4.
-pub async fn prometheus() -> HttpResponse {
+/// The Prometheus text exposition format, version 0.0.4. With `[auth]`, a token is needed
+/// unless `auth.open_metrics`.
+pub async fn prometheus(_access: MetricsAccess) -> HttpResponse {
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8"))
         .body(metrics().render())

@@ -109,30 +109,36 @@ pub const MAX_REQUEST_TARGET_BYTES: usize = 2048;
 pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// Refuses over-long request targets and header sets before routing: nothing downstream ever
-/// sees one.
+/// sees one. The refusal is an answer, not an error, so `log_request` (outside this) logs and
+/// counts it like any other.
 pub async fn limit_request(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    match request_too_large(&req) {
+        Some(refusal) => Ok(req.error_response(refusal).map_into_right_body()),
+        None => Ok(next.call(req).await?.map_into_left_body()),
+    }
+}
+
+/// Why a request's target or headers are over the limits, if they are.
+fn request_too_large(req: &ServiceRequest) -> Option<ApiError> {
     let target = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
     if target > MAX_REQUEST_TARGET_BYTES {
-        return Err(ApiError::UriTooLong(format!(
+        return Some(ApiError::UriTooLong(format!(
             "request target is {target} bytes; the limit is {MAX_REQUEST_TARGET_BYTES}"
-        ))
-        .into());
+        )));
     }
     let headers: usize = req
         .headers()
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if headers > MAX_HEADER_BYTES {
-        return Err(ApiError::HeadersTooLarge(format!(
+    (headers > MAX_HEADER_BYTES).then(|| {
+        ApiError::HeadersTooLarge(format!(
             "request headers are {headers} bytes; the limit is {MAX_HEADER_BYTES}"
         ))
-        .into());
-    }
-    next.call(req).await
+    })
 }
 
 /// One log line per request (method, path, status, bytes, duration, cache outcome), and the
@@ -152,14 +158,16 @@ pub async fn log_request(
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
-    // Route patterns, not paths, keep the label set bounded whatever clients send.
+    // Route patterns, not paths, and known methods, not whatever token a client sent, keep
+    // the label set bounded.
+    let method_label = method_label(&method);
     let route = response
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let m = metrics();
     m.http_requests
-        .with_label_values(&[route.as_str(), method.as_str(), &status.to_string()])
+        .with_label_values(&[route.as_str(), method_label, &status.to_string()])
         .inc();
     m.http_duration
         .with_label_values(&[route.as_str()])
@@ -177,4 +185,14 @@ pub async fn log_request(
         "request"
     );
     Ok(response)
+}
+
+/// The `method` label: the two methods Terraform uses, and one bucket for every other.
+fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        _ => "other",
+    }
 }

@@ -6,13 +6,15 @@ use std::fmt::Write;
 
 use actix_web::{http::header::ContentType, web, HttpRequest, HttpResponse};
 
-use super::ApiError;
+use super::{auth::Authorized, ApiError};
 use crate::{
     mirror::Mirror,
     ops::{self, OpsError, StatusSnapshot},
 };
 
+/// With `[auth]`, a token is needed: the page lists what is cached and where it came from.
 pub async fn page(
+    _auth: Authorized,
     req: HttpRequest,
     mirror: web::Data<Mirror>,
     snapshots: web::Data<ops::StatusCache>,

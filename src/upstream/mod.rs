@@ -18,6 +18,8 @@ use bytes::Bytes;
 use futures_util::{future::BoxFuture, Stream};
 use url::Url;
 
+use crate::config::redact_url;
+
 pub use client::{FetchPolicy, FetchRules, HttpClient, UpstreamBody, USER_AGENT};
 pub use registry::RegistryUpstream;
 pub use releases::ReleasesUpstream;
@@ -111,26 +113,26 @@ pub trait Upstream: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("upstream has no {url}")]
+    #[error("upstream has no {}", redact_url(.url))]
     NotFound { url: Url },
-    #[error("upstream answered {status} for {url}")]
+    #[error("upstream answered {status} for {}", redact_url(.url))]
     Status {
         url: Url,
         status: u16,
         /// What upstream's `Retry-After` asked for, if anything.
         retry_after: Option<Duration>,
     },
-    #[error("upstream timed out on {url}")]
+    #[error("upstream timed out on {}", redact_url(.url))]
     Timeout { url: Url },
-    #[error("upstream unreachable for {url}")]
+    #[error("upstream unreachable for {}", redact_url(.url))]
     Unreachable {
         url: Url,
         #[source]
         source: Arc<reqwest::Error>,
     },
-    #[error("upstream answer for {url} exceeds {limit} bytes")]
+    #[error("upstream answer for {} exceeds {limit} bytes", redact_url(.url))]
     TooLarge { url: Url, limit: u64 },
-    #[error("upstream sent an invalid document at {url}: {reason}")]
+    #[error("upstream sent an invalid document at {}: {reason}", redact_url(.url))]
     InvalidBody { url: Url, reason: String },
     #[error("upstream pointed tfmirror at a URL it refuses: {reason}")]
     HostNotAllowed { url: Url, reason: String },
@@ -143,9 +145,10 @@ impl UpstreamError {
         if error.is_timeout() {
             Self::Timeout { url: url.clone() }
         } else {
+            // reqwest's message repeats the URL, credentials and all.
             Self::Unreachable {
                 url: url.clone(),
-                source: Arc::new(error),
+                source: Arc::new(error.without_url()),
             }
         }
     }

@@ -255,7 +255,7 @@ impl Upstream for RegistryUpstream {
     }
 
     fn url(&self) -> String {
-        self.base.to_string()
+        crate::config::redact_url(&self.base).to_string()
     }
 
     fn health(&self) -> UpstreamHealth {

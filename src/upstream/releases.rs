@@ -132,7 +132,7 @@ impl Upstream for ReleasesUpstream {
     }
 
     fn url(&self) -> String {
-        self.base.to_string()
+        crate::config::redact_url(&self.base).to_string()
     }
 
     fn health(&self) -> UpstreamHealth {

@@ -15,6 +15,8 @@ pub struct Serving {
     pub base: String,
     /// From spawn to that line.
     pub ready: Duration,
+    /// Its log up to that line.
+    pub startup_log: Vec<String>,
 }
 
 impl Serving {
@@ -43,7 +45,13 @@ impl Serving {
                 let base = rest.trim().to_owned();
                 let ready = started.elapsed();
                 std::thread::spawn(move || while rx.recv().is_ok() {});
-                return Self { child, base, ready };
+                seen.push(line);
+                return Self {
+                    child,
+                    base,
+                    ready,
+                    startup_log: seen,
+                };
             }
             seen.push(line);
         }
