@@ -327,7 +327,7 @@ async fn a_second_import_adds_its_versions_and_a_bundle_too_big_for_the_disk_is_
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        text.replace("[cache]\n", "[cache]\nmin_free_space = \"1000000 TB\"\n"),
+        text.replace("[cache]\n", "[cache]\nmin_free_space = \"1 PiB\"\n"),
     )
     .unwrap();
     let out = tfmirror(&["import", bundle.to_str().unwrap()], &config).await;

@@ -459,7 +459,7 @@ async fn a_full_disk_still_serves_the_cache_and_refuses_new_downloads_cleanly() 
     let app = spawn(
         &upstream,
         MirrorOptions {
-            cache_extra: "min_free_space = \"1000000 TB\"",
+            cache_extra: "min_free_space = \"1 PiB\"",
             ..MirrorOptions::new(String::new(), &cache)
         },
     )
