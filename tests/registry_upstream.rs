@@ -633,8 +633,10 @@ async fn the_fake_registry_is_consistent_and_github_shaped() {
         publisher_key(),
     );
     let proxy = Tinyproxy::start(&dir.path().join("proxy"));
+    // tinyproxy may close a kept-alive connection after an answer: one connection a request.
     let client = reqwest::Client::builder()
         .proxy(reqwest::Proxy::http(proxy.url()).unwrap())
+        .pool_max_idle_per_host(0)
         .build()
         .unwrap();
     let get_json = |url: String| {
