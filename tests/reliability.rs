@@ -138,6 +138,166 @@ async fn a_client_hanging_up_does_not_cancel_the_download_for_others() {
 // ---------------------------------------------------------------------------------------------
 // Upstream faults
 
+/// Throttles the upstream's `zip` of `published` to about 4 s for the whole archive.
+fn throttle_archive(upstream: &FakeUpstream, published: &common::Published, zip: &str) -> String {
+    let path = format!("{}/{zip}", published.dir);
+    upstream.throttle(
+        &path,
+        published.zips[zip].len() / 20 + 1,
+        Duration::from_millis(200),
+    );
+    path
+}
+
+/// Starts reading `url` from tfmirror in the background; the answer's status, once complete.
+fn download_in_background(app: &TestApp, url: &str) -> actix_web::rt::task::JoinHandle<u16> {
+    let request = app.client.get(format!("{}{url}", app.base)).send();
+    actix_web::rt::spawn(async move {
+        let response = request.await.unwrap();
+        let status = response.status().as_u16();
+        let _ = response.bytes().await;
+        status
+    })
+}
+
+/// Until every `(upstream path, download)` pair has either reached the upstream or been
+/// answered.
+async fn wait_until_asked_or_answered(
+    upstream: &FakeUpstream,
+    pairs: &[(&str, &actix_web::rt::task::JoinHandle<u16>)],
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !pairs
+        .iter()
+        .all(|(path, download)| upstream.hits(path) > 0 || download.is_finished())
+    {
+        assert!(Instant::now() < deadline, "the downloads never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn slow_archive_downloads_leave_a_slot_for_version_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("null", "3.2.0").publish(&upstream, publisher_key());
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            upstream_extra: "max_concurrent_fetches = 2\nfirst_byte_timeout = \"500ms\"",
+            ..MirrorOptions::new(String::new(), &dir.path().join("cache"))
+        },
+    )
+    .await;
+    // Warm the release so that only the archive downloads remain.
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let linux = published.zip_name("linux", "amd64");
+    let darwin = published.zip_name("darwin", "arm64");
+    let linux_path = throttle_archive(&upstream, &published, &linux);
+    let darwin_path = throttle_archive(&upstream, &published, &darwin);
+
+    let started = Instant::now();
+    let first = download_in_background(&app, &archive_url("2.1.0", &linux));
+    let second = download_in_background(&app, &archive_url("2.1.0", &darwin));
+    wait_until_asked_or_answered(&upstream, &[(&linux_path, &first), (&darwin_path, &second)])
+        .await;
+    assert!(
+        !first.is_finished() || !second.is_finished(),
+        "no archive download in flight"
+    );
+
+    let asked = Instant::now();
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/null/versions")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        asked.elapsed() < Duration::from_millis(1500),
+        "the version list waited {:?} behind the archives",
+        asked.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the archives finished before the version list was asked for; the test proves nothing"
+    );
+}
+
+#[actix_web::test]
+async fn an_archive_waiting_for_a_busy_slot_gets_a_504_after_first_byte_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("null", "3.2.0").publish(&upstream, publisher_key());
+    // Three slots: two for archives, one kept for metadata.
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            upstream_extra: "max_concurrent_fetches = 3\nfirst_byte_timeout = \"500ms\"",
+            ..MirrorOptions::new(String::new(), &dir.path().join("cache"))
+        },
+    )
+    .await;
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let linux = published.zip_name("linux", "amd64");
+    let darwin = published.zip_name("darwin", "arm64");
+    let windows = published.zip_name("windows", "amd64");
+    let linux_path = throttle_archive(&upstream, &published, &linux);
+    let darwin_path = throttle_archive(&upstream, &published, &darwin);
+
+    let started = Instant::now();
+    let first = download_in_background(&app, &archive_url("2.1.0", &linux));
+    let second = download_in_background(&app, &archive_url("2.1.0", &darwin));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while upstream.hits(&linux_path) == 0 || upstream.hits(&darwin_path) == 0 {
+        assert!(Instant::now() < deadline, "the downloads never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // Every archive slot is busy for seconds: the third waits about first_byte_timeout.
+    let asked = Instant::now();
+    let response = app
+        .client
+        .get(format!("{}{}", app.base, archive_url("2.1.0", &windows)))
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .expect("the third archive request hung");
+    let waited = asked.elapsed();
+    assert_eq!(response.status(), 504);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("timed out"),
+        "{body}"
+    );
+    assert!(
+        waited >= Duration::from_millis(400) && waited < Duration::from_millis(1500),
+        "waited {waited:?} for a slot"
+    );
+    let windows_path = format!("{}/{windows}", published.dir);
+    assert_eq!(upstream.hits(&windows_path), 0, "it went past the slots");
+    assert!(
+        !first.is_finished() && !second.is_finished() && started.elapsed() < Duration::from_secs(3),
+        "the slots were free again before the third request; the test proves nothing"
+    );
+
+    // Metadata still has its own slot, and the slots come back once the downloads end.
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/null/versions")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(second.await.unwrap(), 200);
+    let (status, _) = app.get_bytes(&archive_url("2.1.0", &windows)).await;
+    assert_eq!(status, 200);
+}
+
 #[actix_web::test]
 async fn transient_upstream_errors_are_retried_and_404_is_not() {
     let dir = tempfile::tempdir().unwrap();

@@ -7,6 +7,16 @@
 //! Faults are expected, not exceptional: connection errors, timeouts, 5xx and 429 are retried
 //! a bounded number of times with jittered exponential backoff (or after the `Retry-After`
 //! upstream asked for), and a semaphore bounds how many requests one upstream sees at once.
+//!
+//! Slots: an upstream sees at most `max_concurrent_fetches` requests at once. Archive
+//! downloads hold their slot until the body stream is dropped, so they may take at most
+//! `max(1, max_concurrent_fetches - reserved)` of them, `reserved` being a quarter (at least
+//! one): the rest stays free for metadata (version lists, download documents, SHA256SUMS,
+//! signatures), which slow archives therefore never starve. With `max_concurrent_fetches = 1`
+//! there is nothing to reserve and both share the one slot. An archive first takes a permit of
+//! its own semaphore, then one of the shared one; metadata takes only the shared one. A
+//! request waits for its slot at most `first_byte_timeout`, then fails with
+//! `UpstreamError::Timeout` (a 504); it keeps the slot across its retries.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -134,7 +144,11 @@ pub struct HttpClient {
     inner: reqwest::Client,
     policy: FetchPolicy,
     rules: Arc<FetchRules>,
+    /// Every request to this upstream holds one of these (`max_concurrent_requests`).
     slots: Arc<Semaphore>,
+    /// Archive downloads hold one of these as well (`archive_slots`), leaving the rest of
+    /// `slots` to metadata.
+    archive_slots: Arc<Semaphore>,
     health: Arc<std::sync::Mutex<UpstreamHealth>>,
 }
 
@@ -165,12 +179,16 @@ impl HttpClient {
             .build()
             .map_err(|e| UpstreamError::Client(Arc::new(e)))?;
         let slots = Arc::new(Semaphore::new(policy.max_concurrent_requests));
+        let archive_slots = Arc::new(Semaphore::new(archive_slots(
+            policy.max_concurrent_requests,
+        )));
         Ok(Self {
             name: name.to_owned(),
             inner,
             policy,
             rules: Arc::new(rules),
             slots,
+            archive_slots,
             health: Default::default(),
         })
     }
@@ -247,21 +265,42 @@ impl HttpClient {
         }
     }
 
-    /// One request, up to its response headers, holding one of the upstream's slots.
-    async fn send_once(
-        &self,
-        url: &Url,
-    ) -> Result<(reqwest::Response, OwnedSemaphorePermit), UpstreamError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| UpstreamError::Timeout { url: url.clone() })?;
+    /// A slot for one request of `kind`, waited for at most `first_byte_timeout`.
+    async fn acquire(&self, kind: Kind, url: &Url) -> Result<Slot, UpstreamError> {
+        let timeout = || UpstreamError::Timeout { url: url.clone() };
+        let wait = async {
+            let archive = match kind {
+                Kind::Archive => Some(self.archive_slots.clone().acquire_owned().await),
+                Kind::Metadata => None,
+            }
+            .transpose()
+            .map_err(|_| timeout())?;
+            let shared = self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|_| timeout())?;
+            Ok(Slot {
+                _shared: shared,
+                _archive: archive,
+            })
+        };
+        match tokio::time::timeout(self.policy.first_byte_timeout, wait).await {
+            Ok(slot) => slot,
+            Err(_) => {
+                tracing::warn!(%url, upstream = %self.name, ?kind, "no upstream slot free within first_byte_timeout");
+                Err(timeout())
+            }
+        }
+    }
+
+    /// One request, up to its response headers. The caller holds a slot.
+    async fn send_once(&self, url: &Url) -> Result<reqwest::Response, UpstreamError> {
         let started = std::time::Instant::now();
         let result = self.request_head(url).await;
         self.record(started, &result.as_ref().map(|_| ()));
-        Ok((result?, permit))
+        result
     }
 
     /// Up to the response headers, following at most `max_redirects` redirects, each hop
@@ -323,8 +362,9 @@ impl HttpClient {
     /// A whole small document, refused once it grows past `limit` bytes. A body cut short is
     /// retried like any other transient failure.
     pub async fn get_bytes(&self, url: &Url, limit: u64) -> Result<Bytes, UpstreamError> {
+        let _slot = self.acquire(Kind::Metadata, url).await?;
         self.with_retries(url, || async {
-            let (response, _permit) = self.send_once(url).await?;
+            let response = self.send_once(url).await?;
             if response.content_length().is_some_and(|len| len > limit) {
                 return Err(UpstreamError::TooLarge {
                     url: url.clone(),
@@ -351,7 +391,8 @@ impl HttpClient {
 
     /// A large body as a stream of chunks. Only getting the response is retried: once bytes
     /// flow, a failure ends the stream and the caller starts over. The caller enforces its own
-    /// size limit; the upstream slot is held until the stream is dropped.
+    /// size limit; the upstream slot (an archive one, see the module comment) is held until
+    /// the stream is dropped.
     pub async fn get_stream(
         &self,
         url: &Url,
@@ -359,7 +400,8 @@ impl HttpClient {
         UpstreamBody<impl Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static>,
         UpstreamError,
     > {
-        let (response, permit) = self.with_retries(url, || self.send_once(url)).await?;
+        let permit = self.acquire(Kind::Archive, url).await?;
+        let response = self.with_retries(url, || self.send_once(url)).await?;
         let declared_len = response.content_length();
         let url = url.clone();
         let client = self.clone();
@@ -375,6 +417,28 @@ impl HttpClient {
             chunks,
         })
     }
+}
+
+/// What a request fetches, which decides the slots it may take.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Small documents, read whole.
+    Metadata,
+    /// Archives, streamed; the slot is held as long as the stream.
+    Archive,
+}
+
+/// The permits one request holds, given back when it is dropped.
+struct Slot {
+    _shared: OwnedSemaphorePermit,
+    _archive: Option<OwnedSemaphorePermit>,
+}
+
+/// How many of `total` slots archives may hold: all but a quarter (at least one) kept for
+/// metadata, and at least one.
+fn archive_slots(total: usize) -> usize {
+    let reserved = (total / 4).max(1);
+    total.saturating_sub(reserved).max(1)
 }
 
 /// `Retry-After` is either delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
@@ -407,6 +471,12 @@ mod tests {
         let asked = parse_retry_after(&httpdate::fmt_http_date(soon)).unwrap();
         assert!(asked > Duration::from_secs(100) && asked <= Duration::from_secs(120));
         assert_eq!(parse_retry_after("soon"), None);
+    }
+
+    #[test]
+    fn archives_leave_a_quarter_of_the_slots_to_metadata() {
+        let shares: Vec<usize> = [1, 2, 3, 4, 8, 16].map(archive_slots).to_vec();
+        assert_eq!(shares, [1, 1, 2, 3, 6, 12]);
     }
 
     #[test]
