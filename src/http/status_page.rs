@@ -81,6 +81,15 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
         size = bytesize::ByteSize(bytes),
     );
 
+    upstreams(&mut html, s);
+    cached_releases(&mut html, s);
+    key_changes(&mut html, s);
+    using_this_mirror(&mut html, s, host, base);
+    html
+}
+
+/// Each upstream with its health.
+fn upstreams(html: &mut String, s: &StatusSnapshot) {
     html.push_str("<h2>Upstreams</h2><table id=\"upstreams\"><tr><th>name</th><th>URL</th><th>health</th><th>last success</th><th>last error</th></tr>");
     for (name, url, health) in &s.upstreams {
         let (class, state) = match health.reachable {
@@ -101,7 +110,10 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
         );
     }
     html.push_str("</table>");
+}
 
+/// Every cached release: platforms, sizes, times served, the key that verified it.
+fn cached_releases(html: &mut String, s: &StatusSnapshot) {
     html.push_str("<h2>Cached providers</h2><table id=\"cached\"><tr><th>provider</th><th>version</th><th>platforms (size, times served)</th><th>fetched</th><th>verified by</th></tr>");
     for r in &s.releases {
         let platforms: Vec<String> = r
@@ -139,7 +151,10 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
     if s.truncated {
         html.push_str("<p class=\"muted\">Only the first releases are listed.</p>");
     }
+}
 
+/// Versions signed by another key than their provider's earlier ones.
+fn key_changes(html: &mut String, s: &StatusSnapshot) {
     if !s.key_changes.is_empty() {
         html.push_str("<h2>Signing key changes</h2><table id=\"key-changes\"><tr><th>release</th><th>new key</th><th>earlier keys</th><th>outcome</th><th>when</th></tr>");
         for change in &s.key_changes {
@@ -156,7 +171,10 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
         }
         html.push_str("</table>");
     }
+}
 
+/// The CLI config blocks for this very server.
+fn using_this_mirror(html: &mut String, s: &StatusSnapshot, host: &str, base: &str) {
     html.push_str("<h2>Using this mirror</h2>");
     for (namespace, upstream) in &s.namespaces {
         if namespace == "*" {
@@ -194,7 +212,6 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
         );
     }
     html.push_str("<p class=\"muted\">Also: <a href=\"/metrics\">/metrics</a> · <a href=\"/readyz\">/readyz</a> · <a href=\"/healthz\">/healthz</a></p></body></html>");
-    html
 }
 
 #[cfg(test)]
