@@ -49,7 +49,7 @@ pub struct FetchPolicy {
 
 /// Where a client may go, and what it tells whom. The default: only URLs its caller built
 /// from the configured base, no redirects, no credentials.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct FetchRules {
     /// The upstream's own host (and port): always allowed, the only one that gets the token.
     pub home: Option<HostPattern>,
@@ -65,6 +65,24 @@ pub struct FetchRules {
     pub proxy: Option<Url>,
     /// The key to name when a host is refused (`upstreams.NAME.download_hosts`).
     pub hosts_key: String,
+}
+
+/// Never shows the token.
+impl std::fmt::Debug for FetchRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FetchRules")
+            .field("home", &self.home)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allow_http", &self.allow_http)
+            .field("max_redirects", &self.max_redirects)
+            .field(
+                "token",
+                &self.token.as_ref().map(|_| crate::config::REDACTED),
+            )
+            .field("proxy", &self.proxy.as_ref().map(crate::config::redact_url))
+            .field("hosts_key", &self.hosts_key)
+            .finish()
+    }
 }
 
 impl FetchRules {
