@@ -371,7 +371,8 @@ async fn version_lists_learn_protocols_from_verified_manifests_in_the_background
 async fn background_protocol_fetches_are_capped_per_list_newest_first() {
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let mut options = MirrorOptions::new(upstream.url(), &dir.path().join("cache"));
+    let cache = dir.path().join("cache");
+    let mut options = MirrorOptions::new(upstream.url(), &cache);
     options.cache_extra = "protocol_fetches = 2\n";
     let app = TestApp::spawn(options).await;
     let mut dirs = Vec::new();
