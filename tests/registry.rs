@@ -314,7 +314,11 @@ async fn version_lists_learn_protocols_from_verified_manifests_in_the_background
         let mut release = FakeRelease::new("local", version);
         release.protocols = protocols.clone();
         let published = release.publish(&upstream, publisher_key());
-        dirs.push((version.to_owned(), published.sums_name.clone(), published.dir));
+        dirs.push((
+            version.to_owned(),
+            published.sums_name.clone(),
+            published.dir,
+        ));
     }
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -396,6 +400,10 @@ async fn background_protocol_fetches_are_capped_per_list_newest_first() {
     }
     for (version, sums, dir) in &dirs {
         let expected = usize::from(["1.2.0", "2.0.0"].contains(version));
-        assert_eq!(upstream.hits(&format!("{dir}/{sums}")), expected, "{version}");
+        assert_eq!(
+            upstream.hits(&format!("{dir}/{sums}")),
+            expected,
+            "{version}"
+        );
     }
 }

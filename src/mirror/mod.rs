@@ -144,9 +144,7 @@ impl Mirror {
                     .build(),
                 refreshing: Default::default(),
                 completing: Default::default(),
-                protocol_permits: tokio::sync::Semaphore::new(
-                    versions::PROTOCOL_FETCH_CONCURRENCY,
-                ),
+                protocol_permits: tokio::sync::Semaphore::new(versions::PROTOCOL_FETCH_CONCURRENCY),
                 protocols_unavailable: Cache::builder()
                     .max_capacity(MAX_RELEASES_IN_MEMORY)
                     .time_to_live(versions::PROTOCOLS_UNAVAILABLE_FOR)

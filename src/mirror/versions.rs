@@ -174,10 +174,7 @@ impl Mirror {
                 .duration_since(stored.modified)
                 .unwrap_or_default();
             let fresh_for = self.inner.metadata_ttl.saturating_sub(age);
-            match self
-                .render(key, Bytes::from(stored.bytes), fresh_for)
-                .await
-            {
+            match self.render(key, Bytes::from(stored.bytes), fresh_for).await {
                 Ok(cached) => {
                     note_cache(if cached.is_fresh() {
                         CacheOutcome::Hit
@@ -305,7 +302,10 @@ impl Mirror {
         if background && self.inner.protocol_fetches > 0 {
             let mut unknown = unknown;
             unknown.truncate(self.inner.protocol_fetches);
-            *cached.pending.lock().unwrap_or_else(PoisonError::into_inner) = unknown;
+            *cached
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = unknown;
         }
         Ok(cached)
     }
