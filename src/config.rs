@@ -45,6 +45,8 @@ const MAX_SIZE_SHOWN: &str = "1 PiB";
 /// Most concurrent fetches per upstream: far past what any upstream tolerates, and well
 /// inside what a semaphore holds.
 pub const MAX_CONCURRENT_FETCHES: usize = 4096;
+/// Most releases verified in the background per version list rendering.
+pub const MAX_PROTOCOL_FETCHES: usize = 1000;
 /// The upstream `Config::default()` configures.
 const HASHICORP_RELEASES: &str = "https://releases.hashicorp.com";
 
@@ -204,6 +206,10 @@ pub struct CacheConfig {
     /// Archives served this recently are never evicted (a client may be downloading one).
     #[serde(with = "humantime_serde")]
     pub gc_grace: Duration,
+    /// How many releases whose plugin protocols are unknown (the newest first) are verified
+    /// in the background each time a version list is rendered, so the list can carry their
+    /// `protocols`. `0` turns it off.
+    pub protocol_fetches: usize,
 }
 
 impl Default for CacheConfig {
@@ -217,6 +223,7 @@ impl Default for CacheConfig {
             max_size: None,
             gc_interval: Duration::from_secs(300),
             gc_grace: Duration::from_secs(600),
+            protocol_fetches: 20,
         }
     }
 }
@@ -640,6 +647,11 @@ impl Config {
             .find_map(|(key, s)| (s > MAX_SIZE).then_some(key))
         {
             return Err(rule(format!("{key}: must be at most {MAX_SIZE_SHOWN}")));
+        }
+        if self.cache.protocol_fetches > MAX_PROTOCOL_FETCHES {
+            return Err(rule(format!(
+                "cache.protocol_fetches: must be at most {MAX_PROTOCOL_FETCHES}"
+            )));
         }
         for (name, upstream) in &self.upstreams {
             if upstream.max_concurrent_fetches > MAX_CONCURRENT_FETCHES {

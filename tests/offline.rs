@@ -25,10 +25,19 @@ async fn restart_with_upstream_down_serves_the_cache() {
     };
 
     let app = TestApp::spawn(options()).await;
-    let (status, versions_before) = app
-        .get_json("/v1/providers/myproviders/local/versions")
-        .await;
-    assert_eq!(status, 200);
+    // The list as clients get it once the release is verified: with its manifest's protocols.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let versions_before = loop {
+        let (status, versions) = app
+            .get_json("/v1/providers/myproviders/local/versions")
+            .await;
+        assert_eq!(status, 200);
+        if versions["versions"][0].get("protocols").is_some() {
+            break versions;
+        }
+        assert!(std::time::Instant::now() < deadline, "{versions}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let (status, doc_before) = app
         .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
         .await;

@@ -277,3 +277,133 @@ async fn protocols_come_from_the_signed_manifest_or_default_to_5() {
         assert_eq!(doc["protocols"], serde_json::json!(expected), "{version}");
     }
 }
+
+/// The versions list as served: version → its `protocols`, when listed.
+async fn listed_protocols(
+    app: &TestApp,
+) -> std::collections::BTreeMap<String, Option<serde_json::Value>> {
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_str().unwrap().to_owned(),
+                v.get("protocols").cloned(),
+            )
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn version_lists_learn_protocols_from_verified_manifests_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let manifests: [(&str, Option<Vec<&'static str>>); 4] = [
+        ("1.0.0", Some(vec!["5.0"])),
+        ("1.1.0", Some(vec!["5.0", "6.0"])),
+        ("2.0.0", Some(vec!["6.0"])),
+        ("0.9.0", None),
+    ];
+    let mut dirs = Vec::new();
+    for (version, protocols) in &manifests {
+        let mut release = FakeRelease::new("local", version);
+        release.protocols = protocols.clone();
+        let published = release.publish(&upstream, publisher_key());
+        dirs.push((
+            version.to_owned(),
+            published.sums_name.clone(),
+            published.dir,
+        ));
+    }
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let expected: std::collections::BTreeMap<String, Option<serde_json::Value>> = manifests
+        .iter()
+        .map(|(v, p)| ((*v).to_owned(), p.as_ref().map(|p| serde_json::json!(p))))
+        .collect();
+    loop {
+        let listed = listed_protocols(&app).await;
+        // Whatever is listed is true at every moment: nothing invented meanwhile.
+        for (version, protocols) in &listed {
+            if let Some(protocols) = protocols {
+                assert_eq!(Some(protocols), expected[version].as_ref(), "{version}");
+            }
+        }
+        let all_verified = dirs
+            .iter()
+            .all(|(_, sums, dir)| upstream.hits(&format!("{dir}/{sums}")) == 1);
+        if listed == expected && all_verified {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the list never carried every manifest's protocols: {listed:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Once, and only once, per release: immutable, so never fetched again.
+    for _ in 0..3 {
+        assert_eq!(listed_protocols(&app).await, expected);
+    }
+    for (version, sums, dir) in &dirs {
+        assert_eq!(upstream.hits(&format!("{dir}/{sums}")), 1, "{version}");
+        assert_eq!(upstream.hits(&format!("{dir}/index.json")), 1, "{version}");
+        let manifest = format!("{dir}/terraform-provider-local_{version}_manifest.json");
+        let published_manifest = manifests.iter().any(|(v, p)| v == version && p.is_some());
+        assert_eq!(
+            upstream.hits(&manifest),
+            usize::from(published_manifest),
+            "{version}"
+        );
+    }
+    // The release without a manifest is verified and still listed without `protocols`, even
+    // though its download document says Terraform's default.
+    let (status, doc) = app
+        .get_json("/v1/providers/myproviders/local/0.9.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    assert_eq!(doc["protocols"], serde_json::json!(["5.0"]));
+    assert_eq!(listed_protocols(&app).await["0.9.0"], None);
+}
+
+#[actix_web::test]
+async fn background_protocol_fetches_are_capped_per_list_newest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.path().join("cache");
+    let mut options = MirrorOptions::new(upstream.url(), &cache);
+    options.cache_extra = "protocol_fetches = 2\n";
+    let app = TestApp::spawn(options).await;
+    let mut dirs = Vec::new();
+    for version in ["1.0.0", "1.1.0", "1.2.0", "2.0.0"] {
+        let published = FakeRelease::new("local", version).publish(&upstream, publisher_key());
+        dirs.push((version, published.sums_name.clone(), published.dir));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let listed = listed_protocols(&app).await;
+        let newest = ["1.2.0", "2.0.0"]
+            .iter()
+            .all(|v| listed[*v] == Some(serde_json::json!(["5.0"])));
+        if newest {
+            assert_eq!(listed["1.0.0"], None);
+            assert_eq!(listed["1.1.0"], None);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{listed:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    for (version, sums, dir) in &dirs {
+        let expected = usize::from(["1.2.0", "2.0.0"].contains(version));
+        assert_eq!(
+            upstream.hits(&format!("{dir}/{sums}")),
+            expected,
+            "{version}"
+        );
+    }
+}

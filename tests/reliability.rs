@@ -18,6 +18,22 @@ fn archive_url(version: &str, zip: &str) -> String {
     format!("/v1/providers/myproviders/local/{version}/files/{zip}")
 }
 
+/// The version list once the background has verified every release and each version carries
+/// its manifest's `protocols` (the list a client gets from then on).
+async fn complete_list(app: &TestApp) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (status, body) = app.get_json(VERSIONS).await;
+        assert_eq!(status, 200, "{body}");
+        let versions = body["versions"].as_array().unwrap();
+        if versions.iter().all(|v| v.get("protocols").is_some()) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "protocols never listed: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// tfmirror in front of `upstream` with `options`.
 async fn spawn(upstream: &FakeUpstream, options: MirrorOptions<'_>) -> TestApp {
     TestApp::spawn(MirrorOptions {
@@ -394,7 +410,7 @@ async fn stale_lists_are_served_at_once_and_refreshed_in_the_background() {
         },
     )
     .await;
-    let (_, warm) = app.get_json(VERSIONS).await;
+    let warm = complete_list(&app).await;
     let index = "/terraform-provider-local/index.json";
 
     // Past the TTL, each kind of upstream failure: the client still gets the list, at once.
@@ -454,7 +470,7 @@ async fn a_list_without_versions_never_replaces_a_cached_one() {
         ..MirrorOptions::new(upstream.url(), &cache)
     };
     let app = spawn(&upstream, options()).await;
-    let (_, warm) = app.get_json(VERSIONS).await;
+    let warm = complete_list(&app).await;
     assert_eq!(warm["versions"].as_array().unwrap().len(), 1);
     let index = "/terraform-provider-local/index.json";
     let published = upstream.get(index).unwrap();

@@ -92,6 +92,14 @@ struct Inner {
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
     /// Version lists being refreshed in the background (one refresh per list at a time).
     refreshing: Mutex<HashSet<ProviderKey>>,
+    /// Version lists whose releases are being verified in the background for their protocols.
+    completing: Mutex<HashSet<ProviderKey>>,
+    /// Background release verifications for protocols, across the mirror.
+    protocol_permits: tokio::sync::Semaphore,
+    /// Releases left out of the background protocol fetches for a while.
+    protocols_unavailable: Cache<ReleaseKey, ()>,
+    /// Pending versions verified per rendered list (`cache.protocol_fetches`).
+    protocol_fetches: usize,
     /// How often each cached archive was served since start-up (status page).
     hits: Mutex<HashMap<FileKey, Arc<AtomicU64>>>,
     /// Bumped whenever a release or archive is stored or forgotten (status page snapshot).
@@ -135,6 +143,13 @@ impl Mirror {
                     .max_capacity(MAX_VERSION_LISTS_IN_MEMORY)
                     .build(),
                 refreshing: Default::default(),
+                completing: Default::default(),
+                protocol_permits: tokio::sync::Semaphore::new(versions::PROTOCOL_FETCH_CONCURRENCY),
+                protocols_unavailable: Cache::builder()
+                    .max_capacity(MAX_RELEASES_IN_MEMORY)
+                    .time_to_live(versions::PROTOCOLS_UNAVAILABLE_FOR)
+                    .build(),
+                protocol_fetches: config.cache.protocol_fetches,
                 hits: Default::default(),
                 changes: Default::default(),
                 not_found: Cache::builder()

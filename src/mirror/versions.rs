@@ -5,9 +5,21 @@
 //! have: it gets the cached one at once, stale or not, and the refresh replaces it when (and
 //! if) upstream answers. Stale beats down: a mirror exists to keep `terraform init` working
 //! through upstream outages.
+//!
+//! A list carries `protocols` for every version whose plugin protocols are known for certain:
+//! upstream listed them (registries), or the version's release is verified and its manifest,
+//! listed in the signed SHA256SUMS, gave them. Nothing is invented: a version whose release
+//! has no manifest, or is not verified yet, is listed without `protocols`. Each time a list is
+//! rendered (fetched, or loaded from the store), the newest `cache.protocol_fetches` versions
+//! of a releases upstream whose release is not verified yet are verified in the background,
+//! one provider at a time each and at most `PROTOCOL_FETCH_CONCURRENCY` across the mirror,
+//! and the list in memory is rendered again. That costs upstream a release's index, SHA256SUMS,
+//! signature and manifest per version once (releases are immutable and stored), not a burst
+//! per request; a version upstream does not have, or whose release fails verification, is not
+//! asked for again for `PROTOCOLS_UNAVAILABLE_FOR`.
 
 use std::{
-    sync::PoisonError,
+    sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant, SystemTime},
 };
 
@@ -19,7 +31,7 @@ use crate::{
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
         registry::{VersionEntry, VersionList},
-        ProviderKey, ProviderType,
+        ProviderKey, ProviderType, Version,
     },
     store::Item,
 };
@@ -27,6 +39,13 @@ use crate::{
 /// After a failed refresh, how long the stale list is served before upstream is tried again
 /// (at most `metadata_ttl`), so an outage costs upstream one request per list per interval.
 const STALE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Releases verified at once, across the mirror, to learn the protocols of listed versions.
+pub(super) const PROTOCOL_FETCH_CONCURRENCY: usize = 2;
+
+/// How long a version whose release upstream does not have, or that failed verification, is
+/// left out of the background protocol fetches.
+pub(super) const PROTOCOLS_UNAVAILABLE_FOR: Duration = Duration::from_secs(6 * 3600);
 
 /// A provider's version list, rendered once for each protocol.
 #[derive(Debug, Clone)]
@@ -47,11 +66,18 @@ pub(super) struct CachedVersions {
     serving_stale: bool,
     /// How many versions the list names; a list with some is never replaced by one without.
     count: usize,
+    /// Versions whose release is not verified yet (newest first), taken by the first request
+    /// that gets this list to verify them in the background.
+    pending: Arc<Mutex<Vec<Version>>>,
 }
 
 impl CachedVersions {
-    fn from_registry_json(registry: Bytes, fresh_for: Duration) -> Result<Self, serde_json::Error> {
-        let list: VersionList = serde_json::from_slice(&registry)?;
+    /// `registry` is `list` serialised.
+    fn from_list(
+        registry: Bytes,
+        list: VersionList,
+        fresh_for: Duration,
+    ) -> Result<Self, serde_json::Error> {
         let count = list.versions.len();
         let index = MirrorIndex {
             versions: list
@@ -68,6 +94,7 @@ impl CachedVersions {
             fresh_until: Instant::now() + fresh_for,
             serving_stale: false,
             count,
+            pending: Arc::default(),
         })
     }
 
@@ -135,6 +162,7 @@ impl Mirror {
         if !cached.is_fresh() {
             self.refresh_in_background(key.clone());
         }
+        self.complete_protocols_in_background(key, &cached);
         Ok(cached)
     }
 
@@ -146,7 +174,7 @@ impl Mirror {
                 .duration_since(stored.modified)
                 .unwrap_or_default();
             let fresh_for = self.inner.metadata_ttl.saturating_sub(age);
-            match CachedVersions::from_registry_json(Bytes::from(stored.bytes), fresh_for) {
+            match self.render(key, Bytes::from(stored.bytes), fresh_for).await {
                 Ok(cached) => {
                     note_cache(if cached.is_fresh() {
                         CacheOutcome::Hit
@@ -169,7 +197,9 @@ impl Mirror {
         key: &ProviderKey,
     ) -> Result<CachedVersions, MirrorError> {
         let body = self.fetch_versions(key).await?;
-        let cached = CachedVersions::from_registry_json(body, self.inner.metadata_ttl)
+        let cached = self
+            .render(key, body, self.inner.metadata_ttl)
+            .await
             .map_err(MirrorError::internal)?;
         if cached.count == 0 {
             // A 200 with nothing in it (`{}`, an error object) is upstream misbehaving, not
@@ -210,8 +240,9 @@ impl Mirror {
             let lists = &mirror.inner.version_lists;
             match mirror.fetch_and_keep_versions(&key).await {
                 Ok(fresh) => {
-                    lists.insert(key.clone(), fresh).await;
+                    lists.insert(key.clone(), fresh.clone()).await;
                     tracing::debug!(provider = %key, "refreshed version list");
+                    mirror.complete_protocols_in_background(&key, &fresh);
                 }
                 Err(error) => {
                     if let Some(mut stale) = lists.get(&key).await {
@@ -247,5 +278,191 @@ impl Mirror {
         serde_json::to_vec(&VersionList { versions })
             .map(Bytes::from)
             .map_err(MirrorError::internal)
+    }
+
+    /// A list as served: upstream's (or the stored one) with `protocols` filled in from
+    /// verified releases, and the versions still unknown left for the background.
+    async fn render(
+        &self,
+        key: &ProviderKey,
+        registry: Bytes,
+        fresh_for: Duration,
+    ) -> Result<CachedVersions, serde_json::Error> {
+        let mut list: VersionList = serde_json::from_slice(&registry)?;
+        let (filled, unknown) = self.fill_known_protocols(key, &mut list).await;
+        let registry = if filled {
+            Bytes::from(serde_json::to_vec(&list)?)
+        } else {
+            registry
+        };
+        let cached = CachedVersions::from_list(registry, list, fresh_for)?;
+        let background = self
+            .source(&key.upstream)
+            .is_ok_and(|s| !s.upstream.has_namespaces());
+        if background && self.inner.protocol_fetches > 0 {
+            let mut unknown = unknown;
+            unknown.truncate(self.inner.protocol_fetches);
+            *cached
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = unknown;
+        }
+        Ok(cached)
+    }
+
+    /// Sets `protocols` of each version that has none and whose release is verified with a
+    /// manifest (never from anything else). Whether any was set, and the versions whose release
+    /// is not verified yet, newest first. Never asks upstream.
+    async fn fill_known_protocols(
+        &self,
+        key: &ProviderKey,
+        list: &mut VersionList,
+    ) -> (bool, Vec<Version>) {
+        let mut filled = false;
+        let mut unknown = Vec::new();
+        for entry in &mut list.versions {
+            if entry.protocols.is_some() {
+                continue;
+            }
+            let Ok(version) = Version::try_from(entry.version.as_str()) else {
+                continue;
+            };
+            let release_key = key.release(version.clone());
+            let release = match self.inner.releases.get(&release_key).await {
+                Some(release) => Some(release),
+                None => match self.stored_release(&release_key).await {
+                    Ok(Some(release)) => {
+                        let release = Arc::new(release);
+                        self.inner
+                            .releases
+                            .insert(release_key, release.clone())
+                            .await;
+                        Some(release)
+                    }
+                    Ok(None) => None,
+                    Err(e) => {
+                        tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
+                        None
+                    }
+                },
+            };
+            match release {
+                Some(release) if release.manifest_file.is_some() => {
+                    entry.protocols = Some(release.protocols.clone());
+                    filled = true;
+                }
+                Some(_) => {}
+                None => unknown.push(version),
+            }
+        }
+        unknown.sort_by(|a, b| b.cmp(a));
+        (filled, unknown)
+    }
+
+    /// Verifies, in the background, the releases a list left pending (one provider's at a
+    /// time, `PROTOCOL_FETCH_CONCURRENCY` at once across the mirror), then renders the list in
+    /// memory again. Failures are logged and nothing else.
+    fn complete_protocols_in_background(&self, key: &ProviderKey, cached: &CachedVersions) {
+        let pending = std::mem::take(
+            &mut *cached
+                .pending
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        if pending.is_empty() {
+            return;
+        }
+        let claimed = self
+            .inner
+            .completing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key.clone());
+        if !claimed {
+            return;
+        }
+        let mirror = self.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            let mut learned = 0_usize;
+            for version in pending {
+                let release_key = key.release(version);
+                if mirror
+                    .inner
+                    .protocols_unavailable
+                    .contains_key(&release_key)
+                {
+                    continue;
+                }
+                let Ok(_permit) = mirror.inner.protocol_permits.acquire().await else {
+                    break;
+                };
+                match mirror.release(&release_key).await {
+                    Ok(release) => {
+                        if release.manifest_file.is_some() {
+                            learned += 1;
+                        }
+                    }
+                    Err(error) => {
+                        if matches!(
+                            error,
+                            MirrorError::UnknownVersion(_) | MirrorError::Verification { .. }
+                        ) {
+                            mirror
+                                .inner
+                                .protocols_unavailable
+                                .insert(release_key.clone(), ())
+                                .await;
+                        }
+                        tracing::warn!(release = %release_key, error = %error, "cannot verify a listed release to learn its protocols");
+                    }
+                }
+            }
+            if learned > 0 {
+                mirror.render_again(&key).await;
+            }
+            mirror
+                .inner
+                .completing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+        });
+    }
+
+    /// Fills in the list in memory with what was verified since it was rendered, keeping its
+    /// freshness; a list replaced meanwhile is left alone.
+    async fn render_again(&self, key: &ProviderKey) {
+        let lists = &self.inner.version_lists;
+        let Some(current) = lists.get(key).await else {
+            return;
+        };
+        let Ok(mut list) = serde_json::from_slice::<VersionList>(&current.lists.registry) else {
+            return;
+        };
+        let (filled, _) = self.fill_known_protocols(key, &mut list).await;
+        if !filled {
+            return;
+        }
+        let rendered = serde_json::to_vec(&list)
+            .map(Bytes::from)
+            .and_then(|registry| CachedVersions::from_list(registry, list, Duration::ZERO));
+        let mut rendered = match rendered {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                tracing::warn!(provider = %key, error = %e, "cannot render the version list again");
+                return;
+            }
+        };
+        rendered.fresh_until = current.fresh_until;
+        rendered.serving_stale = current.serving_stale;
+        let unchanged = lists
+            .get(key)
+            .await
+            .is_some_and(|now| now.lists.registry == current.lists.registry);
+        if unchanged {
+            lists.insert(key.clone(), rendered).await;
+            tracing::debug!(provider = %key, "version list now carries the protocols learned");
+        }
     }
 }
