@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::{
-    config_toml, files_under, publisher_key,
+    config_toml, error_text, files_under, publisher_key,
     serving::{tfmirror, Serving},
     FakeRegistry, FakeRelease, MirrorOptions, RegistryRelease, TestApp, TestKey,
 };
@@ -63,16 +63,6 @@ fn output_text(out: &std::process::Output) -> (String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn error_text(body: &serde_json::Value) -> String {
-    body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors array in {body}"))
-        .iter()
-        .map(|e| e.as_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The value of the first line of metric `name` that carries every one of `labels`.

@@ -11,8 +11,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    attacker_key, files_under, proxy::Tinyproxy, publisher_key, FakeRegistry, FakeRelease,
-    FileHosting, MirrorOptions, Publication, RegistryRelease, TestApp, TestKey,
+    attacker_key, error_text, files_under, proxy::Tinyproxy, publisher_key, FakeRegistry,
+    FakeRelease, FileHosting, MirrorOptions, Publication, RegistryRelease, TestApp, TestKey,
 };
 
 /// Nothing listens here; the releases upstream the generated config always has is not used.
@@ -55,16 +55,6 @@ async fn fetch_archive(app: &TestApp, download: &str) -> (u16, serde_json::Value
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| serde_json::json!({"bytes": bytes.len()}));
     (status, body)
-}
-
-fn error_text(body: &serde_json::Value) -> String {
-    body["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no errors array in {body}"))
-        .iter()
-        .map(|e| e.as_str().unwrap().to_owned())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 fn assert_nothing_cached(cache: &Path) {

@@ -218,3 +218,14 @@ impl TestApp {
         self.server.stop(false).await;
     }
 }
+
+/// The messages of a JSON error body (`{"errors":[...]}`), joined.
+pub fn error_text(body: &serde_json::Value) -> String {
+    body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no errors array in {body}"))
+        .iter()
+        .map(|e| e.as_str().unwrap().to_owned())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -27,7 +27,10 @@ pub mod upstream;
 // Each test binary uses its own share of these.
 #[allow(unused_imports)]
 pub use self::{
-    app::{config_toml, start_with_fake_upstream, write_publisher_key, MirrorOptions, TestApp},
+    app::{
+        config_toml, error_text, start_with_fake_upstream, write_publisher_key, MirrorOptions,
+        TestApp,
+    },
     files::{files_under, temp_files, wait_for_recorded_h1},
     keys::{attacker_key, publisher_key, TestKey},
     registry::{FakeRegistry, FileHosting, Publication, RegistryRelease},
