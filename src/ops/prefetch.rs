@@ -5,7 +5,7 @@
 use super::OpsError;
 use crate::{
     config::PrefetchConfig,
-    mirror::{Mirror, MirrorError, Via},
+    mirror::{Mirror, MirrorError},
     protocol::{
         constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey, Version,
     },
@@ -63,20 +63,12 @@ pub fn resolve_provider(
     mirror: &Mirror,
     address: &ProviderAddress,
 ) -> Result<ProviderKey, OpsError> {
-    let namespace = &address.namespace;
     let host = match &address.hostname {
-        Some(host) => Some(host.clone()),
-        None => Hostname::try_from(DEFAULT_REGISTRY_HOST).ok(),
+        Some(host) => host.clone(),
+        None => Hostname::try_from(DEFAULT_REGISTRY_HOST)
+            .map_err(|e| OpsError::Internal(e.to_string()))?,
     };
-    let by_origin = host.and_then(|host| {
-        mirror
-            .provider(Via::Origin(&host, namespace), &address.provider)
-            .ok()
-    });
-    match by_origin {
-        Some(key) => Ok(key),
-        None => Ok(mirror.provider(Via::Namespace(namespace), &address.provider)?),
-    }
+    Ok(mirror.provider_at(&host, &address.namespace, &address.provider)?)
 }
 
 /// Every archive a request stands for, from the provider's (cached or fetched) version list.

@@ -1,0 +1,113 @@
+//! Complete lock files (`tfmirror lock`): which version of each provider Terraform would
+//! select, and the lock file entry it gets — written from what the mirror verified instead of
+//! downloading every platform's archive on every workstation.
+//!
+//! Version selection is `terraform init`'s: a version already in the lock file wins (and must
+//! still satisfy the configuration's constraints), otherwise the newest version the
+//! constraints allow (pre-releases only when named exactly). The hashes come from
+//! `Mirror::lock_hashes`' pieces, so an absent archive goes through the verified fetch path.
+
+use super::{resolve_provider, OpsError};
+use crate::{
+    mirror::Mirror,
+    protocol::{
+        constraints::VersionConstraints,
+        lock_file::{LockAddress, LockFile, ProviderLock},
+        ProviderAddress, ReleaseKey, Version,
+    },
+};
+
+/// One provider to lock.
+#[derive(Debug, Clone)]
+pub struct LockRequest {
+    /// The address the lock file names it by (`registry.terraform.io/hashicorp/aws`).
+    pub address: LockAddress,
+    pub provider: ProviderAddress,
+    /// The configuration's constraints (`required_providers`, `--versions`).
+    pub constraints: Option<VersionConstraints>,
+    /// The version an existing lock file records.
+    pub locked: Option<String>,
+}
+
+/// The release a request selects, with what the lock file says about it.
+#[derive(Debug, Clone)]
+pub struct LockTarget {
+    pub address: LockAddress,
+    pub release: ReleaseKey,
+    /// Canonical constraints text, empty without constraints.
+    pub constraints: String,
+}
+
+/// The version Terraform would select for a request, among what the mirror lists.
+pub async fn select_version(
+    mirror: &Mirror,
+    request: &LockRequest,
+) -> Result<LockTarget, OpsError> {
+    let provider = resolve_provider(mirror, &request.provider)?;
+    let constraints = request.constraints.as_ref();
+    let allowed = |v: &Version| match constraints {
+        Some(c) => c.matches(v),
+        None => v.semver().pre.is_empty(),
+    };
+    let listed: Vec<Version> = mirror
+        .version_entries(&provider)
+        .await?
+        .iter()
+        .filter_map(|e| Version::try_from(e.version.as_str()).ok())
+        .collect();
+    let version = match &request.locked {
+        Some(locked) => {
+            let version = Version::try_from(locked.as_str())
+                .map_err(|e| OpsError::Lock(format!("{}: locked {e}", request.address)))?;
+            if constraints.is_some_and(|c| !c.matches(&version)) {
+                return Err(OpsError::Lock(format!(
+                    "{}: the locked version {version} does not match the constraints {}; remove it from the lock file to select another",
+                    request.address,
+                    constraints.map(ToString::to_string).unwrap_or_default()
+                )));
+            }
+            if !listed.contains(&version) {
+                return Err(OpsError::Lock(format!(
+                    "{}: the locked version {version} is not available",
+                    request.address
+                )));
+            }
+            version
+        }
+        None => listed
+            .into_iter()
+            .filter(|v| allowed(v))
+            .max()
+            .ok_or_else(|| {
+                OpsError::Lock(format!(
+                    "{}: no available version matches {}",
+                    request.address,
+                    constraints.map_or_else(|| "any".to_owned(), ToString::to_string)
+                ))
+            })?,
+    };
+    Ok(LockTarget {
+        address: request.address.clone(),
+        release: provider.release(version),
+        constraints: constraints.map(|c| c.canonical()).unwrap_or_default(),
+    })
+}
+
+/// Records a locked provider in a lock file as Terraform would: hashes already recorded for
+/// the same version are kept, another version's are dropped.
+pub fn merge_lock(
+    locks: &mut LockFile,
+    target: &LockTarget,
+    hashes: impl IntoIterator<Item = String>,
+) {
+    let version = target.release.version.to_string();
+    let entry = locks.entry(target.address.clone()).or_default();
+    if entry.version != version {
+        *entry = ProviderLock {
+            version,
+            ..ProviderLock::default()
+        };
+    }
+    entry.constraints = target.constraints.clone();
+    entry.hashes.extend(hashes);
+}
