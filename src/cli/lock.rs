@@ -59,7 +59,12 @@ pub async fn run(config: &Config, args: LockArgs) -> anyhow::Result<()> {
     let mut targets = Vec::new();
     for request in &requests {
         match ops::select_version(&mirror, request).await {
-            Ok(target) => targets.push(target),
+            Ok(target) => {
+                for note in &target.quarantined {
+                    eprintln!("{note}");
+                }
+                targets.push(target)
+            }
             Err(e) => failures.push(e.to_string()),
         }
     }

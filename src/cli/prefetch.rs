@@ -46,7 +46,13 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     let mut items = Vec::new();
     for request in &requests {
-        match ops::prefetch_plan(&mirror, request).await {
+        let plan = ops::prefetch_plan(&mirror, request).await;
+        if let Ok(plan) = &plan {
+            for note in &plan.quarantined {
+                eprintln!("{note}");
+            }
+        }
+        match plan.map(|plan| plan.items) {
             Ok(found) if found.is_empty() => failures.push(format!(
                 "{}: no version matches {} for the platforms asked",
                 request.provider,

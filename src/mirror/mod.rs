@@ -17,6 +17,7 @@ mod error;
 mod keys;
 mod live;
 mod lock;
+mod quarantine;
 mod releases;
 mod routes;
 mod versions;
@@ -35,6 +36,7 @@ pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
 pub use live::HOLDBACK;
 pub use lock::PlatformHash;
+pub use quarantine::Quarantined;
 pub use releases::{Release, Signature};
 pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
@@ -117,6 +119,8 @@ struct Inner {
     key_changes: Mutex<Vec<keys::KeyChange>>,
     /// Archive downloads in progress (single flight).
     downloads: tokio::sync::Mutex<HashMap<FileKey, Arc<live::LiveDownload>>>,
+    /// `policy.min_release_age`: first-seen times and the lists without young versions.
+    quarantine: quarantine::Quarantine,
 }
 
 impl Mirror {
@@ -165,6 +169,7 @@ impl Mirror {
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 downloads: Default::default(),
+                quarantine: quarantine::Quarantine::from_config(config),
                 key_changes: Default::default(),
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {

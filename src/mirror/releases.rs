@@ -135,8 +135,10 @@ struct BuildRecord {
 }
 
 impl Mirror {
-    /// The verified release, from memory, the store or upstream (in that order).
+    /// The verified release, from memory, the store or upstream (in that order). A version in
+    /// quarantine (`policy.min_release_age`) is refused before any of them is asked.
     pub async fn release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
+        self.check_release_age(key).await?;
         let missing: NotFoundKey = (key.provider.clone(), Some(key.version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);

@@ -4,10 +4,11 @@
 //!
 //! Version selection is `terraform init`'s: a version already in the lock file wins (and must
 //! still satisfy the configuration's constraints), otherwise the newest version the
-//! constraints allow (pre-releases only when named exactly). The hashes come from
+//! constraints allow (pre-releases only when named exactly) outside quarantine, newer ones in
+//! quarantine being passed over with a note. The hashes come from
 //! `Mirror::lock_hashes`' pieces, so an absent archive goes through the verified fetch path.
 
-use super::{resolve_provider, OpsError};
+use super::{quarantine_note, resolve_provider, OpsError};
 use crate::{
     mirror::Mirror,
     protocol::{
@@ -36,6 +37,8 @@ pub struct LockTarget {
     pub release: ReleaseKey,
     /// Canonical constraints text, empty without constraints.
     pub constraints: String,
+    /// Newer matching versions passed over because they are in quarantine, with why.
+    pub quarantined: Vec<String>,
 }
 
 /// The version Terraform would select for a request, among what the mirror lists.
@@ -49,12 +52,14 @@ pub async fn select_version(
         Some(c) => c.matches(v),
         None => v.semver().pre.is_empty(),
     };
-    let listed: Vec<Version> = mirror
+    let mut listed: Vec<Version> = mirror
         .version_entries(&provider)
         .await?
         .iter()
         .filter_map(|e| Version::try_from(e.version.as_str()).ok())
         .collect();
+    listed.sort();
+    let mut quarantined = Vec::new();
     let version = match &request.locked {
         Some(locked) => {
             let version = Version::try_from(locked.as_str())
@@ -72,24 +77,47 @@ pub async fn select_version(
                     request.address
                 )));
             }
+            let release = provider.release(version.clone());
+            if let Some(until) = mirror.quarantined_until(&release).await? {
+                return Err(OpsError::Lock(format!(
+                    "{}: the locked version is in quarantine: {}",
+                    request.address,
+                    quarantine_note(&release, until)
+                )));
+            }
             version
         }
-        None => listed
-            .into_iter()
-            .filter(|v| allowed(v))
-            .max()
-            .ok_or_else(|| {
+        None => {
+            let mut chosen = None;
+            for version in listed.into_iter().rev().filter(|v| allowed(v)) {
+                let release = provider.release(version.clone());
+                match mirror.quarantined_until(&release).await? {
+                    Some(until) => quarantined.push(quarantine_note(&release, until)),
+                    None => {
+                        chosen = Some(version);
+                        break;
+                    }
+                }
+            }
+            chosen.ok_or_else(|| {
                 OpsError::Lock(format!(
-                    "{}: no available version matches {}",
+                    "{}: no available version matches {}{}",
                     request.address,
-                    constraints.map_or_else(|| "any".to_owned(), ToString::to_string)
+                    constraints.map_or_else(|| "any".to_owned(), ToString::to_string),
+                    if quarantined.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" outside quarantine ({})", quarantined.join("; "))
+                    }
                 ))
-            })?,
+            })?
+        }
     };
     Ok(LockTarget {
         address: request.address.clone(),
         release: provider.release(version),
         constraints: constraints.map(|c| c.canonical()).unwrap_or_default(),
+        quarantined,
     })
 }
 

@@ -17,8 +17,8 @@ pub use bundle::{export_bundle, import_bundle, BundleFilter, BundleReport};
 pub use gc::{collect_garbage, GcReport};
 pub use lock::{merge_lock, select_version, LockRequest, LockTarget};
 pub use prefetch::{
-    prefetch, prefetch_plan, resolve_provider, PrefetchItem, PrefetchOutcome, PrefetchRequest,
-    DEFAULT_REGISTRY_HOST,
+    prefetch, prefetch_plan, quarantine_note, resolve_provider, PrefetchItem, PrefetchOutcome,
+    PrefetchPlan, PrefetchRequest, DEFAULT_REGISTRY_HOST,
 };
 pub use status::{
     status, CachedArchiveStatus, CachedRelease, StatusCache, StatusSnapshot, MAX_RELEASES_SHOWN,

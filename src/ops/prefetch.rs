@@ -7,7 +7,8 @@ use crate::{
     config::PrefetchConfig,
     mirror::{Mirror, MirrorError},
     protocol::{
-        constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey, Version,
+        constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey,
+        ReleaseKey, Version,
     },
 };
 
@@ -71,14 +72,22 @@ pub fn resolve_provider(
     Ok(mirror.provider_at(&host, &address.namespace, &address.provider)?)
 }
 
+/// What a request stands for.
+#[derive(Debug, Default)]
+pub struct PrefetchPlan {
+    pub items: Vec<PrefetchItem>,
+    /// Matching versions skipped because they are in quarantine, with why.
+    pub quarantined: Vec<String>,
+}
+
 /// Every archive a request stands for, from the provider's (cached or fetched) version list.
-/// Platforms a version was not built for are left out.
+/// Platforms a version was not built for are left out, and so are versions in quarantine.
 pub async fn prefetch_plan(
     mirror: &Mirror,
     request: &PrefetchRequest,
-) -> Result<Vec<PrefetchItem>, OpsError> {
+) -> Result<PrefetchPlan, OpsError> {
     let provider = resolve_provider(mirror, &request.provider)?;
-    let mut items = Vec::new();
+    let mut plan = PrefetchPlan::default();
     for entry in mirror.version_entries(&provider).await? {
         let Ok(version) = Version::try_from(entry.version.as_str()) else {
             continue;
@@ -90,13 +99,18 @@ pub async fn prefetch_plan(
         {
             continue;
         }
+        let release = provider.release(version.clone());
+        if let Some(until) = mirror.quarantined_until(&release).await? {
+            plan.quarantined.push(quarantine_note(&release, until));
+            continue;
+        }
         for platform in &request.platforms {
             let offered = entry
                 .platforms
                 .iter()
                 .any(|p| p.os == platform.os && p.arch == platform.arch);
             if offered {
-                items.push(PrefetchItem {
+                plan.items.push(PrefetchItem {
                     provider: provider.clone(),
                     version: version.clone(),
                     platform: platform.clone(),
@@ -104,7 +118,17 @@ pub async fn prefetch_plan(
             }
         }
     }
-    Ok(items)
+    Ok(plan)
+}
+
+/// Why a version is skipped: it is in quarantine until `until`.
+pub fn quarantine_note(release: &ReleaseKey, until: std::time::SystemTime) -> String {
+    format!(
+        "{} {} skipped: quarantined until {} (policy.min_release_age)",
+        release.provider,
+        release.version,
+        humantime::format_rfc3339_seconds(until)
+    )
 }
 
 /// Makes sure one archive is in the cache.

@@ -3,15 +3,15 @@
 //!
 //! Listing the cached releases reads and verifies every one of them, so the status page does
 //! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
-//! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health and
-//! key changes are cheap and always current.
+//! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health, key
+//! changes and the versions in quarantine are cheap and always current.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::OpsError;
 use crate::{
     metrics::metrics,
-    mirror::{KeyChange, Mirror},
+    mirror::{KeyChange, Mirror, Quarantined},
     protocol::FileKey,
     store::Item,
     upstream::UpstreamHealth,
@@ -53,6 +53,8 @@ pub struct StatusSnapshot {
     pub origins: Vec<(String, String)>,
     /// Versions signed by another key than their provider's earlier ones, since start-up.
     pub key_changes: Vec<KeyChange>,
+    /// Versions held back by `policy.min_release_age`, soonest available first.
+    pub quarantined: Vec<Quarantined>,
 }
 
 /// The cache as the status page shows it. A release is shown only if it verifies (from
@@ -177,5 +179,6 @@ fn assemble(mirror: &Mirror, listing: &Listing) -> StatusSnapshot {
         namespaces: routes.namespaces,
         origins: routes.origins,
         key_changes: mirror.key_changes(),
+        quarantined: mirror.quarantined(),
     }
 }

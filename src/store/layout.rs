@@ -7,6 +7,7 @@
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/release.json    verified release record
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<file>          SHA256SUMS, .sig, manifest, zips
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
+//! first-seen/<upstream>/[<namespace>/]terraform-provider-<type>/<version>               when this mirror first saw a version (written once)
 //! ```
 //! The namespace level exists only for upstreams with namespaces (registries); a releases
 //! site's providers sit right under the upstream, as they always have. A directory under an
@@ -28,6 +29,8 @@ use crate::protocol::{
 };
 
 const RELEASES_DIR: &str = "releases";
+/// Apart from `releases/`, so that nothing reading releases mistakes these for release files.
+const FIRST_SEEN_DIR: &str = "first-seen";
 const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
 const SIGNING_KEYS_FILE: &str = "signing-keys.json";
@@ -50,6 +53,8 @@ pub enum Item<'a> {
     File(&'a FileKey),
     /// The `h1:` hash computed from a verified archive.
     H1(&'a FileKey),
+    /// When this mirror first saw a version upstream (quarantine); created once, never moved.
+    FirstSeen(&'a ReleaseKey),
 }
 
 /// A place in a store: `/`-separated plain segments, relative to the store's root.
@@ -151,6 +156,16 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
         Item::ReleaseRecord(release) => release_dir(release)?.join(RELEASE_RECORD_FILE),
         Item::File(file) => release_dir(&file.release)?.join(file.file.as_str()),
         Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
+        Item::FirstSeen(release) => {
+            let provider = &release.provider;
+            let product = provider.provider.product_name();
+            let mut segments = vec![FIRST_SEEN_DIR, provider.upstream.as_str()];
+            if let Some(ns) = &provider.namespace {
+                segments.push(ns.as_str());
+            }
+            segments.extend([product.as_str(), release.version.as_str()]);
+            Location::from_segments(&segments)
+        }
     }
 }
 
@@ -256,6 +271,18 @@ mod tests {
             provider_dir(&namespaced).unwrap().as_str(),
             "releases/registry/integrations/terraform-provider-github"
         );
+        assert_eq!(
+            location(Item::FirstSeen(&release)).unwrap().as_str(),
+            "first-seen/hashicorp/terraform-provider-local/2.1.0"
+        );
+        let github = namespaced.release(Version::try_from("6.2.0").unwrap());
+        assert_eq!(
+            location(Item::FirstSeen(&github)).unwrap().as_str(),
+            "first-seen/registry/integrations/terraform-provider-github/6.2.0"
+        );
+        // Never under releases/, where it would be read as a release's file.
+        let at = location(Item::FirstSeen(&release)).unwrap();
+        assert_eq!(file_key(&at), None);
     }
 
     #[test]
