@@ -256,6 +256,9 @@ pub struct CacheConfig {
     /// in the background each time a version list is rendered, so the list can carry their
     /// `protocols`. `0` turns it off.
     pub protocol_fetches: usize,
+    /// Once any platform of a version is fetched, fetch and hash its other platforms in the
+    /// background, so `<version>.json` lists every platform's `h1:`.
+    pub complete_hashes: bool,
 }
 
 impl Default for CacheConfig {
@@ -270,6 +273,7 @@ impl Default for CacheConfig {
             gc_interval: Duration::from_secs(300),
             gc_grace: Duration::from_secs(600),
             protocol_fetches: 20,
+            complete_hashes: false,
         }
     }
 }

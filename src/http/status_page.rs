@@ -1,7 +1,7 @@
 //! `GET /`: a small self-contained HTML status page (no scripts, no external assets, works
 //! offline): what is cached and verified by which key, how often it was served, upstream
-//! health, the versions in quarantine and until when, and the Terraform CLI config blocks for
-//! this very server.
+//! health, the versions in quarantine and until when, hash completions in progress, and the
+//! Terraform CLI config blocks for this very server.
 
 use std::fmt::Write;
 
@@ -86,6 +86,7 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
     cached_releases(&mut html, s);
     key_changes(&mut html, s);
     quarantined(&mut html, s);
+    completing(&mut html, s);
     using_this_mirror(&mut html, s, host, base);
     html
 }
@@ -189,6 +190,25 @@ fn quarantined(html: &mut String, s: &StatusSnapshot) {
             v = esc(q.release.version.as_str()),
             seen = humantime::format_rfc3339_seconds(q.first_seen),
             until = humantime::format_rfc3339_seconds(q.until),
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// Releases whose other platforms are being fetched and hashed (`cache.complete_hashes`).
+fn completing(html: &mut String, s: &StatusSnapshot) {
+    if s.completing.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Completing hashes</h2><table id=\"completing\"><tr><th>release</th><th>archives hashed</th><th>failed</th></tr>");
+    for (release, c) in &s.completing {
+        let _ = write!(
+            html,
+            "<tr class=\"completing\"><td>{r}</td><td>{done} of {total}</td><td>{failed}</td></tr>",
+            r = esc(&release.to_string()),
+            done = c.done,
+            total = c.total,
+            failed = c.failed,
         );
     }
     html.push_str("</table>");

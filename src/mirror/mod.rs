@@ -12,6 +12,7 @@
 //! prefetched or imported release is exactly what serving would have cached.
 
 mod archives;
+mod completion;
 mod documents;
 mod error;
 mod keys;
@@ -31,6 +32,7 @@ use std::{
 use moka::future::Cache;
 
 pub use archives::{FileBody, FileRequest, Wait};
+pub use completion::Completion;
 pub use documents::Document;
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
@@ -121,6 +123,8 @@ struct Inner {
     downloads: tokio::sync::Mutex<HashMap<FileKey, Arc<live::LiveDownload>>>,
     /// `policy.min_release_age`: first-seen times and the lists without young versions.
     quarantine: quarantine::Quarantine,
+    /// `cache.complete_hashes`: the other platforms' archives fetched and hashed.
+    completion: completion::HashCompletion,
 }
 
 impl Mirror {
@@ -170,6 +174,7 @@ impl Mirror {
                     .build(),
                 downloads: Default::default(),
                 quarantine: quarantine::Quarantine::from_config(config),
+                completion: completion::HashCompletion::new(config.cache.complete_hashes),
                 key_changes: Default::default(),
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {

@@ -4,15 +4,15 @@
 //! Listing the cached releases reads and verifies every one of them, so the status page does
 //! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
 //! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health, key
-//! changes and the versions in quarantine are cheap and always current.
+//! changes, the versions in quarantine and hash completions are cheap and always current.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::OpsError;
 use crate::{
     metrics::metrics,
-    mirror::{KeyChange, Mirror, Quarantined},
-    protocol::FileKey,
+    mirror::{Completion, KeyChange, Mirror, Quarantined},
+    protocol::{FileKey, ReleaseKey},
     store::Item,
     upstream::UpstreamHealth,
 };
@@ -55,6 +55,8 @@ pub struct StatusSnapshot {
     pub key_changes: Vec<KeyChange>,
     /// Versions held back by `policy.min_release_age`, soonest available first.
     pub quarantined: Vec<Quarantined>,
+    /// Releases whose other platforms are being fetched and hashed (`cache.complete_hashes`).
+    pub completing: Vec<(ReleaseKey, Completion)>,
 }
 
 /// The cache as the status page shows it. A release is shown only if it verifies (from
@@ -180,5 +182,6 @@ fn assemble(mirror: &Mirror, listing: &Listing) -> StatusSnapshot {
         origins: routes.origins,
         key_changes: mirror.key_changes(),
         quarantined: mirror.quarantined(),
+        completing: mirror.hash_completions(),
     }
 }
