@@ -15,6 +15,7 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
 use moka::future::Cache;
 
 use super::{unshare, Mirror, MirrorError, VersionLists};
@@ -30,6 +31,8 @@ use crate::{
 
 /// First-seen times kept in memory (they never change, so they are never stale).
 const MAX_FIRST_SEEN_IN_MEMORY: u64 = 200_000;
+/// First-seen records read or written at once while a list is filtered.
+const FIRST_SEEN_WRITES_AT_ONCE: usize = 16;
 
 /// The quarantine's settings and what it knows.
 pub(super) struct Quarantine {
@@ -180,14 +183,21 @@ impl Mirror {
         }
         let mut list: VersionList =
             serde_json::from_slice(&lists.registry).map_err(MirrorError::internal)?;
+        // A provider's first list records a sighting per version: written side by side.
+        let untils: Vec<Option<SystemTime>> =
+            futures_util::stream::iter(list.versions.iter().map(|entry| async move {
+                match Version::try_from(entry.version.as_str()) {
+                    Ok(version) => self.quarantined_until(&key.release(version)).await,
+                    Err(_) => Ok(None),
+                }
+            }))
+            .buffered(FIRST_SEEN_WRITES_AT_ONCE)
+            .try_collect()
+            .await?;
         let mut valid_until: Option<SystemTime> = None;
         let mut kept = Vec::with_capacity(list.versions.len());
-        for entry in list.versions {
-            let Ok(version) = Version::try_from(entry.version.as_str()) else {
-                kept.push(entry);
-                continue;
-            };
-            match self.quarantined_until(&key.release(version)).await? {
+        for (entry, until) in list.versions.into_iter().zip(untils) {
+            match until {
                 Some(until) => valid_until = Some(valid_until.map_or(until, |t| t.min(until))),
                 None => kept.push(entry),
             }

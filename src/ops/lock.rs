@@ -139,3 +139,50 @@ pub fn merge_lock(
     entry.constraints = target.constraints.clone();
     entry.hashes.extend(hashes);
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::protocol::{ProviderKey, ProviderType, UpstreamName};
+
+    fn target(version: &str) -> LockTarget {
+        let provider = ProviderKey::new(
+            UpstreamName::try_from("hashicorp").unwrap(),
+            None,
+            ProviderType::try_from("local").unwrap(),
+        );
+        LockTarget {
+            address: LockAddress::parse("hashicorp/local").unwrap(),
+            release: provider.release(Version::try_from(version).unwrap()),
+            constraints: "~> 2.0".to_owned(),
+            quarantined: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn same_version_keeps_its_hashes_another_version_drops_them() {
+        let mut locks = LockFile::new();
+        let other = LockAddress::parse("hashicorp/null").unwrap();
+        locks.insert(
+            other.clone(),
+            ProviderLock {
+                version: "3.2.0".to_owned(),
+                ..ProviderLock::default()
+            },
+        );
+        merge_lock(&mut locks, &target("2.1.0"), ["h1:a".to_owned()]);
+        merge_lock(&mut locks, &target("2.1.0"), ["zh:b".to_owned()]);
+        let local = &locks[&LockAddress::parse("hashicorp/local").unwrap()];
+        assert_eq!(local.hashes.iter().collect::<Vec<_>>(), ["h1:a", "zh:b"]);
+        assert_eq!(local.constraints, "~> 2.0");
+        merge_lock(&mut locks, &target("2.2.0"), ["h1:c".to_owned()]);
+        let local = &locks[&LockAddress::parse("hashicorp/local").unwrap()];
+        assert_eq!(local.version, "2.2.0");
+        assert_eq!(local.hashes.iter().collect::<Vec<_>>(), ["h1:c"]);
+        assert_eq!(
+            locks[&other].version, "3.2.0",
+            "other providers are left alone"
+        );
+    }
+}
