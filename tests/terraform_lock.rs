@@ -2,7 +2,8 @@
 //! the local one) writes the file Terraform itself would, `terraform init -lockfile=readonly`
 //! accepts it through the network mirror and through the host override with no "incomplete
 //! lock file" warning, and `terraform providers lock` for the same platforms changes nothing.
-//! Also what it costs: archives downloaded from upstream by `tfmirror lock`, against archives
+//! A private-namespace address (`localhost:PORT/myproviders/local`) is locked the same way,
+//! with the constraints in Terraform's canonical form. Also what it costs: archives downloaded from upstream by `tfmirror lock`, against archives
 //! `terraform providers lock` downloads on every run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -192,6 +193,38 @@ async fn a_lock_file_for_three_platforms_is_the_one_terraform_writes_and_accepts
         "archive downloads: tfmirror lock {tfmirror_downloads} from upstream, once for every \
          workspace (0 when cached); terraform providers lock {terraform_downloads} per run and workspace"
     );
+}
+
+#[actix_web::test]
+async fn a_private_namespace_address_is_locked_and_accepted_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup(dir.path()).await;
+    let source = format!("localhost:{}/myproviders/local", s.app.server.addr.port());
+    let mut ws = TfWorkspace::new(
+        &dir.path().join("private"),
+        &main_tf(&source, ">= 2.0, < 3"),
+    );
+    ws.ca_file = Some(s.cert.clone());
+    let (stdout, _) = lock(&s, &ws.dir).await;
+    assert!(
+        stdout.contains(&format!("locked {source} 2.1.0")),
+        "{stdout}"
+    );
+    let lock_file = ws.lock_file();
+    assert!(
+        lock_file.contains(&format!(
+            "provider \"{source}\" {{\n  version     = \"2.1.0\"\n  constraints = \">= 2.0.0, < 3.0.0\"\n"
+        )),
+        "{lock_file}"
+    );
+    let out = ws.run(&["init", "-no-color", "-input=false", "-lockfile=readonly"]);
+    assert!(out.success, "{}", out.combined());
+    assert!(
+        !out.combined().contains("Incomplete lock file information"),
+        "{}",
+        out.combined()
+    );
+    assert_eq!(ws.lock_file(), lock_file);
 }
 
 #[actix_web::test]
