@@ -138,6 +138,12 @@ async fn young_versions_are_hidden_refused_and_shown_until_they_come_of_age() {
     replica.stop().await;
     app.stop().await;
     let app = TestApp::spawn(options(&upstream, &cache)).await;
+    // The status page knows from the store, before anyone asks for the provider again.
+    let page = app.get("/").await.text().await.unwrap();
+    assert!(
+        page.contains("data-version=\"2.1.0\"") && page.contains(&until),
+        "{page}"
+    );
     assert_eq!(listed(&app).await.0, ["1.9.0"]);
     assert_eq!(refusals(&app, "2.1.0").await, until);
     assert_eq!(

@@ -235,7 +235,13 @@ impl Mirror {
         Ok(filtered)
     }
 
-    /// Versions held back now, among those seen since start-up (status page), soonest first.
+    /// Whether `policy.min_release_age` is set.
+    pub fn quarantine_enabled(&self) -> bool {
+        self.inner.quarantine.min_age.is_some()
+    }
+
+    /// Versions held back now, among the first sightings in memory (status page; the status
+    /// snapshot loads the stored ones), soonest first.
     pub fn quarantined(&self) -> Vec<Quarantined> {
         let quarantine = &self.inner.quarantine;
         let Some(min_age) = quarantine.min_age else {

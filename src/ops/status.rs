@@ -3,8 +3,9 @@
 //!
 //! Listing the cached releases reads and verifies every one of them, so the status page does
 //! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
-//! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health, key
-//! changes, the versions in quarantine and hash completions are cheap and always current.
+//! the request rate: [`StatusCache`] keeps the last listing (which also loads the stored
+//! first sightings, for the quarantine). Hit counts, upstream health, key changes, the
+//! versions in quarantine and hash completions are cheap and always current.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -105,6 +106,15 @@ async fn list_releases(mirror: &Mirror) -> Result<Listing, OpsError> {
     metrics().status_snapshots.inc();
     let changes = mirror.changes();
     let store = mirror.store();
+    if mirror.quarantine_enabled() {
+        // Sightings recorded before a restart, or by another server on this cache, are shown
+        // too: loaded into memory, where `Mirror::quarantined` finds them.
+        for key in store.first_sightings().await? {
+            if mirror.has_upstream(&key.provider.upstream) {
+                mirror.first_seen(&key).await?;
+            }
+        }
+    }
     let keys = store.releases().await?;
     let truncated = keys.len() > MAX_RELEASES_SHOWN;
     let mut releases = Vec::new();

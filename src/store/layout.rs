@@ -120,6 +120,22 @@ pub fn releases_root() -> Location {
     Location(RELEASES_DIR.to_owned())
 }
 
+/// Where the first sightings of every upstream's versions live.
+pub fn first_seen_root() -> Location {
+    Location(FIRST_SEEN_DIR.to_owned())
+}
+
+/// Where the first sightings of one provider's versions live.
+pub fn first_seen_dir(provider: &ProviderKey) -> Result<Location, LayoutError> {
+    let product = provider.provider.product_name();
+    let mut segments = vec![FIRST_SEEN_DIR, provider.upstream.as_str()];
+    if let Some(ns) = &provider.namespace {
+        segments.push(ns.as_str());
+    }
+    segments.push(&product);
+    Location::from_segments(&segments)
+}
+
 /// Where one upstream's providers live.
 pub fn upstream_dir(upstream: &UpstreamName) -> Result<Location, LayoutError> {
     Location::from_segments(&[RELEASES_DIR, upstream.as_str()])
@@ -157,14 +173,7 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
         Item::File(file) => release_dir(&file.release)?.join(file.file.as_str()),
         Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
         Item::FirstSeen(release) => {
-            let provider = &release.provider;
-            let product = provider.provider.product_name();
-            let mut segments = vec![FIRST_SEEN_DIR, provider.upstream.as_str()];
-            if let Some(ns) = &provider.namespace {
-                segments.push(ns.as_str());
-            }
-            segments.extend([product.as_str(), release.version.as_str()]);
-            Location::from_segments(&segments)
+            first_seen_dir(&release.provider)?.join(release.version.as_str())
         }
     }
 }
