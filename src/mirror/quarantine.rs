@@ -102,8 +102,9 @@ impl Mirror {
                 if let Some(seen) = self.stored_first_seen(key).await? {
                     return Ok(seen);
                 }
-                let now = SystemTime::now();
-                let text = humantime::format_rfc3339_seconds(now).to_string();
+                let text = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+                // Whole seconds, as stored, so every server on the cache agrees to the second.
+                let now = humantime::parse_rfc3339(&text).map_err(MirrorError::internal)?;
                 if store.create(Item::FirstSeen(key), text.as_bytes()).await? {
                     tracing::info!(release = %key, "first seen; quarantined for policy.min_release_age");
                     return Ok(now);
