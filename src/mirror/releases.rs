@@ -155,6 +155,7 @@ impl Mirror {
                     note_cache(CacheOutcome::Hit);
                     return Ok(Arc::new(release));
                 }
+                self.check_listed(key).await?;
                 note_cache(CacheOutcome::Miss);
                 self.ingest_release(source, key).await.map(Arc::new)
             })
