@@ -52,7 +52,7 @@ pub enum Item<'a> {
     File(&'a FileKey),
     /// The `h1:` hash computed from a verified archive.
     H1(&'a FileKey),
-    /// The SHA-256 an archive had when it was verified and written (hex).
+    /// The SHA-256 an archive was verified with, naming the exact file (its entity tag).
     Digest(&'a FileKey),
 }
 
