@@ -21,12 +21,18 @@ async fn warm_three_versions(dir: &Path) -> (FakeUpstream, PathBuf) {
     let upstream = FakeUpstream::start().await;
     let cache = dir.join("cache");
     let app = TestApp::spawn(MirrorOptions::new(upstream.url(), &cache)).await;
-    for version in ["1.0.0", "2.0.0", "3.0.0"] {
-        let release = FakeRelease {
-            payload_bytes: 20_000,
-            ..FakeRelease::new("local", version)
-        };
-        let published = release.publish(&upstream, publisher_key());
+    // All published before the first request: the mirror's version list decides what exists.
+    let published: Vec<_> = ["1.0.0", "2.0.0", "3.0.0"]
+        .into_iter()
+        .map(|version| {
+            let release = FakeRelease {
+                payload_bytes: 20_000,
+                ..FakeRelease::new("local", version)
+            };
+            (version, release.publish(&upstream, publisher_key()))
+        })
+        .collect();
+    for (version, published) in published {
         let zip = published.zip_name("linux", "amd64");
         let url = format!("/v1/providers/myproviders/local/{version}/files/{zip}");
         assert_eq!(app.get_bytes(&url).await.0, 200);

@@ -1,6 +1,6 @@
 //! Hostile requests: generated malformed paths (proptest) are 4xx and never touch a file
-//! outside the cache; over-long targets and headers are refused; upstream concurrency is
-//! bounded.
+//! outside the cache; over-long targets and headers are refused; made-up versions and
+//! providers cost upstream (almost) nothing; upstream concurrency is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -100,12 +100,17 @@ async fn generated_malformed_paths_are_4xx_and_touch_nothing_outside_the_cache()
     expected.retain(|f| !f.starts_with("cache/"));
     assert_eq!(outside_after, expected, "a file appeared outside the cache");
     // Only the one real release a template names may have been fetched (with the record of
-    // the key that signed it); no archive, nothing anywhere else in the cache.
+    // the key that signed it, and the version list that said it exists); no archive, nothing
+    // anywhere else in the cache.
     for file in files_under(&app.cache_dir) {
         let release_file = file.starts_with("releases/hashicorp/terraform-provider-local/2.1.0/")
             && !file.ends_with(".zip");
-        let signer = file == "releases/hashicorp/terraform-provider-local/signing-keys.json";
-        assert!(release_file || signer, "{file}");
+        let provider_record = [
+            "releases/hashicorp/terraform-provider-local/signing-keys.json",
+            "releases/hashicorp/terraform-provider-local/versions.json",
+        ]
+        .contains(&file.as_str());
+        assert!(release_file || provider_record, "{file}");
     }
 }
 
@@ -163,4 +168,92 @@ async fn concurrent_upstream_fetches_are_bounded() {
         assert_eq!(&body[..], &zip[..]);
     }
     assert_eq!(upstream.max_in_flight(), 1);
+}
+
+#[actix_web::test]
+async fn made_up_versions_are_answered_from_the_cached_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("cache");
+    let app = TestApp::spawn(MirrorOptions {
+        metadata_ttl: "2s",
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await;
+    let list = "/terraform-provider-local/index.json";
+    let zip = published.zip_name("linux", "amd64");
+
+    // 60 distinct versions nobody published, over every route that names a version.
+    for minor in 0..20 {
+        let version = format!("9.{minor}.0");
+        for path in [
+            format!("/v1/providers/myproviders/local/{version}/download/linux/amd64"),
+            format!("/mirror/registry.terraform.io/hashicorp/local/{version}.json"),
+            format!(
+                "/v1/providers/myproviders/local/{version}/files/terraform-provider-local_{version}_linux_amd64.zip"
+            ),
+        ] {
+            let (status, body) = app.get_json(&path).await;
+            assert_eq!(status, 404, "{path}: {body}");
+            assert!(
+                common::error_text(&body).contains("version list does not name it"),
+                "{body}"
+            );
+        }
+    }
+    // Made-up providers: one upstream question each, remembered (`negative_ttl`).
+    for round in 0..2 {
+        for n in 0..10 {
+            let path = format!("/v1/providers/myproviders/madeup{n}/versions");
+            assert_eq!(app.get_json(&path).await.0, 404, "round {round}");
+        }
+    }
+    for n in 0..10 {
+        assert_eq!(
+            upstream.hits(&format!("/terraform-provider-madeup{n}/index.json")),
+            1
+        );
+    }
+    assert_eq!(upstream.hits(list), 1, "{:?}", upstream.requested_paths());
+    let asked_for_versions: Vec<String> = upstream
+        .requested_paths()
+        .into_iter()
+        .filter(|p| p.starts_with("/terraform-provider-local/9."))
+        .collect();
+    assert_eq!(asked_for_versions, Vec::<String>::new());
+    // A real version is served as ever.
+    assert_eq!(
+        app.get_bytes(&format!(
+            "/v1/providers/myproviders/local/2.1.0/files/{zip}"
+        ))
+        .await
+        .0,
+        200
+    );
+
+    // A version published upstream meanwhile appears with the list's refresh, after
+    // `metadata_ttl`, not before, and costs one refresh however often it was asked for.
+    let newer = FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
+    let path = format!(
+        "/v1/providers/myproviders/local/2.2.0/files/{}",
+        newer.zip_name("linux", "amd64")
+    );
+    assert_eq!(app.get_bytes(&path).await.0, 404);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = app.get_bytes(&path).await;
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 404);
+        assert!(std::time::Instant::now() < deadline, "2.2.0 never appeared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        upstream.hits(list),
+        2,
+        "one refresh after metadata_ttl, however many requests"
+    );
+    app.stop().await;
 }

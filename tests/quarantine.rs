@@ -131,6 +131,12 @@ async fn young_versions_are_hidden_refused_and_shown_until_they_come_of_age() {
     );
     assert!(page.contains(&until), "{page}");
     let recorded = std::fs::read_to_string(first_seen_record(&cache, "2.1.0")).unwrap();
+    // A made-up version is not young, it is unknown, and leaves no record behind.
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/local/9.9.9/download/linux/amd64")
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!first_seen_record(&cache, "9.9.9").exists());
 
     // A second server on the same cache, and a restart: the same first sighting, never moved.
     let replica = TestApp::spawn(options(&upstream, &cache)).await;

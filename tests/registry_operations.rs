@@ -179,13 +179,13 @@ async fn a_new_signing_key_is_counted_and_shown_and_refused_while_keys_are_pinne
     let registry = FakeRegistry::start().await;
     let client = reqwest::Client::new();
     let older = registry.publish("integrations", &FakeRelease::new("github", "6.1.0"), key_a);
+    let newer = registry.publish("integrations", &FakeRelease::new("github", "6.2.0"), &key_b);
 
     // Keys not pinned: the change is accepted, counted and listed.
     let (config, _) = write_config(&dir.path().join("unpinned"), &registry.mirror_toml(""));
     let serving = serve(&config);
     let base = serving.base.clone();
     assert_serves(&client, &base, &older, key_a).await;
-    let newer = registry.publish("integrations", &FakeRelease::new("github", "6.2.0"), &key_b);
     assert_serves(&client, &base, &newer, &key_b).await;
     let metrics = scrape(&client, &base).await;
     assert_eq!(
@@ -319,6 +319,12 @@ async fn a_provider_published_without_keys_is_served_only_through_the_network_mi
         "integrations",
         &FakeRelease::new("github", "6.2.0"),
     );
+    let tampered = publish_unsigned(
+        &registry,
+        "integrations",
+        &FakeRelease::new("github", "6.3.0"),
+    );
+    registry.tamper_archive(&tampered, "linux", "amd64");
     let mirror_base = "/mirror/registry.terraform.io/integrations/github";
 
     // By default: refused, over both protocols, and nothing kept.
@@ -367,12 +373,6 @@ async fn a_provider_published_without_keys_is_served_only_through_the_network_mi
     assert!(error_text(&body).contains("network mirror"), "{body}");
 
     // Digests still bind it: a tampered archive of an unsigned provider is refused.
-    let tampered = publish_unsigned(
-        &registry,
-        "integrations",
-        &FakeRelease::new("github", "6.3.0"),
-    );
-    registry.tamper_archive(&tampered, "linux", "amd64");
     let (status, doc) = app.get_json(&format!("{mirror_base}/6.3.0.json")).await;
     assert_eq!(status, 200, "{doc}");
     let zip = tampered.zip_name("linux", "amd64");

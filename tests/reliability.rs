@@ -556,9 +556,11 @@ async fn upstream_404s_are_remembered_briefly() {
         assert_eq!(status, 404);
     }
     assert_eq!(upstream.hits("/terraform-provider-typo/index.json"), 1);
+    // A version the cached list does not name is not asked of upstream at all.
+    assert_eq!(upstream.hits("/terraform-provider-local/index.json"), 1);
     assert_eq!(
         upstream.hits("/terraform-provider-local/9.9.9/index.json"),
-        1
+        0
     );
     // Known things are unaffected.
     let (status, _) = app
@@ -665,13 +667,16 @@ async fn an_unwritable_cache_still_serves_what_it_has_and_says_why_it_cannot_fet
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     FakeRelease::new("local", "2.2.0").publish(&upstream, publisher_key());
     let linux = published.zip_name("linux", "amd64");
-    assert_eq!(app.get_bytes(&archive_url("2.1.0", &linux)).await.0, 200);
     // A plain file where 2.2.0's directory would go: every write below it fails (a stand-in
     // for a read-only or broken cache volume that also works when the tests run as root).
+    // Put there first: the version list fetched for 2.1.0 has the mirror verify 2.2.0 in the
+    // background to learn its protocols.
     let blocked = app
         .cache_dir
         .join("releases/hashicorp/terraform-provider-local/2.2.0");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
     std::fs::write(&blocked, "not a directory").unwrap();
+    assert_eq!(app.get_bytes(&archive_url("2.1.0", &linux)).await.0, 200);
 
     let (status, body) = app
         .get_json("/v1/providers/myproviders/local/2.2.0/download/linux/amd64")

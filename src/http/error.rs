@@ -78,6 +78,7 @@ impl ResponseError for ApiError {
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }
                 | MirrorError::UnknownVersion { .. }
+                | MirrorError::Unlisted(_)
                 | MirrorError::UnknownPlatform { .. }
                 | MirrorError::UnknownFile { .. } => StatusCode::NOT_FOUND,
                 MirrorError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,

@@ -13,7 +13,7 @@ use super::{
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{FileKey, FileName, Platform, ProviderType, Version},
-    store::{IngestError, Item, Object},
+    store::{Archive, IngestError, Item, Object},
     verify::{h1_of_zip, Sha256Digest},
 };
 
@@ -147,11 +147,18 @@ impl Mirror {
                 file: key.file,
             });
         };
-        if let Some(object) = store.open(Item::File(&key)).await? {
-            note_cache(CacheOutcome::Hit);
-            store.touch_accessed(Item::File(&key));
-            self.count_hit(&key);
-            return Ok(Located::Ready(object));
+        match store.open_archive(&key, expected).await? {
+            Archive::Verified(object) => {
+                note_cache(CacheOutcome::Hit);
+                store.touch_accessed(Item::File(&key));
+                self.count_hit(&key);
+                return Ok(Located::Ready(object));
+            }
+            Archive::Absent => {}
+            Archive::Mismatch { actual } => {
+                metrics().verification_failures.inc();
+                tracing::error!(file = %key, signed = %expected, %actual, "stored archive does not match its release's signed SHA256SUMS; not served, fetching it again");
+            }
         }
         note_cache(CacheOutcome::Miss);
         let target = ArchiveTarget {
@@ -175,7 +182,12 @@ impl Mirror {
         if let Some(live) = downloads.get(&target.key) {
             return Some(live.clone());
         }
-        if self.inner.store.exists(Item::File(&target.key)).await {
+        let stored = self
+            .inner
+            .store
+            .open_archive(&target.key, target.expected)
+            .await;
+        if matches!(stored, Ok(Archive::Verified(_))) {
             return None;
         }
         let (progress, watch) = tokio::sync::watch::channel(Progress::start());
@@ -318,9 +330,20 @@ impl Mirror {
         self.inner.mirror_versions.invalidate(&key.release).await;
     }
 
-    /// The `h1:` of a stored archive, if it has been computed.
-    pub async fn archive_h1(&self, key: &FileKey) -> Result<Option<String>, MirrorError> {
+    /// The `h1:` of a stored archive whose SHA-256 is `expected` (the release's signed one),
+    /// if it has been computed. An archive that is not stored, or is not that one, has none.
+    pub async fn archive_h1(
+        &self,
+        key: &FileKey,
+        expected: Sha256Digest,
+    ) -> Result<Option<String>, MirrorError> {
         let store = &self.inner.store;
+        if !matches!(
+            store.open_archive(key, expected).await?,
+            Archive::Verified(_)
+        ) {
+            return Ok(None);
+        }
         let read = || async {
             Ok::<_, MirrorError>(
                 store
@@ -335,9 +358,6 @@ impl Mirror {
         }
         // The download task records it just after clients got the archive; a client asking
         // right then (or an archive stored without one) gets it computed now.
-        if !store.exists(Item::File(key)).await {
-            return Ok(None);
-        }
         self.record_h1(key).await;
         read().await
     }

@@ -96,15 +96,18 @@ impl Mirror {
         let mut missing = Vec::new();
         for build in &release.builds {
             let file = key.file(build.filename.clone());
+            let Some(digest) = release.digest_of(&build.filename) else {
+                continue;
+            };
             if !store.exists(Item::H1(&file)).await {
-                missing.push(file);
+                missing.push((file, digest));
             }
         }
         let completion = &self.inner.completion;
         completion.update(key, |c| c.total = missing.len());
         let pending = &metrics().hash_completions_pending;
         pending.add(missing.len() as i64);
-        let tasks = missing.into_iter().map(|file| async move {
+        let tasks = missing.into_iter().map(|(file, digest)| async move {
             let outcome = async {
                 let _permit = completion
                     .permits
@@ -112,7 +115,7 @@ impl Mirror {
                     .await
                     .map_err(MirrorError::internal)?;
                 self.ensure_file(&file).await?;
-                self.archive_h1(&file).await?.ok_or_else(|| {
+                self.archive_h1(&file, digest).await?.ok_or_else(|| {
                     MirrorError::internal(format!("no h1: computed for {file}"))
                 })
             }

@@ -122,7 +122,10 @@ impl Mirror {
                 continue;
             };
             let mut hashes = Vec::with_capacity(2);
-            if let Some(h1) = self.archive_h1(&key.file(build.filename.clone())).await? {
+            if let Some(h1) = self
+                .archive_h1(&key.file(build.filename.clone()), zh)
+                .await?
+            {
                 hashes.push(h1);
             }
             hashes.push(zh.to_zh());

@@ -34,6 +34,8 @@ pub enum MirrorError {
     UnknownProvider(Box<ProviderKey>),
     #[error("provider {} has no version {}", .0.provider, .0.version)]
     UnknownVersion(Box<ReleaseKey>),
+    #[error("provider {} has no version {}: upstream's version list does not name it", .0.provider, .0.version)]
+    Unlisted(Box<ReleaseKey>),
     #[error("provider {release} has no package for {platform}")]
     UnknownPlatform {
         release: Box<ReleaseKey>,

@@ -59,8 +59,11 @@ impl Mirror {
                 platform: platform.clone(),
             })?;
         let file = key.file(build.filename.clone());
+        let digest = release
+            .digest_of(&build.filename)
+            .ok_or_else(|| MirrorError::internal("verified build without a digest"))?;
         let (object, fetched) = self.ensure_file(&file).await?;
-        let h1 = self.archive_h1(&file).await?.ok_or_else(|| {
+        let h1 = self.archive_h1(&file, digest).await?.ok_or_else(|| {
             MirrorError::internal(format!("cannot compute the h1: of the verified {file}"))
         })?;
         Ok(PlatformHash {

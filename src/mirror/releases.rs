@@ -135,10 +135,16 @@ struct BuildRecord {
 }
 
 impl Mirror {
-    /// The verified release, from memory, the store or upstream (in that order). A version in
-    /// quarantine (`policy.min_release_age`) is refused before any of them is asked.
+    /// The verified release, from memory, the store or upstream (in that order), unless it is
+    /// in quarantine (`policy.min_release_age`). Only a version that exists gets a first
+    /// sighting recorded, so made-up versions leave nothing behind.
     pub async fn release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
+        let release = self.verified_release(key).await?;
         self.check_release_age(key).await?;
+        Ok(release)
+    }
+
+    async fn verified_release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
         let missing: NotFoundKey = (key.provider.clone(), Some(key.version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);
@@ -157,6 +163,7 @@ impl Mirror {
                     note_cache(CacheOutcome::Hit);
                     return Ok(Arc::new(release));
                 }
+                self.check_listed(key).await?;
                 note_cache(CacheOutcome::Miss);
                 self.ingest_release(source, key).await.map(Arc::new)
             })

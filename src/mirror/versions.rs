@@ -17,8 +17,14 @@
 //! signature and manifest per version once (releases are immutable and stored), not a burst
 //! per request; a version upstream does not have, or whose release fails verification, is not
 //! asked for again for `PROTOCOLS_UNAVAILABLE_FOR`.
+//!
+//! The list is also what decides whether a version exists: a release that is not stored is
+//! fetched only if the cached list (fresh or stale) names its version, so made-up versions
+//! cost upstream nothing, and a version published upstream appears once the list is
+//! refreshed (at most `metadata_ttl` later).
 
 use std::{
+    collections::HashSet,
     sync::{Arc, Mutex, PoisonError},
     time::{Duration, Instant, SystemTime},
 };
@@ -31,7 +37,7 @@ use crate::{
     protocol::{
         network_mirror::{EmptyObject, MirrorIndex},
         registry::{VersionEntry, VersionList},
-        ProviderKey, ProviderType, Version,
+        ProviderKey, ProviderType, ReleaseKey, Version,
     },
     store::Item,
 };
@@ -66,6 +72,8 @@ pub(super) struct CachedVersions {
     serving_stale: bool,
     /// How many versions the list names; a list with some is never replaced by one without.
     count: usize,
+    /// The versions it names.
+    listed: Arc<HashSet<Version>>,
     /// Versions whose release is not verified yet (newest first), taken by the first request
     /// that gets this list to verify them in the background.
     pending: Arc<Mutex<Vec<Version>>>,
@@ -79,6 +87,11 @@ impl CachedVersions {
         fresh_for: Duration,
     ) -> Result<Self, serde_json::Error> {
         let count = list.versions.len();
+        let listed = list
+            .versions
+            .iter()
+            .filter_map(|entry| Version::try_from(entry.version.as_str()).ok())
+            .collect();
         let index = MirrorIndex {
             versions: list
                 .versions
@@ -94,6 +107,7 @@ impl CachedVersions {
             fresh_until: Instant::now() + fresh_for,
             serving_stale: false,
             count,
+            listed: Arc::new(listed),
             pending: Arc::default(),
         })
     }
@@ -125,6 +139,25 @@ impl Mirror {
         let list: VersionList =
             serde_json::from_slice(&cached.lists.registry).map_err(MirrorError::internal)?;
         Ok(list.versions)
+    }
+
+    /// Whether a release not stored may be asked of upstream: its version is in the
+    /// provider's cached list, fresh or stale (a stale one is refreshed in the background, as
+    /// for any request). Without a list to go by (upstream failing, nothing cached), upstream
+    /// is asked for the release itself.
+    pub(super) async fn check_listed(&self, key: &ReleaseKey) -> Result<(), MirrorError> {
+        match self.version_lists(&key.provider).await {
+            Ok(cached) if cached.listed.contains(&key.version) => Ok(()),
+            Ok(_) => {
+                note_cache(CacheOutcome::Negative);
+                Err(MirrorError::Unlisted(Box::new(key.clone())))
+            }
+            Err(e @ MirrorError::UnknownProvider(_)) => Err(e),
+            Err(e) => {
+                tracing::debug!(release = %key, error = %e, "no version list to check the version against; asking upstream for the release");
+                Ok(())
+            }
+        }
     }
 
     /// A provider's version list: from memory, else from the store, else from upstream

@@ -8,7 +8,7 @@ use super::OpsError;
 use crate::{
     mirror::{Mirror, Release},
     protocol::{ReleaseKey, UpstreamName},
-    store::{layout, Item, Location, ReleaseEntry},
+    store::{layout, Item, LayoutError, Location, ReleaseEntry},
     verify::h1_of_zip,
 };
 
@@ -121,12 +121,20 @@ async fn audit_release(
     for entry in store.release_entries(key).await? {
         let file = match entry {
             ReleaseEntry::Record => continue,
+            // Derived records: ours to compute, never a bundle's to bring.
             ReleaseEntry::H1(archive) => {
                 if mode == AuditMode::Import {
-                    report.damaged.push(Damage {
-                        location: layout::location(Item::H1(&key.file(archive)))?,
-                        problem: "a file the release does not name".to_owned(),
-                    });
+                    report
+                        .damaged
+                        .push(not_named(Item::H1(&key.file(archive)))?);
+                }
+                continue;
+            }
+            ReleaseEntry::Digest(archive) => {
+                if mode == AuditMode::Import {
+                    report
+                        .damaged
+                        .push(not_named(Item::Digest(&key.file(archive)))?);
                 }
                 continue;
             }
@@ -162,13 +170,19 @@ async fn audit_release(
             tracing::error!(%location, %problem, "damaged archive in the cache");
             report.damaged.push(Damage { location, problem });
             if mode == AuditMode::Repair {
-                store.remove(Item::File(&file)).await?;
-                store.remove(Item::H1(&file)).await?;
+                store.remove_archive(&file).await?;
                 report.removed += 1;
             }
         }
     }
     Ok(())
+}
+
+fn not_named(item: Item<'_>) -> Result<Damage, LayoutError> {
+    Ok(Damage {
+        location: layout::location(item)?,
+        problem: "a file the release does not name".to_owned(),
+    })
 }
 
 /// A verified archive's `.h1` record must be the `h1:` of that archive: it is what the network

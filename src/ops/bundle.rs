@@ -24,7 +24,7 @@ use crate::{
         registry::{PlatformEntry, VersionEntry, VersionList},
         FileKey, ProviderKey, ReleaseKey, Version,
     },
-    store::{chunks, layout, Item, Location, ReleaseEntry, Store},
+    store::{chunks, layout, Archive, Item, Location, ReleaseEntry, Store},
 };
 
 /// Which releases to export.
@@ -80,11 +80,28 @@ pub async fn export_bundle(
             )));
         };
         for entry in store.release_entries(&key).await? {
-            if let ReleaseEntry::File(file) = entry {
-                if release.publishes(&file) {
-                    keys.push(key.file(file));
+            let ReleaseEntry::File(name) = entry else {
+                continue;
+            };
+            if !release.publishes(&name) {
+                continue;
+            }
+            let file = key.file(name);
+            // Only what serving would serve: an archive that no longer matches the signed
+            // SHA256SUMS stays behind.
+            if let (Some(_), Some(expected)) = (
+                release.build_named(&file.file),
+                release.digest_of(&file.file),
+            ) {
+                if !matches!(
+                    store.open_archive(&file, expected).await?,
+                    Archive::Verified(_)
+                ) {
+                    tracing::warn!(%file, "stored archive does not match the signed SHA256SUMS; left out of the bundle");
+                    continue;
                 }
             }
+            keys.push(file);
         }
         records.push(key);
         report.releases += 1;
@@ -447,8 +464,11 @@ fn staged_item(entry: &Path) -> Option<Staged> {
     let key = layout::file_key(&location)?;
     match layout::release_entry(key.file.as_str())? {
         ReleaseEntry::Record => Some(Staged::Record(key.release)),
-        // `.h1` records are refused later, by the audit, as files the release does not name.
-        ReleaseEntry::File(_) | ReleaseEntry::H1(_) => Some(Staged::File(key)),
+        // `.h1` and digest records are refused later, by the audit, as files the release does
+        // not name.
+        ReleaseEntry::File(_) | ReleaseEntry::H1(_) | ReleaseEntry::Digest(_) => {
+            Some(Staged::File(key))
+        }
     }
 }
 

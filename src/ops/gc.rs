@@ -11,7 +11,6 @@ use super::{prefetch::resolve_provider, OpsError, PrefetchRequest};
 use crate::{
     mirror::Mirror,
     protocol::{constraints::VersionConstraints, FileKey, Platform, ProviderKey},
-    store::Item,
 };
 
 /// What a collection did.
@@ -93,8 +92,7 @@ pub async fn collect_garbage(
             report.protected += 1;
             continue;
         }
-        store.remove(Item::File(&archive.key)).await?;
-        store.remove(Item::H1(&archive.key)).await?;
+        store.remove_archive(&archive.key).await?;
         mirror.note_change();
         tracing::info!(archive = %archive.key, bytes = archive.bytes, "evicted archive");
         report.bytes_after = report.bytes_after.saturating_sub(archive.bytes);

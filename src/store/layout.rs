@@ -7,6 +7,7 @@
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/release.json    verified release record
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<file>          SHA256SUMS, .sig, manifest, zips
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
+//! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.sha256    SHA-256 the zip was verified against
 //! first-seen/<upstream>/[<namespace>/]terraform-provider-<type>/<version>               when this mirror first saw a version (written once)
 //! ```
 //! The namespace level exists only for upstreams with namespaces (registries); a releases
@@ -35,6 +36,7 @@ const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
 const SIGNING_KEYS_FILE: &str = "signing-keys.json";
 const H1_SUFFIX: &str = ".h1";
+const DIGEST_SUFFIX: &str = ".sha256";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("cache key segment {0:?} is not a plain file name")]
@@ -53,6 +55,8 @@ pub enum Item<'a> {
     File(&'a FileKey),
     /// The `h1:` hash computed from a verified archive.
     H1(&'a FileKey),
+    /// The SHA-256 an archive was verified with, naming the exact file (its entity tag).
+    Digest(&'a FileKey),
     /// When this mirror first saw a version upstream (quarantine); created once, never moved.
     FirstSeen(&'a ReleaseKey),
 }
@@ -172,6 +176,9 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
         Item::ReleaseRecord(release) => release_dir(release)?.join(RELEASE_RECORD_FILE),
         Item::File(file) => release_dir(&file.release)?.join(file.file.as_str()),
         Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
+        Item::Digest(file) => {
+            release_dir(&file.release)?.join(&format!("{}{DIGEST_SUFFIX}", file.file))
+        }
         Item::FirstSeen(release) => {
             first_seen_dir(&release.provider)?.join(release.version.as_str())
         }
@@ -184,6 +191,7 @@ pub enum ReleaseEntry {
     Record,
     File(FileName),
     H1(FileName),
+    Digest(FileName),
 }
 
 /// Reads a name listed in a release directory.
@@ -193,6 +201,9 @@ pub fn release_entry(name: &str) -> Option<ReleaseEntry> {
     }
     if let Some(archive) = name.strip_suffix(H1_SUFFIX) {
         return FileName::try_from(archive).ok().map(ReleaseEntry::H1);
+    }
+    if let Some(archive) = name.strip_suffix(DIGEST_SUFFIX) {
+        return FileName::try_from(archive).ok().map(ReleaseEntry::Digest);
     }
     FileName::try_from(name).ok().map(ReleaseEntry::File)
 }
@@ -317,6 +328,9 @@ mod tests {
         assert!(
             matches!(release_entry("a.zip.h1"), Some(ReleaseEntry::H1(f)) if f.as_str() == "a.zip")
         );
+        assert!(
+            matches!(release_entry("a.zip.sha256"), Some(ReleaseEntry::Digest(f)) if f.as_str() == "a.zip")
+        );
     }
 
     #[test]
@@ -399,7 +413,7 @@ mod tests {
                     for ns in namespaces {
                         let provider = ProviderKey::new(u.clone(), ns, t.clone());
                         let file = provider.release(v.clone()).file(f.clone());
-                        for item in [Item::File(&file), Item::H1(&file), Item::VersionList(&provider)] {
+                        for item in [Item::File(&file), Item::H1(&file), Item::Digest(&file), Item::VersionList(&provider)] {
                             if let Ok(location) = location(item) {
                                 prop_assert!(stays_under(root, &location), "{location}");
                             }

@@ -4,7 +4,9 @@
 //! locations and a `Backend` keeps them (the local disk today, `disk`). Archives go in through
 //! [`Store::write_verified`], which hashes every chunk as it is written and commits the file
 //! only when it is complete, within its size limit and its SHA-256 equals the verified
-//! SHA256SUMS entry. A reader therefore never sees a half-written or unverified file.
+//! SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
+//! half-written or unverified file, and [`Store::open_archive`] serves an archive only while
+//! it is the one the release's current SHA256SUMS names: existence is not verification.
 
 pub mod backend;
 pub mod chunks;
@@ -161,6 +163,33 @@ impl Object {
     }
 }
 
+/// The SHA-256 of an open file, read at positions (so the handle's offset does not move) on a
+/// blocking thread: hashing a large archive is CPU work.
+async fn hash_object(object: &Object) -> Result<Sha256Digest, StoreError> {
+    use std::os::unix::fs::FileExt as _;
+    let path = object.path.clone();
+    let file = object
+        .file
+        .try_clone()
+        .map_err(|e| StoreError::io(&path, e))?;
+    let hashed = tokio::task::spawn_blocking(move || {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; chunks::CHUNK];
+        let mut offset = 0;
+        loop {
+            let read = file.read_at(&mut buffer, offset)?;
+            if read == 0 {
+                return Ok::<_, io::Error>(Sha256Digest(hasher.finalize().into()));
+            }
+            hasher.update(&buffer[..read]);
+            offset += read as u64;
+        }
+    })
+    .await
+    .map_err(|e| StoreError::io(&object.path, io::Error::other(e)))?;
+    hashed.map_err(|e| StoreError::io(&path, e))
+}
+
 /// A cached archive, for eviction.
 #[derive(Debug, Clone)]
 pub struct CachedArchive {
@@ -242,6 +271,24 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     /// The local disk tier: served files and staging live here.
     disk: disk::Disk,
+    /// The SHA-256 of stored archives as this process has checked them, by the exact stored
+    /// file (its entity tag), so the hot path reads no record and hashes nothing.
+    checked: moka::future::Cache<FileKey, (String, Sha256Digest)>,
+}
+
+/// Most archive digests remembered as checked; each is about 200 bytes.
+const MAX_CHECKED_ARCHIVES: u64 = 100_000;
+
+/// A stored archive, looked at against the digest its release's SHA256SUMS gives it.
+#[derive(Debug)]
+pub enum Archive {
+    /// Stored, and its SHA-256 is the expected one.
+    Verified(Object),
+    /// Not stored.
+    Absent,
+    /// Stored, but with another SHA-256 (the release's sums changed since it was written, or
+    /// the file was changed behind our back): never to be served.
+    Mismatch { actual: Sha256Digest },
 }
 
 impl Store {
@@ -251,6 +298,7 @@ impl Store {
         Ok(Self {
             backend: Arc::new(disk.clone()),
             disk,
+            checked: moka::future::Cache::new(MAX_CHECKED_ARCHIVES),
         })
     }
 
@@ -318,6 +366,93 @@ impl Store {
         self.backend.remove(&layout::location(item)?).await
     }
 
+    /// Removes an archive with the records derived from it (`h1:`, digest).
+    pub async fn remove_archive(&self, file: &FileKey) -> Result<(), StoreError> {
+        self.remove(Item::File(file)).await?;
+        self.remove(Item::H1(file)).await?;
+        self.remove(Item::Digest(file)).await?;
+        self.checked.invalidate(file).await;
+        Ok(())
+    }
+
+    /// Opens a stored archive if, and only if, its SHA-256 is `expected`. The digest recorded
+    /// when it was written says so at the cost of a small read (once per stored file and
+    /// process); an archive without a matching record (written before records existed, or
+    /// before its release's sums changed) is hashed once, and recorded when it matches.
+    pub async fn open_archive(
+        &self,
+        file: &FileKey,
+        expected: Sha256Digest,
+    ) -> Result<Archive, StoreError> {
+        let Some(object) = self.open(Item::File(file)).await? else {
+            return Ok(Archive::Absent);
+        };
+        let stamp = object.etag().unwrap_or_default();
+        let known = self
+            .checked
+            .get(file)
+            .await
+            .filter(|(checked, _)| !stamp.is_empty() && *checked == stamp)
+            .map(|(_, digest)| digest);
+        let actual = match known {
+            Some(digest) => digest,
+            None => {
+                let actual = match self.recorded_digest(file, &stamp).await? {
+                    Some(recorded) if recorded == expected => recorded,
+                    _ => {
+                        let actual = hash_object(&object).await?;
+                        if actual == expected {
+                            self.record_digest(file, actual, &object).await?;
+                        }
+                        actual
+                    }
+                };
+                self.checked.insert(file.clone(), (stamp, actual)).await;
+                actual
+            }
+        };
+        Ok(if actual == expected {
+            Archive::Verified(object)
+        } else {
+            Archive::Mismatch { actual }
+        })
+    }
+
+    /// The digest record of an archive, `<hex> <entity tag>`: the SHA-256 of exactly the file
+    /// with that tag, so a file replaced since (by a crashed writer, or behind our back) has no
+    /// record.
+    async fn record_digest(
+        &self,
+        file: &FileKey,
+        digest: Sha256Digest,
+        object: &Object,
+    ) -> Result<(), StoreError> {
+        let Some(stamp) = object.etag() else {
+            return Ok(());
+        };
+        let record = format!("{} {stamp}\n", digest.to_hex());
+        self.write(Item::Digest(file), record.as_bytes()).await
+    }
+
+    /// The recorded digest, if the record names the file as it is now (`stamp`).
+    async fn recorded_digest(
+        &self,
+        file: &FileKey,
+        stamp: &str,
+    ) -> Result<Option<Sha256Digest>, StoreError> {
+        let Some(record) = self.read(Item::Digest(file)).await? else {
+            return Ok(None);
+        };
+        let text = String::from_utf8_lossy(&record.bytes);
+        let mut fields = text.split_whitespace();
+        Ok(match (fields.next(), fields.next(), fields.next()) {
+            (Some(digest), Some(recorded), None) if !stamp.is_empty() && recorded == stamp => {
+                Sha256Digest::from_hex(digest)
+            }
+            _ => None,
+        })
+    }
+
     /// Removes a release with every file of it.
     pub async fn remove_release(&self, release: &ReleaseKey) -> Result<(), StoreError> {
         self.backend
@@ -371,6 +506,13 @@ impl Store {
             return Err(IngestError::DigestMismatch { expected, actual });
         }
         upload.commit().await?;
+        if let Item::File(file) = item {
+            // After the file, and naming it: a record never vouches for bytes that are not in
+            // place. Until it lands, a reader finds no matching record and hashes the file.
+            if let Some(object) = self.open(item).await? {
+                self.record_digest(file, actual, &object).await?;
+            }
+        }
         Ok(written)
     }
 
@@ -638,6 +780,73 @@ mod tests {
             Some((digest(b"original"), 8))
         );
         assert_eq!(store.archives().await.unwrap()[0].key, key);
+    }
+
+    #[tokio::test]
+    async fn an_archive_opens_only_for_the_digest_it_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let key = archive();
+        let (original, other) = (digest(b"original"), digest(b"other"));
+        assert!(matches!(
+            store.open_archive(&key, original).await.unwrap(),
+            Archive::Absent
+        ));
+        store
+            .write_verified(
+                Item::File(&key),
+                chunks(b"original"),
+                original,
+                100,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        let recorded = store.read(Item::Digest(&key)).await.unwrap().unwrap();
+        assert!(recorded.bytes.starts_with(original.to_hex().as_bytes()));
+        assert!(matches!(
+            store.open_archive(&key, original).await.unwrap(),
+            Archive::Verified(_)
+        ));
+        // The release's sums changed: the same file is not the archive they name.
+        assert!(matches!(
+            store.open_archive(&key, other).await.unwrap(),
+            Archive::Mismatch { actual } if actual == original
+        ));
+
+        // A file without a record (or with one that does not name it) is hashed, and recorded
+        // when it matches.
+        let fresh = Store::open_disk(dir.path(), 0).await.unwrap();
+        fresh.remove(Item::Digest(&key)).await.unwrap();
+        assert!(matches!(
+            fresh.open_archive(&key, original).await.unwrap(),
+            Archive::Verified(_)
+        ));
+        assert!(fresh.exists(Item::Digest(&key)).await);
+        let fresh = Store::open_disk(dir.path(), 0).await.unwrap();
+        fresh
+            .write(Item::Digest(&key), other.to_hex().as_bytes())
+            .await
+            .unwrap();
+        assert!(matches!(
+            fresh.open_archive(&key, other).await.unwrap(),
+            Archive::Mismatch { actual } if actual == original
+        ));
+        // Replaced behind its back: the next look sees the new file, not the remembered one.
+        std::fs::write(
+            dir.path()
+                .join(layout::location(Item::File(&key)).unwrap().as_str()),
+            b"changed!",
+        )
+        .unwrap();
+        assert!(matches!(
+            fresh.open_archive(&key, other).await.unwrap(),
+            Archive::Mismatch { actual } if actual == digest(b"changed!")
+        ));
+
+        store.remove_archive(&key).await.unwrap();
+        assert!(files_in(dir.path()).is_empty());
     }
 
     #[tokio::test]
