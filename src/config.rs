@@ -24,7 +24,7 @@ use url::Url;
 
 use crate::protocol::{
     constraints::VersionConstraints, HostPattern, Namespace, NamespacePattern, Origin, Platform,
-    ProviderAddress, ProviderPattern, UpstreamName,
+    ProviderAddress, ProviderPattern, ProviderType, UpstreamName, Version,
 };
 
 /// The config file `serve` reads when `--config` is not given.
@@ -81,6 +81,16 @@ pub struct Config {
 pub struct PolicyConfig {
     pub allow: Vec<ProviderPattern>,
     pub deny: Vec<ProviderPattern>,
+    /// A version is hidden from lists, and refused, until this long after this mirror first
+    /// saw it upstream. Unset: no quarantine.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "humantime_serde::option"
+    )]
+    pub min_release_age: Option<Duration>,
+    /// Versions served however young (`"hashicorp/aws 5.80.1"`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub allow_young: Vec<YoungException>,
 }
 
 impl Default for PolicyConfig {
@@ -88,7 +98,43 @@ impl Default for PolicyConfig {
         Self {
             allow: vec![ProviderPattern::any()],
             deny: Vec::new(),
+            min_release_age: None,
+            allow_young: Vec::new(),
         }
+    }
+}
+
+/// One `policy.allow_young` entry: `NAMESPACE/TYPE VERSION`. For an upstream without
+/// namespaces (a releases site), NAMESPACE is the upstream's name or `hashicorp`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct YoungException {
+    pub namespace: Namespace,
+    pub provider: ProviderType,
+    pub version: Version,
+}
+
+impl TryFrom<String> for YoungException {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = |why: &str| format!("allow_young entry {text:?}: {why}");
+        let (address, version) = text
+            .split_once(' ')
+            .ok_or_else(|| bad("must be \"NAMESPACE/TYPE VERSION\""))?;
+        let (namespace, provider) = address
+            .split_once('/')
+            .ok_or_else(|| bad("must be \"NAMESPACE/TYPE VERSION\""))?;
+        Ok(Self {
+            namespace: Namespace::try_from(namespace).map_err(|e| bad(&e.to_string()))?,
+            provider: ProviderType::try_from(provider).map_err(|e| bad(&e.to_string()))?,
+            version: Version::try_from(version.trim()).map_err(|e| bad(&e.to_string()))?,
+        })
+    }
+}
+
+impl From<YoungException> for String {
+    fn from(e: YoungException) -> String {
+        format!("{}/{} {}", e.namespace, e.provider, e.version)
     }
 }
 
@@ -210,6 +256,9 @@ pub struct CacheConfig {
     /// in the background each time a version list is rendered, so the list can carry their
     /// `protocols`. `0` turns it off.
     pub protocol_fetches: usize,
+    /// Once any platform of a version is fetched, fetch and hash its other platforms in the
+    /// background, so `<version>.json` lists every platform's `h1:`.
+    pub complete_hashes: bool,
 }
 
 impl Default for CacheConfig {
@@ -224,6 +273,7 @@ impl Default for CacheConfig {
             gc_interval: Duration::from_secs(300),
             gc_grace: Duration::from_secs(600),
             protocol_fetches: 20,
+            complete_hashes: false,
         }
     }
 }
@@ -678,6 +728,9 @@ impl Config {
         ];
         if let Some(auth) = &self.auth {
             all.push(("auth.url_ttl".to_owned(), auth.url_ttl));
+        }
+        if let Some(age) = self.policy.min_release_age {
+            all.push(("policy.min_release_age".to_owned(), age));
         }
         for (name, u) in &self.upstreams {
             for (key, d) in [

@@ -52,6 +52,8 @@ pub struct Metrics {
     pub signing_key_changes: IntCounterVec,
     pub cache_bytes: IntGauge,
     pub cache_files: IntGauge,
+    pub hash_completions_pending: IntGauge,
+    pub hash_completions: IntCounterVec,
 }
 
 /// The process's metrics.
@@ -148,6 +150,15 @@ impl Metrics {
             ),
             cache_bytes: gauge("tfmirror_cache_bytes", "Bytes of files in the disk cache."),
             cache_files: gauge("tfmirror_cache_files", "Files in the disk cache."),
+            hash_completions_pending: gauge(
+                "tfmirror_hash_completions_pending",
+                "Archives waiting to be fetched and hashed for cache.complete_hashes, or being.",
+            ),
+            hash_completions: counter_vec(
+                "tfmirror_hash_completions_total",
+                "Archives fetched and hashed for cache.complete_hashes, by outcome (ok, failed).",
+                &["outcome"],
+            ),
             registry: registry.clone(),
         };
         reg(Box::new(metrics.http_requests.clone()));
@@ -164,6 +175,8 @@ impl Metrics {
         reg(Box::new(metrics.signing_key_changes.clone()));
         reg(Box::new(metrics.cache_bytes.clone()));
         reg(Box::new(metrics.cache_files.clone()));
+        reg(Box::new(metrics.hash_completions_pending.clone()));
+        reg(Box::new(metrics.hash_completions.clone()));
         #[cfg(target_os = "linux")]
         reg(Box::new(
             prometheus::process_collector::ProcessCollector::for_self(),
@@ -222,6 +235,7 @@ mod tests {
         m.http_response_bytes.with_label_values(&["/r"]).inc_by(1);
         m.upstream_bytes.with_label_values(&["u"]).inc_by(1);
         m.upstream_duration.with_label_values(&["u"]).observe(0.01);
+        m.hash_completions.with_label_values(&["ok"]).inc_by(0);
         let text = m.render();
         for name in [
             "tfmirror_http_requests_total",
@@ -237,6 +251,8 @@ mod tests {
             "tfmirror_status_snapshots_total",
             "tfmirror_cache_bytes",
             "tfmirror_cache_files",
+            "tfmirror_hash_completions_pending",
+            "tfmirror_hash_completions_total",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }

@@ -1,5 +1,6 @@
-//! `[auth]`: bearer tokens on the JSON endpoints, signed time-limited file URLs, and the real
-//! Terraform CLI with (and without) a `credentials` block, over both protocols.
+//! `[auth]`: bearer tokens on the JSON endpoints (and `/lock/`), signed time-limited file
+//! URLs, and the real Terraform CLI with (and without) a `credentials` block, over both
+//! protocols.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -69,6 +70,7 @@ async fn json_endpoints_need_a_token_and_files_a_signed_url() {
         "/v1/providers/myproviders/local/2.1.0/download/linux/amd64",
         "/mirror/registry.terraform.io/hashicorp/local/index.json",
         "/mirror/registry.terraform.io/hashicorp/local/2.1.0.json",
+        "/lock/registry.terraform.io/hashicorp/local/2.1.0?platform=linux_amd64",
     ] {
         for token in [None, Some("wrong")] {
             let response = get(&app, path, token).await;

@@ -1,5 +1,6 @@
 //! The command line: one clap enum, one function per subcommand.
 
+mod lock;
 mod prefetch;
 
 use std::path::PathBuf;
@@ -51,6 +52,35 @@ enum Command {
         #[arg(long = "platform", value_name = "OS_ARCH")]
         platforms: Vec<String>,
         /// Downloads at a time.
+        #[arg(long, default_value_t = 4)]
+        jobs: usize,
+    },
+    /// Write or merge a complete .terraform.lock.hcl: versions selected as `terraform init`
+    /// would (locked versions win), a zh: for every line of each release's verified
+    /// SHA256SUMS and an h1: for every --platform, computed from archives verified into the
+    /// cache (absent ones are fetched). Re-running it changes nothing.
+    Lock {
+        /// Config file (TOML).
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+        /// A Terraform root module directory: its *.tf required_providers and
+        /// .terraform.lock.hcl.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// A provider to lock besides --from's (repeatable).
+        #[arg(long = "provider", value_name = "HOST/NAMESPACE/TYPE")]
+        providers: Vec<String>,
+        /// Version constraints for the --provider at the same position (Terraform's syntax).
+        #[arg(long = "versions", value_name = "CONSTRAINT")]
+        versions: Vec<String>,
+        /// Platforms to record an h1: for (repeatable, at least one).
+        #[arg(long = "platform", value_name = "OS_ARCH", required = true)]
+        platforms: Vec<String>,
+        /// The lock file to write or merge (default: DIR/.terraform.lock.hcl, or
+        /// ./.terraform.lock.hcl without --from).
+        #[arg(long, value_name = "PATH")]
+        output: Option<PathBuf>,
+        /// Archives fetched and hashed at a time.
         #[arg(long, default_value_t = 4)]
         jobs: usize,
     },
@@ -135,6 +165,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             version,
         } => export(config, &output, provider, version).await,
         Command::Import { config, bundle } => import(config, &bundle).await,
+        Command::Lock {
+            config,
+            from,
+            providers,
+            versions,
+            platforms,
+            output,
+            jobs,
+        } => {
+            let (config, _) = load_config(config)?;
+            lock::run(
+                &config,
+                lock::LockArgs {
+                    from,
+                    providers,
+                    versions,
+                    platforms,
+                    output,
+                    jobs,
+                },
+            )
+            .await
+        }
         Command::Prefetch {
             config,
             from,

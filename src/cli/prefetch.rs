@@ -46,7 +46,13 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     let mut items = Vec::new();
     for request in &requests {
-        match ops::prefetch_plan(&mirror, request).await {
+        let plan = ops::prefetch_plan(&mirror, request).await;
+        if let Ok(plan) = &plan {
+            for note in &plan.quarantined {
+                eprintln!("{note}");
+            }
+        }
+        match plan.map(|plan| plan.items) {
             Ok(found) if found.is_empty() => failures.push(format!(
                 "{}: no version matches {} for the platforms asked",
                 request.provider,
@@ -123,21 +129,7 @@ fn requests_from_terraform_dir(
     dir: &Path,
     platforms: &[String],
 ) -> anyhow::Result<Vec<PrefetchRequest>> {
-    let mut wanted = Wanted::new();
-    let entries =
-        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
-    let mut tf_files: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|ext| ext == "tf"))
-        .collect();
-    tf_files.sort();
-    for path in &tf_files {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        add_required_providers(&text, &mut wanted)
-            .with_context(|| format!("cannot parse {}", path.display()))?;
-    }
+    let mut wanted = required_providers_in(dir)?;
     let lock = dir.join(".terraform.lock.hcl");
     if lock.exists() {
         let text = std::fs::read_to_string(&lock)
@@ -174,7 +166,27 @@ fn requests_from_terraform_dir(
         .collect()
 }
 
-fn parse_platforms(platforms: &[String]) -> anyhow::Result<Vec<Platform>> {
+/// The `required_providers` of every `*.tf` file in `dir` (a root module).
+pub(super) fn required_providers_in(dir: &Path) -> anyhow::Result<Wanted> {
+    let mut wanted = Wanted::new();
+    let entries =
+        std::fs::read_dir(dir).with_context(|| format!("cannot read {}", dir.display()))?;
+    let mut tf_files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "tf"))
+        .collect();
+    tf_files.sort();
+    for path in &tf_files {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        add_required_providers(&text, &mut wanted)
+            .with_context(|| format!("cannot parse {}", path.display()))?;
+    }
+    Ok(wanted)
+}
+
+pub(super) fn parse_platforms(platforms: &[String]) -> anyhow::Result<Vec<Platform>> {
     platforms
         .iter()
         .map(|p| Platform::try_from(p.as_str()).map_err(anyhow::Error::from))
@@ -183,14 +195,14 @@ fn parse_platforms(platforms: &[String]) -> anyhow::Result<Vec<Platform>> {
 
 /// A progress bar with bytes and rate on a terminal; one plain line per archive otherwise
 /// (CI logs, pipes).
-struct Progress {
+pub(super) struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     bytes: std::cell::Cell<u64>,
 }
 
 impl Progress {
-    fn new(total: u64) -> Self {
+    pub(super) fn new(total: u64) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = ProgressBar::new(total);
             bar.set_style(
@@ -208,7 +220,7 @@ impl Progress {
         }
     }
 
-    fn done(&self, line: &str, bytes: u64) {
+    pub(super) fn done(&self, line: &str, bytes: u64) {
         self.bytes.set(self.bytes.get() + bytes);
         let total = self.bytes.get();
         let rate = total as f64 / self.started.elapsed().as_secs_f64().max(0.001);
@@ -226,7 +238,7 @@ impl Progress {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

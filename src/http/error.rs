@@ -71,7 +71,9 @@ impl ResponseError for ApiError {
             Self::HeadersTooLarge(_) => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Mirror(e) => match e {
-                MirrorError::Denied { .. } | MirrorError::Unsigned(_) => StatusCode::FORBIDDEN,
+                MirrorError::Denied { .. }
+                | MirrorError::Unsigned(_)
+                | MirrorError::Quarantined { .. } => StatusCode::FORBIDDEN,
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }

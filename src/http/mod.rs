@@ -7,6 +7,7 @@ mod documents;
 pub mod error;
 mod files;
 mod health;
+mod lock;
 mod network_mirror;
 mod registry;
 mod status_page;
@@ -72,6 +73,10 @@ pub fn configure(
                         actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
                     )
                     .to(files::release_file),
+            )
+            .route(
+                "/lock/{hostname}/{namespace}/{provider_type}/{version}",
+                web::get().to(lock::lock_block),
             )
             .route("/mirror", web::get().to(network_mirror::add_trailing_slash))
             .route(

@@ -1,6 +1,7 @@
 //! `GET /`: a small self-contained HTML status page (no scripts, no external assets, works
 //! offline): what is cached and verified by which key, how often it was served, upstream
-//! health, and the Terraform CLI config blocks for this very server.
+//! health, the versions in quarantine and until when, hash completions in progress, and the
+//! Terraform CLI config blocks for this very server.
 
 use std::fmt::Write;
 
@@ -84,6 +85,8 @@ fn render(s: &StatusSnapshot, base: &str) -> String {
     upstreams(&mut html, s);
     cached_releases(&mut html, s);
     key_changes(&mut html, s);
+    quarantined(&mut html, s);
+    completing(&mut html, s);
     using_this_mirror(&mut html, s, host, base);
     html
 }
@@ -171,6 +174,44 @@ fn key_changes(html: &mut String, s: &StatusSnapshot) {
         }
         html.push_str("</table>");
     }
+}
+
+/// Versions held back by `policy.min_release_age`, and until when.
+fn quarantined(html: &mut String, s: &StatusSnapshot) {
+    if s.quarantined.is_empty() {
+        return;
+    }
+    html.push_str("<h2>In quarantine</h2><table id=\"quarantine\"><tr><th>provider</th><th>version</th><th>first seen</th><th>available from</th></tr>");
+    for q in &s.quarantined {
+        let _ = write!(
+            html,
+            "<tr class=\"quarantined\" data-provider=\"{p}\" data-version=\"{v}\"><td>{p}</td><td>{v}</td><td>{seen}</td><td>{until}</td></tr>",
+            p = esc(&q.release.provider.to_string()),
+            v = esc(q.release.version.as_str()),
+            seen = humantime::format_rfc3339_seconds(q.first_seen),
+            until = humantime::format_rfc3339_seconds(q.until),
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// Releases whose other platforms are being fetched and hashed (`cache.complete_hashes`).
+fn completing(html: &mut String, s: &StatusSnapshot) {
+    if s.completing.is_empty() {
+        return;
+    }
+    html.push_str("<h2>Completing hashes</h2><table id=\"completing\"><tr><th>release</th><th>archives hashed</th><th>failed</th></tr>");
+    for (release, c) in &s.completing {
+        let _ = write!(
+            html,
+            "<tr class=\"completing\"><td>{r}</td><td>{done} of {total}</td><td>{failed}</td></tr>",
+            r = esc(&release.to_string()),
+            done = c.done,
+            total = c.total,
+            failed = c.failed,
+        );
+    }
+    html.push_str("</table>");
 }
 
 /// The CLI config blocks for this very server.

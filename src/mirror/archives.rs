@@ -210,6 +210,7 @@ impl Mirror {
             if result.is_ok() {
                 // After the clients: they need not wait for this.
                 mirror.record_h1(&target.key).await;
+                mirror.complete_hashes_in_background(&target.key.release);
             }
         });
         Some(live)

@@ -23,6 +23,11 @@ pub enum MirrorError {
     Unsigned(Box<ReleaseKey>),
     #[error("provider {provider} is not served by this mirror: {rule}")]
     Denied { provider: String, rule: String },
+    #[error("provider {} version {} is quarantined: this mirror first saw it less than policy.min_release_age ago; available from {}", .release.provider, .release.version, humantime::format_rfc3339_seconds(*.until))]
+    Quarantined {
+        release: Box<ReleaseKey>,
+        until: std::time::SystemTime,
+    },
     #[error("no upstream named {0} is configured")]
     UnknownUpstream(String),
     #[error("provider {0} is not known to its upstream")]

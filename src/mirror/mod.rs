@@ -12,10 +12,13 @@
 //! prefetched or imported release is exactly what serving would have cached.
 
 mod archives;
+mod completion;
 mod documents;
 mod error;
 mod keys;
 mod live;
+mod lock;
+mod quarantine;
 mod releases;
 mod routes;
 mod versions;
@@ -29,10 +32,13 @@ use std::{
 use moka::future::Cache;
 
 pub use archives::{FileBody, FileRequest, Wait};
+pub use completion::Completion;
 pub use documents::Document;
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
 pub use live::HOLDBACK;
+pub use lock::PlatformHash;
+pub use quarantine::Quarantined;
 pub use releases::{Release, Signature};
 pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
@@ -115,6 +121,10 @@ struct Inner {
     key_changes: Mutex<Vec<keys::KeyChange>>,
     /// Archive downloads in progress (single flight).
     downloads: tokio::sync::Mutex<HashMap<FileKey, Arc<live::LiveDownload>>>,
+    /// `policy.min_release_age`: first-seen times and the lists without young versions.
+    quarantine: quarantine::Quarantine,
+    /// `cache.complete_hashes`: the other platforms' archives fetched and hashed.
+    completion: completion::HashCompletion,
 }
 
 impl Mirror {
@@ -163,6 +173,8 @@ impl Mirror {
                     .time_to_live(config.cache.metadata_ttl)
                     .build(),
                 downloads: Default::default(),
+                quarantine: quarantine::Quarantine::from_config(config),
+                completion: completion::HashCompletion::new(config.cache.complete_hashes),
                 key_changes: Default::default(),
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {

@@ -135,8 +135,16 @@ struct BuildRecord {
 }
 
 impl Mirror {
-    /// The verified release, from memory, the store or upstream (in that order).
+    /// The verified release, from memory, the store or upstream (in that order), unless it is
+    /// in quarantine (`policy.min_release_age`). Only a version that exists gets a first
+    /// sighting recorded, so made-up versions leave nothing behind.
     pub async fn release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
+        let release = self.verified_release(key).await?;
+        self.check_release_age(key).await?;
+        Ok(release)
+    }
+
+    async fn verified_release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
         let missing: NotFoundKey = (key.provider.clone(), Some(key.version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);

@@ -126,7 +126,8 @@ impl Mirror {
         provider: &ProviderType,
     ) -> Result<VersionLists, MirrorError> {
         let key = self.provider(via, provider)?;
-        Ok(self.version_lists(&key).await?.lists)
+        let lists = self.version_lists(&key).await?.lists;
+        self.hide_young(&key, lists).await
     }
 
     /// The versions upstream offers, with their platforms (for the operations).

@@ -5,9 +5,10 @@
 use super::OpsError;
 use crate::{
     config::PrefetchConfig,
-    mirror::{Mirror, MirrorError, Via},
+    mirror::{Mirror, MirrorError},
     protocol::{
-        constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey, Version,
+        constraints::VersionConstraints, Hostname, Platform, ProviderAddress, ProviderKey,
+        ReleaseKey, Version,
     },
 };
 
@@ -63,30 +64,30 @@ pub fn resolve_provider(
     mirror: &Mirror,
     address: &ProviderAddress,
 ) -> Result<ProviderKey, OpsError> {
-    let namespace = &address.namespace;
     let host = match &address.hostname {
-        Some(host) => Some(host.clone()),
-        None => Hostname::try_from(DEFAULT_REGISTRY_HOST).ok(),
+        Some(host) => host.clone(),
+        None => Hostname::try_from(DEFAULT_REGISTRY_HOST)
+            .map_err(|e| OpsError::Internal(e.to_string()))?,
     };
-    let by_origin = host.and_then(|host| {
-        mirror
-            .provider(Via::Origin(&host, namespace), &address.provider)
-            .ok()
-    });
-    match by_origin {
-        Some(key) => Ok(key),
-        None => Ok(mirror.provider(Via::Namespace(namespace), &address.provider)?),
-    }
+    Ok(mirror.provider_at(&host, &address.namespace, &address.provider)?)
+}
+
+/// What a request stands for.
+#[derive(Debug, Default)]
+pub struct PrefetchPlan {
+    pub items: Vec<PrefetchItem>,
+    /// Matching versions skipped because they are in quarantine, with why.
+    pub quarantined: Vec<String>,
 }
 
 /// Every archive a request stands for, from the provider's (cached or fetched) version list.
-/// Platforms a version was not built for are left out.
+/// Platforms a version was not built for are left out, and so are versions in quarantine.
 pub async fn prefetch_plan(
     mirror: &Mirror,
     request: &PrefetchRequest,
-) -> Result<Vec<PrefetchItem>, OpsError> {
+) -> Result<PrefetchPlan, OpsError> {
     let provider = resolve_provider(mirror, &request.provider)?;
-    let mut items = Vec::new();
+    let mut plan = PrefetchPlan::default();
     for entry in mirror.version_entries(&provider).await? {
         let Ok(version) = Version::try_from(entry.version.as_str()) else {
             continue;
@@ -98,13 +99,18 @@ pub async fn prefetch_plan(
         {
             continue;
         }
+        let release = provider.release(version.clone());
+        if let Some(until) = mirror.quarantined_until(&release).await? {
+            plan.quarantined.push(quarantine_note(&release, until));
+            continue;
+        }
         for platform in &request.platforms {
             let offered = entry
                 .platforms
                 .iter()
                 .any(|p| p.os == platform.os && p.arch == platform.arch);
             if offered {
-                items.push(PrefetchItem {
+                plan.items.push(PrefetchItem {
                     provider: provider.clone(),
                     version: version.clone(),
                     platform: platform.clone(),
@@ -112,7 +118,17 @@ pub async fn prefetch_plan(
             }
         }
     }
-    Ok(items)
+    Ok(plan)
+}
+
+/// Why a version is skipped: it is in quarantine until `until`.
+pub fn quarantine_note(release: &ReleaseKey, until: std::time::SystemTime) -> String {
+    format!(
+        "{} {} skipped: quarantined until {} (policy.min_release_age)",
+        release.provider,
+        release.version,
+        humantime::format_rfc3339_seconds(until)
+    )
 }
 
 /// Makes sure one archive is in the cache.

@@ -3,16 +3,17 @@
 //!
 //! Listing the cached releases reads and verifies every one of them, so the status page does
 //! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
-//! the request rate: [`StatusCache`] keeps the last listing. Hit counts, upstream health and
-//! key changes are cheap and always current.
+//! the request rate: [`StatusCache`] keeps the last listing (which also loads the stored
+//! first sightings, for the quarantine). Hit counts, upstream health, key changes, the
+//! versions in quarantine and hash completions are cheap and always current.
 
 use std::time::{Duration, Instant, SystemTime};
 
 use super::OpsError;
 use crate::{
     metrics::metrics,
-    mirror::{KeyChange, Mirror},
-    protocol::FileKey,
+    mirror::{Completion, KeyChange, Mirror, Quarantined},
+    protocol::{FileKey, ReleaseKey},
     store::Item,
     upstream::UpstreamHealth,
 };
@@ -53,6 +54,10 @@ pub struct StatusSnapshot {
     pub origins: Vec<(String, String)>,
     /// Versions signed by another key than their provider's earlier ones, since start-up.
     pub key_changes: Vec<KeyChange>,
+    /// Versions held back by `policy.min_release_age`, soonest available first.
+    pub quarantined: Vec<Quarantined>,
+    /// Releases whose other platforms are being fetched and hashed (`cache.complete_hashes`).
+    pub completing: Vec<(ReleaseKey, Completion)>,
 }
 
 /// The cache as the status page shows it. A release is shown only if it verifies (from
@@ -101,6 +106,15 @@ async fn list_releases(mirror: &Mirror) -> Result<Listing, OpsError> {
     metrics().status_snapshots.inc();
     let changes = mirror.changes();
     let store = mirror.store();
+    if mirror.quarantine_enabled() {
+        // Sightings recorded before a restart, or by another server on this cache, are shown
+        // too: loaded into memory, where `Mirror::quarantined` finds them.
+        for key in store.first_sightings().await? {
+            if mirror.has_upstream(&key.provider.upstream) {
+                mirror.first_seen(&key).await?;
+            }
+        }
+    }
     let keys = store.releases().await?;
     let truncated = keys.len() > MAX_RELEASES_SHOWN;
     let mut releases = Vec::new();
@@ -177,5 +191,7 @@ fn assemble(mirror: &Mirror, listing: &Listing) -> StatusSnapshot {
         namespaces: routes.namespaces,
         origins: routes.origins,
         key_changes: mirror.key_changes(),
+        quarantined: mirror.quarantined(),
+        completing: mirror.hash_completions(),
     }
 }

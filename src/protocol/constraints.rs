@@ -111,6 +111,66 @@ impl VersionConstraints {
     }
 }
 
+impl VersionConstraints {
+    /// The constraints as Terraform records them in a lock file: duplicates removed, sorted
+    /// by boundary version then operator, every version written in full except `~> X.Y`
+    /// (`>= 2.0, < 3` is `>= 2.0.0, < 3.0.0`; `~> 3` is `~> 3.0`).
+    pub fn canonical(&self) -> String {
+        let mut terms: Vec<(&semver::Version, u8, String)> = Vec::new();
+        for c in &self.all {
+            let (priority, op) = match (c.op, c.segments) {
+                (Op::Gt, _) => (1, "> "),
+                (Op::Ge, _) => (2, ">= "),
+                (Op::Eq, _) => (3, ""),
+                (Op::Pessimistic, 3) => (4, "~> "),
+                (Op::Pessimistic, _) => (5, "~> "),
+                (Op::Le, _) => (6, "<= "),
+                (Op::Lt, _) => (7, "< "),
+                (Op::Ne, _) => (8, "!= "),
+            };
+            let v = &c.version;
+            let mut text = if priority == 5 {
+                format!("{op}{}.{}", v.major, v.minor)
+            } else {
+                format!("{op}{}.{}.{}", v.major, v.minor, v.patch)
+            };
+            if !v.pre.is_empty() {
+                text.push_str(&format!("-{}", v.pre));
+            }
+            if !v.build.is_empty() {
+                text.push_str(&format!("+{}", v.build));
+            }
+            if !terms.iter().any(|(_, p, t)| *p == priority && *t == text) {
+                terms.push((v, priority, text));
+            }
+        }
+        terms.sort_by(|a, b| {
+            let (va, vb) = (a.0, b.0);
+            (
+                va.major,
+                va.minor,
+                va.patch,
+                &va.pre,
+                va.build.as_str(),
+                a.1,
+            )
+                .cmp(&(
+                    vb.major,
+                    vb.minor,
+                    vb.patch,
+                    &vb.pre,
+                    vb.build.as_str(),
+                    b.1,
+                ))
+        });
+        terms
+            .into_iter()
+            .map(|(_, _, text)| text)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 impl Constraint {
     fn allows(&self, v: &semver::Version) -> bool {
         let c = &self.version;
@@ -223,6 +283,34 @@ mod tests {
         assert!(c.matches(&Version::try_from("1.5.0").unwrap()));
         assert_eq!(serde_json::to_string(&c).unwrap(), r#"">= 1.2, < 2.0""#);
         assert!(serde_json::from_str::<VersionConstraints>(r#""~> five""#).is_err());
+    }
+
+    // Terraform's own cases (`getproviders.VersionConstraintsString`).
+    #[test]
+    fn canonical_is_what_terraform_writes_in_lock_files() {
+        for (written, canonical) in [
+            ("1.2.3", "1.2.3"),
+            ("1.2.3-beta", "1.2.3-beta"),
+            (">= 3", ">= 3.0.0"),
+            ("~> 3", "~> 3.0"),
+            ("~> 3.0", "~> 3.0"),
+            ("~> 3.0.0", "~> 3.0.0"),
+            (
+                "> 1.0.0, < 1.0.0, >= 1.0.0, <= 1.0.0, != 1.0.0",
+                "> 1.0.0, >= 1.0.0, <= 1.0.0, < 1.0.0, != 1.0.0",
+            ),
+            (">= 3.0, < 4.0", ">= 3.0.0, < 4.0.0"),
+            (">= 1.2.3, 1.2.3, ~> 1.2, 1.2.3", "~> 1.2, >= 1.2.3, 1.2.3"),
+            (">= 2.68, >= 2.68.0", ">= 2.68.0"),
+            ("~> 1.2, >= 1.2, 1.2.4", ">= 1.2.0, ~> 1.2, 1.2.4"),
+            (">= 2, >= 1.2, < 1.3", ">= 1.2.0, < 1.3.0, >= 2.0.0"),
+        ] {
+            assert_eq!(
+                VersionConstraints::parse(written).unwrap().canonical(),
+                canonical,
+                "{written}"
+            );
+        }
     }
 
     #[test]

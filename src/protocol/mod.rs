@@ -5,6 +5,7 @@ pub mod constraints;
 pub mod discovery;
 pub mod hosts;
 pub mod keys;
+pub mod lock_file;
 pub mod names;
 pub mod network_mirror;
 pub mod registry;

@@ -1,6 +1,7 @@
 //! What a Terraform configuration asks for: `required_providers` in `*.tf` files and the exact
-//! versions of a `.terraform.lock.hcl`, for `tfmirror prefetch --from DIR`. Text in, addresses
-//! out; reading the files is the caller's business.
+//! versions of a `.terraform.lock.hcl`, for `tfmirror prefetch --from DIR` (`tfmirror lock`
+//! reads the lock file whole, with `lock_file`). Text in, addresses out; reading the files is
+//! the caller's business.
 
 use std::collections::BTreeMap;
 

@@ -8,6 +8,7 @@
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<file>          SHA256SUMS, .sig, manifest, zips
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.sha256    SHA-256 the zip was verified against
+//! first-seen/<upstream>/[<namespace>/]terraform-provider-<type>/<version>               when this mirror first saw a version (written once)
 //! ```
 //! The namespace level exists only for upstreams with namespaces (registries); a releases
 //! site's providers sit right under the upstream, as they always have. A directory under an
@@ -29,6 +30,8 @@ use crate::protocol::{
 };
 
 const RELEASES_DIR: &str = "releases";
+/// Apart from `releases/`, so that nothing reading releases mistakes these for release files.
+const FIRST_SEEN_DIR: &str = "first-seen";
 const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
 const SIGNING_KEYS_FILE: &str = "signing-keys.json";
@@ -54,6 +57,8 @@ pub enum Item<'a> {
     H1(&'a FileKey),
     /// The SHA-256 an archive was verified with, naming the exact file (its entity tag).
     Digest(&'a FileKey),
+    /// When this mirror first saw a version upstream (quarantine); created once, never moved.
+    FirstSeen(&'a ReleaseKey),
 }
 
 /// A place in a store: `/`-separated plain segments, relative to the store's root.
@@ -119,6 +124,22 @@ pub fn releases_root() -> Location {
     Location(RELEASES_DIR.to_owned())
 }
 
+/// Where the first sightings of every upstream's versions live.
+pub fn first_seen_root() -> Location {
+    Location(FIRST_SEEN_DIR.to_owned())
+}
+
+/// Where the first sightings of one provider's versions live.
+pub fn first_seen_dir(provider: &ProviderKey) -> Result<Location, LayoutError> {
+    let product = provider.provider.product_name();
+    let mut segments = vec![FIRST_SEEN_DIR, provider.upstream.as_str()];
+    if let Some(ns) = &provider.namespace {
+        segments.push(ns.as_str());
+    }
+    segments.push(&product);
+    Location::from_segments(&segments)
+}
+
 /// Where one upstream's providers live.
 pub fn upstream_dir(upstream: &UpstreamName) -> Result<Location, LayoutError> {
     Location::from_segments(&[RELEASES_DIR, upstream.as_str()])
@@ -157,6 +178,9 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
         Item::H1(file) => release_dir(&file.release)?.join(&format!("{}{H1_SUFFIX}", file.file)),
         Item::Digest(file) => {
             release_dir(&file.release)?.join(&format!("{}{DIGEST_SUFFIX}", file.file))
+        }
+        Item::FirstSeen(release) => {
+            first_seen_dir(&release.provider)?.join(release.version.as_str())
         }
     }
 }
@@ -267,6 +291,18 @@ mod tests {
             provider_dir(&namespaced).unwrap().as_str(),
             "releases/registry/integrations/terraform-provider-github"
         );
+        assert_eq!(
+            location(Item::FirstSeen(&release)).unwrap().as_str(),
+            "first-seen/hashicorp/terraform-provider-local/2.1.0"
+        );
+        let github = namespaced.release(Version::try_from("6.2.0").unwrap());
+        assert_eq!(
+            location(Item::FirstSeen(&github)).unwrap().as_str(),
+            "first-seen/registry/integrations/terraform-provider-github/6.2.0"
+        );
+        // Never under releases/, where it would be read as a release's file.
+        let at = location(Item::FirstSeen(&release)).unwrap();
+        assert_eq!(file_key(&at), None);
     }
 
     #[test]

@@ -592,6 +592,47 @@ impl Store {
         Ok(())
     }
 
+    /// Every version with a first-seen record (`Item::FirstSeen`), sorted by provider.
+    pub async fn first_sightings(&self) -> Result<Vec<ReleaseKey>, StoreError> {
+        let root = layout::first_seen_root();
+        let mut providers = Vec::new();
+        for upstream in self.backend.list(&root).await?.dirs {
+            let Ok(upstream) = UpstreamName::try_from(upstream.as_str()) else {
+                continue;
+            };
+            let upstream_dir = root.join(upstream.as_str())?;
+            for entry in self.backend.list(&upstream_dir).await?.dirs {
+                match layout::upstream_entry(&entry) {
+                    Some(layout::UpstreamEntry::Provider(provider)) => {
+                        providers.push(ProviderKey::new(upstream.clone(), None, provider));
+                    }
+                    Some(layout::UpstreamEntry::Namespace(namespace)) => {
+                        let dir = upstream_dir.join(namespace.as_str())?;
+                        for entry in self.backend.list(&dir).await?.dirs {
+                            if let Some(layout::UpstreamEntry::Provider(provider)) =
+                                layout::upstream_entry(&entry)
+                            {
+                                let ns = Some(namespace.clone());
+                                providers.push(ProviderKey::new(upstream.clone(), ns, provider));
+                            }
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for provider in providers {
+            let dir = layout::first_seen_dir(&provider)?;
+            for name in self.backend.list(&dir).await?.files {
+                if let Ok(version) = Version::try_from(name.as_str()) {
+                    out.push(provider.release(version));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// What a release's directory holds, by name; names the layout does not know are left out.
     pub async fn release_entries(
         &self,
