@@ -144,7 +144,11 @@ impl Mirror {
         Ok(release)
     }
 
-    async fn verified_release(&self, key: &ReleaseKey) -> Result<Arc<Release>, MirrorError> {
+    /// The verified release, whatever its age (for work that serves nothing).
+    pub(super) async fn verified_release(
+        &self,
+        key: &ReleaseKey,
+    ) -> Result<Arc<Release>, MirrorError> {
         let missing: NotFoundKey = (key.provider.clone(), Some(key.version.clone()));
         if let Some(error) = self.inner.not_found.get(&missing).await {
             note_cache(CacheOutcome::Negative);

@@ -431,7 +431,8 @@ impl Mirror {
                 let Ok(_permit) = mirror.inner.protocol_permits.acquire().await else {
                     break;
                 };
-                match mirror.release(&release_key).await {
+                // Verified, not served: the quarantine has no say in learning protocols.
+                match mirror.verified_release(&release_key).await {
                     Ok(release) => {
                         if release.manifest_file.is_some() {
                             learned += 1;
