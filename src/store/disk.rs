@@ -55,7 +55,7 @@ impl Disk {
         &self.root
     }
 
-    fn path(&self, at: &Location) -> PathBuf {
+    pub(super) fn path(&self, at: &Location) -> PathBuf {
         // Every segment of a location is one plain component (`layout`), so this stays inside.
         self.root.join(at.as_str())
     }
@@ -232,6 +232,10 @@ impl Backend for Disk {
             }
         }
         .boxed()
+    }
+
+    fn evict<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.remove(at)
     }
 
     fn remove_all<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
