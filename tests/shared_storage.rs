@@ -81,6 +81,19 @@ async fn installs_through_a_then_through_b_with_a_and_the_upstream_gone(flavour:
     // B: a fresh disk, the same bucket, no upstream and no A.
     let b = replica(&upstream, &s3, dir.path(), "b", true).await;
     let port = b.server.addr.port();
+    // Its status page shows what A cached, read from the bucket without copying archives.
+    let page = b.client.get(format!("{}/", b.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("2.1.0") && page.contains("linux_amd64"),
+        "{page}"
+    );
+    let b_zip = dir
+        .path()
+        .join("b/cache/releases/hashicorp/terraform-provider-local/2.1.0")
+        .join(ZIP);
+    assert!(!b_zip.exists(), "the status page copied an archive");
     let mut warm = TfWorkspace::new(
         &dir.path().join("tf-b"),
         &main_tf(&format!("localhost:{port}/myproviders/local"), "2.1.0"),
@@ -104,11 +117,7 @@ async fn installs_through_a_then_through_b_with_a_and_the_upstream_gone(flavour:
     assert_eq!(zh(&lock_a), zh(&lock_b));
     assert!(!zh(&lock_b).is_empty());
     // B copied what it served into its local tier.
-    assert!(dir
-        .path()
-        .join("b/cache/releases/hashicorp/terraform-provider-local/2.1.0")
-        .join(ZIP)
-        .exists());
+    assert!(b_zip.exists());
     b.stop().await;
 }
 

@@ -102,6 +102,9 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     fn exists<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, bool>;
 
+    /// A file's size without reading it, or `None` when there is none.
+    fn size<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
     /// Removes a file; one that is already gone is not an error.
     fn remove<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>>;
 

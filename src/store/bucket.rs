@@ -284,6 +284,15 @@ impl Bucket {
         }
     }
 
+    /// An object's size, or `None` when there is none.
+    pub async fn size(&self, at: &Location) -> Result<Option<u64>, StoreError> {
+        match self.store.head(&self.key(at)).await {
+            Ok(meta) => Ok(Some(meta.size)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error(at, &e)),
+        }
+    }
+
     /// Removes an object; one that is already gone is not an error.
     pub async fn delete(&self, at: &Location) -> Result<(), StoreError> {
         match self.store.delete(&self.key(at)).await {

@@ -372,6 +372,11 @@ impl Store {
         }
     }
 
+    /// A stored file's size, without reading (or, behind a bucket, copying) it.
+    pub async fn size_of(&self, item: Item<'_>) -> Result<Option<u64>, StoreError> {
+        self.backend.size(&layout::location(item)?).await
+    }
+
     /// Opens a stored file for reading, or `None` when it is not stored.
     pub async fn open(&self, item: Item<'_>) -> Result<Option<Object>, StoreError> {
         self.backend.open(&layout::location(item)?).await

@@ -214,6 +214,17 @@ impl Backend for Tiered {
         .boxed()
     }
 
+    fn size<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        async move {
+            match self.local.size(at).await? {
+                Some(size) => Ok(Some(size)),
+                None if layout::sharing(at) == Sharing::PerHost => Ok(None),
+                None => self.bucket.size(at).await,
+            }
+        }
+        .boxed()
+    }
+
     fn remove<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             if layout::sharing(at) != Sharing::PerHost {
