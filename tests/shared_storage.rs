@@ -16,6 +16,10 @@ use common::{
 };
 
 const ZIP: &str = "terraform-provider-local_2.1.0_linux_amd64.zip";
+
+/// Tests of this file run side by side (shared), but the one measuring this process's memory
+/// runs alone (exclusive).
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 const ZIP_KEY: &str =
     "mirror/releases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_linux_amd64.zip";
 
@@ -123,16 +127,19 @@ async fn installs_through_a_then_through_b_with_a_and_the_upstream_gone(flavour:
 
 #[actix_web::test]
 async fn moto_replica_b_installs_what_a_verified_with_a_and_upstream_gone() {
+    let _memory = MEMORY.read().await;
     installs_through_a_then_through_b_with_a_and_the_upstream_gone(Flavour::Moto).await;
 }
 
 #[actix_web::test]
 async fn seaweedfs_replica_b_installs_what_a_verified_with_a_and_upstream_gone() {
+    let _memory = MEMORY.read().await;
     installs_through_a_then_through_b_with_a_and_the_upstream_gone(Flavour::SeaweedFs).await;
 }
 
 #[actix_web::test]
 async fn a_tampered_archive_leaves_nothing_in_the_bucket() {
+    let _memory = MEMORY.read().await;
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
@@ -161,6 +168,7 @@ async fn a_tampered_archive_leaves_nothing_in_the_bucket() {
 
 #[actix_web::test]
 async fn with_the_bucket_gone_the_local_tier_is_served_and_the_rest_is_a_503() {
+    let _memory = MEMORY.read().await;
     let mut s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
@@ -211,4 +219,213 @@ async fn with_the_bucket_gone_the_local_tier_is_served_and_the_rest_is_a_503() {
     assert!(error.contains("s3://tfmirror/mirror/"), "{ready}");
     assert!(!error.contains(common::s3::SECRET_ACCESS_KEY), "{ready}");
     app.stop().await;
+}
+
+/// This process's resident set, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// Downloads `url`, hashing as it goes: (first byte after `started`, SHA-256, bytes).
+async fn download(
+    client: reqwest::Client,
+    url: String,
+    started: std::time::Instant,
+) -> (std::time::Duration, Vec<u8>, u64) {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut first_byte = None;
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes = 0;
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.unwrap();
+        first_byte.get_or_insert_with(|| started.elapsed());
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+    }
+    (first_byte.unwrap(), hasher.finalize().to_vec(), bytes)
+}
+
+/// The benchmark row for replicas on a bucket: eight clients on each of two replicas ask at
+/// once for an uncached 32 MiB archive from a ~10 MB/s upstream. Each replica downloads it
+/// once and streams it to its clients as it arrives (no lease across replicas yet: two
+/// upstream GETs, not one per client).
+#[actix_web::test]
+async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
+    let _memory = MEMORY.read().await;
+    use sha2::Digest;
+    use std::time::{Duration, Instant};
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let release = FakeRelease {
+        payload_bytes: 32 * 1024 * 1024,
+        platforms: vec![("linux", "amd64")],
+        ..FakeRelease::new("local", "2.1.0")
+    };
+    let published = release.publish(&upstream, publisher_key());
+    let zip_path = format!("{}/{ZIP}", published.dir);
+    let size = published.zips[ZIP].len() as u64;
+    let digest = sha2::Sha256::digest(&published.zips[ZIP]).to_vec();
+    // 64 KiB every 6 ms: about 10 MB/s, 3 s for the archive.
+    upstream.throttle(&zip_path, 64 * 1024, Duration::from_millis(6));
+    let replicas = [
+        replica(&upstream, &s3, dir.path(), "a", false).await,
+        replica(&upstream, &s3, dir.path(), "b", false).await,
+    ];
+    for app in &replicas {
+        let (status, _) = app
+            .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    let started = Instant::now();
+    let clients: Vec<_> = replicas
+        .iter()
+        .flat_map(|app| {
+            let url = format!(
+                "{}/v1/providers/myproviders/local/2.1.0/files/{ZIP}",
+                app.base
+            );
+            (0..8).map(move |_| tokio::spawn(download(app.client.clone(), url.clone(), started)))
+        })
+        .collect();
+    let mut first_bytes = Vec::new();
+    for client in clients {
+        let (first_byte, got, bytes) = client.await.unwrap();
+        assert_eq!((bytes, &got), (size, &digest));
+        first_bytes.push(first_byte);
+    }
+    let whole = started.elapsed();
+    let upstream_gets = upstream.hits(&zip_path);
+    let slowest_first_byte = first_bytes.iter().max().unwrap();
+    eprintln!(
+        "cross-replica cold miss: {} MiB archive, 2 replicas x 8 clients: upstream GETs {upstream_gets}, \
+         first byte {:?}..{:?}, all done (uploaded) in {whole:?}",
+        size >> 20,
+        first_bytes.iter().min().unwrap(),
+        slowest_first_byte,
+    );
+    // The tail is released once the archive is in the bucket.
+    assert!(s3.keys().iter().any(|k| k == ZIP_KEY));
+    // One download per replica (shared by its clients), never one per client.
+    assert!(upstream_gets <= 2, "{upstream_gets} upstream GETs");
+    // Bytes flowed while the download ran, not after it.
+    assert!(
+        *slowest_first_byte < whole / 2,
+        "{first_bytes:?} of {whole:?}"
+    );
+    for app in replicas {
+        app.stop().await;
+    }
+}
+
+/// 64 KiB chunks of a 64 MiB archive made up on the fly (never whole in memory), the same
+/// bytes every time.
+fn generated(
+    chunks: usize,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin {
+    futures_util::stream::iter((0..chunks).map(|i| {
+        let mut chunk = vec![0u8; 64 * 1024];
+        for (j, byte) in chunk.iter_mut().enumerate() {
+            *byte = (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8;
+        }
+        Ok(bytes::Bytes::from(chunk))
+    }))
+}
+
+/// The archive goes up to the bucket in parts: the store's memory during a 64 MiB upload
+/// stays at a few parts, far below the archive's size.
+#[actix_web::test]
+async fn a_multipart_upload_holds_a_few_parts_in_memory() {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    use tfmirror::{
+        protocol::{FileKey, FileName, ProviderKey, ProviderType, UpstreamName, Version},
+        store::{bucket::BucketSettings, Item, Store},
+        verify::Sha256Digest,
+    };
+    const CHUNKS: usize = 1024;
+    let _memory = MEMORY.write().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_shared(
+        &dir.path().join("cache"),
+        0,
+        &BucketSettings {
+            bucket: common::s3::BUCKET.to_owned(),
+            prefix: "mirror/".to_owned(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: "us-east-1".to_owned(),
+            credentials: Some((
+                common::s3::ACCESS_KEY_ID.to_owned(),
+                common::s3::SECRET_ACCESS_KEY.to_owned(),
+            )),
+        },
+    )
+    .await
+    .unwrap();
+    let mut hasher = sha2::Sha256::new();
+    let mut all = generated(CHUNKS);
+    while let Some(chunk) = all.next().await {
+        hasher.update(chunk.unwrap());
+    }
+    let expected = Sha256Digest(hasher.finalize().into());
+    let key: FileKey = ProviderKey::new(
+        UpstreamName::try_from("hashicorp").unwrap(),
+        None,
+        ProviderType::try_from("local").unwrap(),
+    )
+    .release(Version::try_from("2.1.0").unwrap())
+    .file(FileName::try_from(ZIP).unwrap());
+
+    let baseline = rss();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampling = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(rss(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let written = store
+        .write_verified(
+            Item::File(&key),
+            generated(CHUNKS),
+            expected,
+            u64::MAX,
+            0,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    sampling.abort();
+    let peak_delta = peak.load(std::sync::atomic::Ordering::Relaxed) - baseline;
+    eprintln!(
+        "multipart upload of {} MiB: RSS peak +{} MiB over {} MiB",
+        written >> 20,
+        peak_delta >> 20,
+        baseline >> 20
+    );
+    assert!(s3.keys().iter().any(|k| k == ZIP_KEY));
+    assert!(
+        peak_delta < written / 4,
+        "RSS grew by {peak_delta} bytes for a {written}-byte upload"
+    );
 }
