@@ -429,3 +429,42 @@ async fn a_multipart_upload_holds_a_few_parts_in_memory() {
         "RSS grew by {peak_delta} bytes for a {written}-byte upload"
     );
 }
+
+#[actix_web::test]
+async fn gc_bounds_the_local_tier_and_the_bucket_keeps_what_it_evicts() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("a/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let app = TestApp::spawn(MirrorOptions {
+        extra: s3.storage_toml(&dir.path().join("a")),
+        cache_extra: "max_size = 1\ngc_interval = \"200ms\"\ngc_grace = \"0s\"",
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await;
+    let url = format!("/v1/providers/myproviders/local/2.1.0/files/{ZIP}");
+    let (status, body) = app.get_bytes(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    let local = cache
+        .join("releases/hashicorp/terraform-provider-local/2.1.0")
+        .join(ZIP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while local.exists() {
+        assert!(std::time::Instant::now() < deadline, "never evicted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        s3.keys().iter().any(|k| k == ZIP_KEY),
+        "evicted from the bucket"
+    );
+    // Served again from the bucket, with upstream gone.
+    upstream.stop().await;
+    let (status, body) = app.get_bytes(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    app.stop().await;
+}
