@@ -195,7 +195,12 @@ impl Mirror {
                 "removed stale temp files from the cache"
             );
         }
-        tracing::info!(files = sweep.files, bytes = sweep.bytes, "cache opened");
+        tracing::info!(
+            storage = %self.inner.store.describe(),
+            files = sweep.files,
+            bytes = sweep.bytes,
+            "cache opened"
+        );
         Ok(())
     }
 
