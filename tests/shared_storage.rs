@@ -468,3 +468,62 @@ async fn gc_bounds_the_local_tier_and_the_bucket_keeps_what_it_evicts() {
     assert_eq!(body, published.zips[ZIP]);
     app.stop().await;
 }
+
+#[actix_web::test]
+async fn verify_and_export_on_a_fresh_disk_work_on_the_bucket() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let app = replica(&upstream, &s3, dir.path(), "a", false).await;
+    for zip in [ZIP, "terraform-provider-local_2.1.0_darwin_arm64.zip"] {
+        let (status, _) = app
+            .get_bytes(&format!(
+                "/v1/providers/myproviders/local/2.1.0/files/{zip}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.stop().await;
+    upstream.stop().await;
+
+    // Another host: an empty disk, the same bucket, the binary's one-shot commands.
+    let cache = dir.path().join("c/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = dir.path().join("c/tfmirror.toml");
+    std::fs::write(
+        &config,
+        common::config_toml(&MirrorOptions {
+            extra: s3.storage_toml(&dir.path().join("c")),
+            ..MirrorOptions::new(upstream.url(), &cache)
+        }),
+    )
+    .unwrap();
+    let out = common::serving::tfmirror(&["verify"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 releases, 2 archives"), "{stdout}");
+    assert!(stdout.contains("0 damaged"), "{stdout}");
+    let bundle = dir.path().join("bundle.tar");
+    let out =
+        common::serving::tfmirror(&["export", "--output", bundle.to_str().unwrap()], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 releases"), "{stdout}");
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&bundle).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert!(names.iter().any(|n| n.ends_with(ZIP)), "{names:?}");
+}
