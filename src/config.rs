@@ -72,6 +72,9 @@ pub struct Config {
     /// Which providers may be served at all.
     #[serde(skip_serializing_if = "PolicyConfig::is_open")]
     pub policy: PolicyConfig,
+    /// Where the cache lives besides `cache.dir`: nowhere (`disk`) or a shared bucket.
+    #[serde(skip_serializing_if = "StorageConfig::is_disk")]
+    pub storage: StorageConfig,
 }
 
 /// `[policy]`: `NAMESPACE/TYPE` patterns, `*` for a whole segment. A provider is served when
@@ -447,6 +450,7 @@ impl Default for Config {
             auth: None,
             prefetch: Vec::new(),
             policy: PolicyConfig::default(),
+            storage: StorageConfig::default(),
         }
     }
 }
@@ -684,6 +688,7 @@ impl Config {
                 "cache.metadata_ttl: must be longer than zero".to_owned(),
             ));
         }
+        self.storage.validate(&rule)?;
         if let Some(key) = self
             .durations()
             .into_iter()
@@ -766,6 +771,7 @@ impl Config {
             upstream.url = redact_url(&upstream.url);
             upstream.proxy = upstream.proxy.as_ref().map(redact_url);
         }
+        copy.storage = copy.storage.redacted();
         if let Some(auth) = &mut copy.auth {
             auth.tokens = vec![REDACTED.to_owned(); auth.tokens.len()];
             if auth.url_secret.is_some() {
@@ -782,6 +788,139 @@ impl Config {
             .as_ref()
             .map(|u| u.as_str().trim_end_matches('/').to_owned())
             .unwrap_or_default()
+    }
+}
+
+/// Where the cache is kept besides `cache.dir`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageKind {
+    /// Only `cache.dir`.
+    #[default]
+    Disk,
+    /// An S3-compatible bucket shared by replicas, `cache.dir` as a local tier in front.
+    S3,
+}
+
+/// `[storage]`: the bucket replicas share. Credentials: `access_key_id` with
+/// `secret_access_key_file`, else the standard AWS environment variables or profile.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub kind: StorageKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Key prefix inside the bucket (`mirror/`), for a bucket shared with other data.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub prefix: String,
+    /// Any S3-compatible service; unset: AWS S3.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Url>,
+    pub region: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: StorageKind::Disk,
+            bucket: None,
+            prefix: String::new(),
+            endpoint: None,
+            region: "us-east-1".to_owned(),
+            access_key_id: None,
+            secret_access_key_file: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.redacted();
+        f.debug_struct("StorageConfig")
+            .field("kind", &shown.kind)
+            .field("bucket", &shown.bucket)
+            .field("prefix", &shown.prefix)
+            .field("endpoint", &shown.endpoint.as_ref().map(Url::as_str))
+            .field("region", &shown.region)
+            .field("access_key_id", &shown.access_key_id)
+            .field("secret_access_key_file", &shown.secret_access_key_file)
+            .finish()
+    }
+}
+
+impl StorageConfig {
+    fn is_disk(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// A copy safe to show: the access key id and any credentials in the endpoint replaced.
+    pub fn redacted(&self) -> Self {
+        let mut copy = self.clone();
+        copy.endpoint = copy.endpoint.as_ref().map(redact_url);
+        if copy.access_key_id.is_some() {
+            copy.access_key_id = Some(REDACTED.to_owned());
+        }
+        copy
+    }
+
+    fn validate(&self, rule: &dyn Fn(String) -> ConfigError) -> Result<(), ConfigError> {
+        let s3_only = [
+            ("bucket", self.bucket.is_some()),
+            ("prefix", !self.prefix.is_empty()),
+            ("endpoint", self.endpoint.is_some()),
+            ("access_key_id", self.access_key_id.is_some()),
+            (
+                "secret_access_key_file",
+                self.secret_access_key_file.is_some(),
+            ),
+        ];
+        if self.kind == StorageKind::Disk {
+            if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
+                return Err(rule(format!("storage.{key}: only for kind = \"s3\"")));
+            }
+            return Ok(());
+        }
+        match &self.bucket {
+            None => {
+                return Err(rule(
+                    "storage.bucket: kind = \"s3\" needs a bucket".to_owned(),
+                ))
+            }
+            Some(b) if b.is_empty() || b.contains(['/', ' ']) => {
+                return Err(rule(format!("storage.bucket: {b:?} is not a bucket name")))
+            }
+            Some(_) => {}
+        }
+        if self
+            .prefix
+            .split('/')
+            .any(|segment| segment == "." || segment == "..")
+        {
+            return Err(rule("storage.prefix: no . or .. segments".to_owned()));
+        }
+        if self
+            .endpoint
+            .as_ref()
+            .is_some_and(|e| !matches!(e.scheme(), "http" | "https"))
+        {
+            return Err(rule("storage.endpoint: must be an http(s) URL".to_owned()));
+        }
+        if self.region.trim().is_empty() {
+            return Err(rule("storage.region: must not be empty".to_owned()));
+        }
+        match (&self.access_key_id, &self.secret_access_key_file) {
+            (Some(_), None) => Err(rule(
+                "storage.access_key_id: set storage.secret_access_key_file too".to_owned(),
+            )),
+            (None, Some(_)) => Err(rule(
+                "storage.secret_access_key_file: set storage.access_key_id too".to_owned(),
+            )),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -867,6 +1006,52 @@ mod tests {
     }
 
     const PREFETCH: &str = "[[prefetch]]\nprovider = \"hashicorp/aws\"\n";
+
+    const S3: &str = "[storage]\nkind = \"s3\"\nbucket = \"tfmirror\"\n";
+
+    #[test]
+    fn storage_is_the_disk_unless_s3_is_asked_for_with_a_bucket() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.storage.kind, StorageKind::Disk);
+        assert!(!toml::to_string(&config).unwrap().contains("[storage]"));
+        let config = Config::from_toml(&format!(
+            "{S3}prefix = \"mirror/\"\nendpoint = \"http://127.0.0.1:8333\"\nregion = \"eu-west-1\"\n"
+        ))
+        .unwrap();
+        assert_eq!(config.storage.kind, StorageKind::S3);
+        assert_eq!(config.storage.bucket.as_deref(), Some("tfmirror"));
+        assert_eq!(config.storage.region, "eu-west-1");
+        refused("[storage]\nkind = \"s3\"\n", "storage.bucket");
+        refused("[storage]\nbucket = \"tfmirror\"\n", "storage.bucket");
+        refused("[storage]\nkind = \"s4\"\n", "storage.kind");
+        refused("[storage]\nbukket = \"x\"\n", "bukket");
+        refused(&format!("{S3}endpoint = \"ftp://x\"\n"), "storage.endpoint");
+        refused(
+            &format!("{S3}access_key_id = \"AKIA\"\n"),
+            "storage.access_key_id",
+        );
+        refused(
+            &format!("{S3}secret_access_key_file = \"/s\"\n"),
+            "storage.secret_access_key_file",
+        );
+        refused(&format!("{S3}prefix = \"a/../b\"\n"), "storage.prefix");
+    }
+
+    #[test]
+    fn storage_credentials_are_redacted() {
+        let config = Config::from_toml(&format!(
+            "{S3}endpoint = \"http://user:pw@127.0.0.1:8333\"\naccess_key_id = \"AKIASECRETID\"\nsecret_access_key_file = \"/run/s3-secret\"\n"
+        ))
+        .unwrap();
+        for shown in [
+            toml::to_string(&config.redacted()).unwrap(),
+            format!("{:?}", config.storage),
+        ] {
+            assert!(!shown.contains("AKIASECRETID"), "{shown}");
+            assert!(!shown.contains("pw@"), "{shown}");
+            assert!(shown.contains("tfmirror"), "{shown}");
+        }
+    }
 
     #[test]
     fn the_shipped_config_is_valid() {

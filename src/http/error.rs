@@ -51,6 +51,9 @@ impl ApiError {
                 MirrorError::Store(e) if e.is_disk_full() => {
                     "the mirror's cache disk is full: cached providers are still served, new ones cannot be fetched".to_owned()
                 }
+                MirrorError::Store(e) if e.is_bucket_unavailable() => {
+                    "the mirror's shared storage is unreachable: files on this replica's disk are still served, this one is not; see its log".to_owned()
+                }
                 MirrorError::Store(_) => {
                     "the mirror cannot write its cache; see its log".to_owned()
                 }
@@ -86,6 +89,9 @@ impl ResponseError for ApiError {
                 | MirrorError::EmptyVersionList(_)
                 | MirrorError::Verification { .. } => StatusCode::BAD_GATEWAY,
                 MirrorError::Store(e) if e.is_disk_full() => StatusCode::INSUFFICIENT_STORAGE,
+                MirrorError::Store(e) if e.is_bucket_unavailable() => {
+                    StatusCode::SERVICE_UNAVAILABLE
+                }
                 MirrorError::UnknownUpstream(_)
                 | MirrorError::Store(_)
                 | MirrorError::Layout(_)

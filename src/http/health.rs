@@ -9,14 +9,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the cache accepts writes. Upstream reachability is reported, not required: a
-/// mirror with upstream down still serves everything it has.
+/// Ready when the cache accepts writes: the local disk and, with `[storage] kind = "s3"`, the
+/// shared bucket (the error says which failed). Upstream reachability is reported, not
+/// required: a mirror with upstream down still serves everything it has.
 pub async fn readyz(mirror: web::Data<Mirror>) -> HttpResponse {
     let cache = mirror.cache_writable().await;
     let upstreams = mirror.upstream_health();
     let body = serde_json::json!({
         "status": if cache.is_ok() { "ready" } else { "not ready" },
         "cache": {
+            "storage": mirror.storage(),
             "writable": cache.is_ok(),
             "error": cache.as_ref().err().map(ToString::to_string),
         },

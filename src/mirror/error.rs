@@ -98,6 +98,8 @@ pub enum SetupError {
         path: PathBuf,
         reason: String,
     },
+    #[error("cannot read storage.secret_access_key_file {path}: {reason}")]
+    SecretKeyFile { path: PathBuf, reason: String },
     #[error(transparent)]
     Client(#[from] UpstreamError),
     #[error("invalid configuration: {0}")]

@@ -44,12 +44,12 @@ pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
 
 use crate::{
-    config::{Config, UpstreamConfig, UpstreamKind},
+    config::{Config, StorageConfig, StorageKind, UpstreamConfig, UpstreamKind},
     protocol::{
         network_mirror::MirrorVersion, registry::Download, FileKey, HostPattern, ProviderKey,
         ReleaseKey, UpstreamName, Version,
     },
-    store::Store,
+    store::{bucket::BucketSettings, Store},
     upstream::{
         FetchPolicy, FetchRules, HttpClient, RegistryUpstream, ReleasesUpstream, Upstream,
         UpstreamHealth,
@@ -131,8 +131,11 @@ impl Mirror {
     /// Builds the mirror from a validated config: opens the cache, reads the trusted keys and
     /// builds one HTTP client per upstream (timeouts are an upstream setting).
     pub async fn new(config: &Config) -> Result<Self, SetupError> {
-        let store =
-            Store::open_disk(&config.cache.dir, config.cache.min_free_space.as_u64()).await?;
+        let (dir, min_free_space) = (&config.cache.dir, config.cache.min_free_space.as_u64());
+        let store = match bucket_settings(&config.storage)? {
+            None => Store::open_disk(dir, min_free_space).await?,
+            Some(bucket) => Store::open_shared(dir, min_free_space, &bucket).await?,
+        };
         Self::with_store(config, store).await
     }
 
@@ -204,7 +207,12 @@ impl Mirror {
                 "removed stale temp files from the cache"
             );
         }
-        tracing::info!(files = sweep.files, bytes = sweep.bytes, "cache opened");
+        tracing::info!(
+            storage = %self.inner.store.describe(),
+            files = sweep.files,
+            bytes = sweep.bytes,
+            "cache opened"
+        );
         Ok(())
     }
 
@@ -215,6 +223,11 @@ impl Mirror {
             .iter()
             .map(|(name, s)| (name.to_string(), s.upstream.health()))
             .collect()
+    }
+
+    /// Where the cache is: a directory, or a bucket with its local tier.
+    pub fn storage(&self) -> String {
+        self.inner.store.describe()
     }
 
     /// Whether the cache accepts writes now (a probe written and removed).
@@ -397,4 +410,31 @@ const MAX_REDIRECTS: u8 = 5;
 /// moka hands every waiter the same `Arc`ed error; callers want an owned one.
 fn unshare(error: Arc<MirrorError>) -> MirrorError {
     Arc::unwrap_or_clone(error)
+}
+
+/// The bucket `[storage]` names, with its secret read from its file; `None` for the disk.
+fn bucket_settings(storage: &StorageConfig) -> Result<Option<BucketSettings>, SetupError> {
+    let (StorageKind::S3, Some(bucket)) = (storage.kind, &storage.bucket) else {
+        return Ok(None);
+    };
+    let credentials = match (&storage.access_key_id, &storage.secret_access_key_file) {
+        (Some(id), Some(path)) => {
+            let secret = std::fs::read_to_string(path).map_err(|e| SetupError::SecretKeyFile {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            Some((id.clone(), secret.trim().to_owned()))
+        }
+        _ => None,
+    };
+    Ok(Some(BucketSettings {
+        bucket: bucket.clone(),
+        prefix: storage.prefix.clone(),
+        endpoint: storage
+            .endpoint
+            .as_ref()
+            .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        region: storage.region.clone(),
+        credentials,
+    }))
 }

@@ -4,6 +4,8 @@
 //! them), and archives served within the grace period (a client may still be downloading; on
 //! Unix an open download would survive the unlink anyway, but the next request would refetch).
 //! Releases' small files stay: they are what lets an evicted archive be refetched verified.
+//! With `[storage] kind = "s3"` this bounds the local tier: an evicted archive leaves this
+//! host's disk and stays in the bucket, from which the next request copies it back.
 
 use std::time::{Duration, SystemTime};
 
@@ -92,7 +94,7 @@ pub async fn collect_garbage(
             report.protected += 1;
             continue;
         }
-        store.remove_archive(&archive.key).await?;
+        store.evict_archive(&archive.key).await?;
         mirror.note_change();
         tracing::info!(archive = %archive.key, bytes = archive.bytes, "evicted archive");
         report.bytes_after = report.bytes_after.saturating_sub(archive.bytes);

@@ -132,10 +132,10 @@ async fn list_releases(mirror: &Mirror) -> Result<Listing, OpsError> {
         let mut files = Vec::new();
         for build in &release.builds {
             let file = key.file(build.filename.clone());
-            if let Some(object) = store.open(Item::File(&file)).await? {
+            if let Some(bytes) = store.size_of(Item::File(&file)).await? {
                 archives.push(CachedArchiveStatus {
                     platform: build.platform.to_string(),
-                    bytes: object.len(),
+                    bytes,
                     hits: 0,
                 });
                 files.push(file);

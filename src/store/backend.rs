@@ -1,7 +1,8 @@
 //! The storage interface: what a place that keeps the cache must do, whatever it is.
 //!
-//! The local disk is the first implementation (`store::disk`); an S3-compatible object store
-//! fits beside it, so nothing here assumes that a rename publishes a file:
+//! The local disk is one implementation (`store::disk`); an S3-compatible bucket with the disk
+//! in front is the other (`store::tiered`), so nothing here assumes that a rename publishes a
+//! file:
 //! - small documents are read and written whole ([`Backend::read`], [`Backend::write`]), and
 //!   [`Backend::create`] writes one only if nothing is there yet (a lease, a first-seen time);
 //! - large files stream in through an [`Upload`], which becomes visible under its location
@@ -101,8 +102,15 @@ pub trait Backend: Send + Sync + fmt::Debug {
 
     fn exists<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, bool>;
 
+    /// A file's size without reading it, or `None` when there is none.
+    fn size<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<Option<u64>, StoreError>>;
+
     /// Removes a file; one that is already gone is not an error.
     fn remove<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Removes this host's copy of a file to free its disk (`gc`): where the disk is the only
+    /// tier, the same as [`Backend::remove`]; in front of a bucket, the bucket keeps it.
+    fn evict<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>>;
 
     /// Removes everything under a prefix.
     fn remove_all<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>>;

@@ -55,7 +55,7 @@ impl Disk {
         &self.root
     }
 
-    fn path(&self, at: &Location) -> PathBuf {
+    pub(super) fn path(&self, at: &Location) -> PathBuf {
         // Every segment of a location is one plain component (`layout`), so this stays inside.
         self.root.join(at.as_str())
     }
@@ -215,6 +215,18 @@ impl Backend for Disk {
         async move { tokio::fs::try_exists(self.path(at)).await.unwrap_or(false) }.boxed()
     }
 
+    fn size<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<Option<u64>, StoreError>> {
+        async move {
+            let path = self.path(at);
+            match tokio::fs::metadata(&path).await {
+                Ok(metadata) => Ok(Some(metadata.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StoreError::io(&path, e)),
+            }
+        }
+        .boxed()
+    }
+
     fn remove<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let path = self.path(at);
@@ -232,6 +244,10 @@ impl Backend for Disk {
             }
         }
         .boxed()
+    }
+
+    fn evict<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.remove(at)
     }
 
     fn remove_all<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -185,6 +185,30 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
     }
 }
 
+/// How a location is shared between replicas on one bucket (`store::tiered`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sharing {
+    /// Written once and never changed: any tier's copy is as good as the bucket's.
+    Immutable,
+    /// Rewritten now and then (version lists, signing keys seen): the bucket's is the truth.
+    Mutable,
+    /// About one host's copy of a file (a digest record names the local file's entity tag):
+    /// never shared.
+    PerHost,
+}
+
+/// How a location is shared between replicas.
+pub fn sharing(at: &Location) -> Sharing {
+    let name = at.name();
+    if name.ends_with(DIGEST_SUFFIX) {
+        Sharing::PerHost
+    } else if name == VERSIONS_FILE || name == SIGNING_KEYS_FILE {
+        Sharing::Mutable
+    } else {
+        Sharing::Immutable
+    }
+}
+
 /// What a name inside a release directory is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReleaseEntry {
@@ -261,6 +285,25 @@ mod tests {
             None,
             ProviderType::try_from("local").unwrap(),
         )
+    }
+
+    #[test]
+    fn only_digest_records_are_per_host_and_only_lists_are_mutable() {
+        let provider = local("hashicorp");
+        let release = provider.release(Version::try_from("2.1.0").unwrap());
+        let file = release
+            .file(FileName::try_from("terraform-provider-local_2.1.0_linux_amd64.zip").unwrap());
+        let of = |item| sharing(&location(item).unwrap());
+        assert_eq!(of(Item::Digest(&file)), Sharing::PerHost);
+        assert_eq!(of(Item::VersionList(&provider)), Sharing::Mutable);
+        assert_eq!(of(Item::SigningKeys(&provider)), Sharing::Mutable);
+        for item in [
+            Item::File(&file),
+            Item::H1(&file),
+            Item::ReleaseRecord(&release),
+        ] {
+            assert_eq!(of(item), Sharing::Immutable, "{item:?}");
+        }
     }
 
     #[test]

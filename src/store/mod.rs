@@ -1,7 +1,8 @@
 //! The verified cache, by key: the only way into stored data.
 //!
 //! Callers name what they want with typed keys (`layout::Item`); `layout` turns them into
-//! locations and a `Backend` keeps them (the local disk today, `disk`). Archives go in through
+//! locations and a `Backend` keeps them: the local disk (`disk`), or an S3-compatible bucket
+//! shared by replicas with the local disk in front (`tiered`, `bucket`). Archives go in through
 //! [`Store::write_verified`], which hashes every chunk as it is written and commits the file
 //! only when it is complete, within its size limit and its SHA-256 equals the verified
 //! SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
@@ -9,9 +10,11 @@
 //! it is the one the release's current SHA256SUMS names: existence is not verification.
 
 pub mod backend;
+pub mod bucket;
 pub mod chunks;
 pub mod disk;
 pub mod layout;
+pub mod tiered;
 
 use std::{
     io,
@@ -46,6 +49,8 @@ pub enum StoreError {
         available: u64,
         required: u64,
     },
+    #[error("shared storage {location} failed: {reason}")]
+    Bucket { location: String, reason: String },
     #[error(transparent)]
     Layout(#[from] LayoutError),
 }
@@ -63,8 +68,13 @@ impl StoreError {
         match self {
             Self::Full { .. } => true,
             Self::Io { source, .. } => source.kind() == io::ErrorKind::StorageFull,
-            Self::Layout(_) => false,
+            Self::Bucket { .. } | Self::Layout(_) => false,
         }
+    }
+
+    /// The shared bucket could not be reached or refused the request.
+    pub fn is_bucket_unavailable(&self) -> bool {
+        matches!(self, Self::Bucket { .. })
     }
 }
 
@@ -302,6 +312,22 @@ impl Store {
         })
     }
 
+    /// Opens (creating) the local tier at `root` in front of a bucket shared by replicas.
+    /// Nothing is sent to the bucket yet: a replica starts while the bucket is down.
+    pub async fn open_shared(
+        root: &Path,
+        min_free_space: u64,
+        bucket: &bucket::BucketSettings,
+    ) -> Result<Self, StoreError> {
+        let disk = disk::Disk::open(root, min_free_space).await?;
+        let bucket = bucket::Bucket::open(bucket)?;
+        Ok(Self {
+            backend: Arc::new(tiered::Tiered::new(disk.clone(), bucket)),
+            disk,
+            checked: moka::future::Cache::new(MAX_CHECKED_ARCHIVES),
+        })
+    }
+
     /// Where the cache is, for logs.
     pub fn describe(&self) -> String {
         self.backend.describe()
@@ -346,6 +372,11 @@ impl Store {
         }
     }
 
+    /// A stored file's size, without reading (or, behind a bucket, copying) it.
+    pub async fn size_of(&self, item: Item<'_>) -> Result<Option<u64>, StoreError> {
+        self.backend.size(&layout::location(item)?).await
+    }
+
     /// Opens a stored file for reading, or `None` when it is not stored.
     pub async fn open(&self, item: Item<'_>) -> Result<Option<Object>, StoreError> {
         self.backend.open(&layout::location(item)?).await
@@ -371,6 +402,15 @@ impl Store {
         self.remove(Item::File(file)).await?;
         self.remove(Item::H1(file)).await?;
         self.remove(Item::Digest(file)).await?;
+        self.checked.invalidate(file).await;
+        Ok(())
+    }
+
+    /// Frees this host's disk of an archive and its records; a bucket behind it keeps them.
+    pub async fn evict_archive(&self, file: &FileKey) -> Result<(), StoreError> {
+        for item in [Item::File(file), Item::H1(file), Item::Digest(file)] {
+            self.backend.evict(&layout::location(item)?).await?;
+        }
         self.checked.invalidate(file).await;
         Ok(())
     }

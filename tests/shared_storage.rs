@@ -1,0 +1,529 @@
+//! Replicas on one S3-compatible bucket (`[storage] kind = "s3"`), against real servers
+//! (moto and SeaweedFS, from `tests/common/s3.rs`): what one replica verified, another serves
+//! with the upstream down and its own disk empty; nothing unverified reaches the bucket; with
+//! the bucket gone, the local tier is still served and the rest is a clear 503.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{
+    error_text, publisher_key,
+    s3::{Flavour, S3Server},
+    terraform::{main_tf, python, TfWorkspace},
+    FakeRelease, FakeUpstream, MirrorOptions, TestApp,
+};
+
+const ZIP: &str = "terraform-provider-local_2.1.0_linux_amd64.zip";
+
+/// Tests of this file run side by side (shared), but the one measuring this process's memory
+/// runs alone (exclusive).
+static MEMORY: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+const ZIP_KEY: &str =
+    "mirror/releases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_linux_amd64.zip";
+
+/// A replica over `cache` on the server's bucket, optionally with TLS (Terraform needs it).
+async fn replica(
+    upstream: &FakeUpstream,
+    s3: &S3Server,
+    dir: &Path,
+    name: &str,
+    tls: bool,
+) -> TestApp {
+    let cache = dir.join(name).join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let tls_dir = dir.join(name).join("certs");
+    TestApp::spawn(MirrorOptions {
+        extra: s3.storage_toml(&dir.join(name)),
+        tls_dir: tls.then_some(tls_dir.as_path()),
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await
+}
+
+async fn installs_through_a_then_through_b_with_a_and_the_upstream_gone(flavour: Flavour) {
+    python();
+    let s3 = S3Server::start(flavour);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("local", "2.0.0").publish(&upstream, publisher_key());
+
+    let a = replica(&upstream, &s3, dir.path(), "a", true).await;
+    let port = a.server.addr.port();
+    let mut cold = TfWorkspace::new(
+        &dir.path().join("tf-a"),
+        &main_tf(&format!("localhost:{port}/myproviders/local"), "2.1.0"),
+    );
+    cold.ca_file = Some(dir.path().join("a/certs/localhost.pem"));
+    let out = cold.run(&["init", "-no-color", "-input=false"]);
+    assert!(out.success, "init through A failed:\n{}", out.combined());
+    let lock_a = cold.lock_file();
+
+    let keys = s3.keys();
+    assert!(keys.iter().any(|k| k == ZIP_KEY), "{keys:?}");
+    for wanted in [
+        "versions.json",
+        "release.json",
+        "_SHA256SUMS",
+        ".sig",
+        ".zip.h1",
+    ] {
+        assert!(
+            keys.iter().any(|k| k.ends_with(wanted)),
+            "no {wanted} in {keys:?}"
+        );
+    }
+    // Digest records name one host's file: never shared.
+    assert!(!keys.iter().any(|k| k.ends_with(".sha256")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains(".tmp-")), "{keys:?}");
+
+    a.stop().await;
+    upstream.stop().await;
+
+    // B: a fresh disk, the same bucket, no upstream and no A.
+    let b = replica(&upstream, &s3, dir.path(), "b", true).await;
+    let port = b.server.addr.port();
+    // Its status page shows what A cached, read from the bucket without copying archives.
+    let page = b.client.get(format!("{}/", b.base)).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("2.1.0") && page.contains("linux_amd64"),
+        "{page}"
+    );
+    let b_zip = dir
+        .path()
+        .join("b/cache/releases/hashicorp/terraform-provider-local/2.1.0")
+        .join(ZIP);
+    assert!(!b_zip.exists(), "the status page copied an archive");
+    let mut warm = TfWorkspace::new(
+        &dir.path().join("tf-b"),
+        &main_tf(&format!("localhost:{port}/myproviders/local"), "2.1.0"),
+    );
+    warm.ca_file = Some(dir.path().join("b/certs/localhost.pem"));
+    let out = warm.run(&["init", "-no-color", "-input=false"]);
+    assert!(out.success, "init through B failed:\n{}", out.combined());
+    let installed = format!(
+        "Installed localhost:{port}/myproviders/local v2.1.0 (self-signed, key ID {})",
+        publisher_key().key_id
+    );
+    assert!(out.stdout.contains(&installed), "{}", out.stdout);
+    // The same verified hashes, whichever replica answered.
+    let lock_b = warm.lock_file();
+    let zh = |lock: &str| -> Vec<String> {
+        lock.lines()
+            .filter(|l| l.contains("\"zh:"))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    };
+    assert_eq!(zh(&lock_a), zh(&lock_b));
+    assert!(!zh(&lock_b).is_empty());
+    // B copied what it served into its local tier.
+    assert!(b_zip.exists());
+    b.stop().await;
+}
+
+#[actix_web::test]
+async fn moto_replica_b_installs_what_a_verified_with_a_and_upstream_gone() {
+    let _memory = MEMORY.read().await;
+    installs_through_a_then_through_b_with_a_and_the_upstream_gone(Flavour::Moto).await;
+}
+
+#[actix_web::test]
+async fn seaweedfs_replica_b_installs_what_a_verified_with_a_and_upstream_gone() {
+    let _memory = MEMORY.read().await;
+    installs_through_a_then_through_b_with_a_and_the_upstream_gone(Flavour::SeaweedFs).await;
+}
+
+#[actix_web::test]
+async fn a_tampered_archive_leaves_nothing_in_the_bucket() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let mut evil = published.zips[ZIP].clone();
+    let last = evil.len() - 1;
+    evil[last] ^= 0xff;
+    upstream.put(&format!("{}/{ZIP}", published.dir), evil);
+
+    let app = replica(&upstream, &s3, dir.path(), "a", false).await;
+    let (status, doc) = app
+        .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+        .await;
+    assert_eq!(status, 200, "{doc}");
+    let (status, body) = app.get_json(doc["download_url"].as_str().unwrap()).await;
+    assert_eq!(status, 502, "{body}");
+    let keys = s3.keys();
+    // The signed metadata is there; the archive is not, nor any part of it.
+    assert!(keys.iter().any(|k| k.ends_with("release.json")), "{keys:?}");
+    assert!(!keys.iter().any(|k| k.contains(".zip")), "{keys:?}");
+    assert!(common::files_under(&app.cache_dir)
+        .iter()
+        .all(|f| !f.contains(".zip")));
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn with_the_bucket_gone_the_local_tier_is_served_and_the_rest_is_a_503() {
+    let _memory = MEMORY.read().await;
+    let mut s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    FakeRelease::new("null", "3.0.0").publish(&upstream, publisher_key());
+    let app = replica(&upstream, &s3, dir.path(), "a", false).await;
+    let files = "/v1/providers/myproviders/local/2.1.0/files";
+    let (status, body) = app.get_bytes(&format!("{files}/{ZIP}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
+    assert!(
+        ready["cache"]["storage"]
+            .as_str()
+            .unwrap()
+            .starts_with("s3://tfmirror/mirror/"),
+        "{ready}"
+    );
+
+    s3.kill();
+    // On this replica's disk: served as before.
+    let (status, body) = app.get_bytes(&format!("{files}/{ZIP}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    // Not on it: a clear 503, before anything is fetched from upstream.
+    let hits = upstream.total_hits();
+    let other = "terraform-provider-local_2.1.0_darwin_arm64.zip";
+    let (status, body) = app.get_json(&format!("{files}/{other}")).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        error_text(&body).contains("shared storage is unreachable"),
+        "{body}"
+    );
+    let (status, body) = app
+        .get_json("/v1/providers/myproviders/null/versions")
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        upstream.total_hits(),
+        hits,
+        "fetched what could not be kept"
+    );
+    // /readyz says why.
+    let (status, ready) = app.get_json("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    let error = ready["cache"]["error"].as_str().unwrap();
+    assert!(error.contains("s3://tfmirror/mirror/"), "{ready}");
+    assert!(!error.contains(common::s3::SECRET_ACCESS_KEY), "{ready}");
+    app.stop().await;
+}
+
+/// This process's resident set, in bytes.
+fn rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .unwrap();
+    kb * 1024
+}
+
+/// Downloads `url`, hashing as it goes: (first byte after `started`, SHA-256, bytes).
+async fn download(
+    client: reqwest::Client,
+    url: String,
+    started: std::time::Instant,
+) -> (std::time::Duration, Vec<u8>, u64) {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut first_byte = None;
+    let mut hasher = sha2::Sha256::new();
+    let mut bytes = 0;
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.unwrap();
+        first_byte.get_or_insert_with(|| started.elapsed());
+        hasher.update(&chunk);
+        bytes += chunk.len() as u64;
+    }
+    (first_byte.unwrap(), hasher.finalize().to_vec(), bytes)
+}
+
+/// The benchmark row for replicas on a bucket: eight clients on each of two replicas ask at
+/// once for an uncached 32 MiB archive from a ~10 MB/s upstream. Each replica downloads it
+/// once and streams it to its clients as it arrives (no lease across replicas yet: two
+/// upstream GETs, not one per client).
+#[actix_web::test]
+async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
+    let _memory = MEMORY.read().await;
+    use sha2::Digest;
+    use std::time::{Duration, Instant};
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let release = FakeRelease {
+        payload_bytes: 32 * 1024 * 1024,
+        platforms: vec![("linux", "amd64")],
+        ..FakeRelease::new("local", "2.1.0")
+    };
+    let published = release.publish(&upstream, publisher_key());
+    let zip_path = format!("{}/{ZIP}", published.dir);
+    let size = published.zips[ZIP].len() as u64;
+    let digest = sha2::Sha256::digest(&published.zips[ZIP]).to_vec();
+    // 64 KiB every 6 ms: about 10 MB/s, 3 s for the archive.
+    upstream.throttle(&zip_path, 64 * 1024, Duration::from_millis(6));
+    let replicas = [
+        replica(&upstream, &s3, dir.path(), "a", false).await,
+        replica(&upstream, &s3, dir.path(), "b", false).await,
+    ];
+    for app in &replicas {
+        let (status, _) = app
+            .get_json("/v1/providers/myproviders/local/2.1.0/download/linux/amd64")
+            .await;
+        assert_eq!(status, 200);
+    }
+
+    let started = Instant::now();
+    let clients: Vec<_> = replicas
+        .iter()
+        .flat_map(|app| {
+            let url = format!(
+                "{}/v1/providers/myproviders/local/2.1.0/files/{ZIP}",
+                app.base
+            );
+            (0..8).map(move |_| tokio::spawn(download(app.client.clone(), url.clone(), started)))
+        })
+        .collect();
+    let mut first_bytes = Vec::new();
+    for client in clients {
+        let (first_byte, got, bytes) = client.await.unwrap();
+        assert_eq!((bytes, &got), (size, &digest));
+        first_bytes.push(first_byte);
+    }
+    let whole = started.elapsed();
+    let upstream_gets = upstream.hits(&zip_path);
+    let slowest_first_byte = first_bytes.iter().max().unwrap();
+    eprintln!(
+        "cross-replica cold miss: {} MiB archive, 2 replicas x 8 clients: upstream GETs {upstream_gets}, \
+         first byte {:?}..{:?}, all done (uploaded) in {whole:?}",
+        size >> 20,
+        first_bytes.iter().min().unwrap(),
+        slowest_first_byte,
+    );
+    // The tail is released once the archive is in the bucket.
+    assert!(s3.keys().iter().any(|k| k == ZIP_KEY));
+    // One download per replica (shared by its clients), never one per client.
+    assert!(upstream_gets <= 2, "{upstream_gets} upstream GETs");
+    // Bytes flowed while the download ran, not after it.
+    assert!(
+        *slowest_first_byte < whole / 2,
+        "{first_bytes:?} of {whole:?}"
+    );
+    for app in replicas {
+        app.stop().await;
+    }
+}
+
+/// 64 KiB chunks of a 64 MiB archive made up on the fly (never whole in memory), the same
+/// bytes every time.
+fn generated(
+    chunks: usize,
+) -> impl futures_util::Stream<Item = Result<bytes::Bytes, std::io::Error>> + Unpin {
+    futures_util::stream::iter((0..chunks).map(|i| {
+        let mut chunk = vec![0u8; 64 * 1024];
+        for (j, byte) in chunk.iter_mut().enumerate() {
+            *byte = (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8;
+        }
+        Ok(bytes::Bytes::from(chunk))
+    }))
+}
+
+/// The archive goes up to the bucket in parts: the store's memory during a 64 MiB upload
+/// stays at a few parts, far below the archive's size.
+#[actix_web::test]
+async fn a_multipart_upload_holds_a_few_parts_in_memory() {
+    use futures_util::StreamExt;
+    use sha2::Digest;
+    use tfmirror::{
+        protocol::{FileKey, FileName, ProviderKey, ProviderType, UpstreamName, Version},
+        store::{bucket::BucketSettings, Item, Store},
+        verify::Sha256Digest,
+    };
+    const CHUNKS: usize = 1024;
+    let _memory = MEMORY.write().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_shared(
+        &dir.path().join("cache"),
+        0,
+        &BucketSettings {
+            bucket: common::s3::BUCKET.to_owned(),
+            prefix: "mirror/".to_owned(),
+            endpoint: Some(s3.endpoint.clone()),
+            region: "us-east-1".to_owned(),
+            credentials: Some((
+                common::s3::ACCESS_KEY_ID.to_owned(),
+                common::s3::SECRET_ACCESS_KEY.to_owned(),
+            )),
+        },
+    )
+    .await
+    .unwrap();
+    let mut hasher = sha2::Sha256::new();
+    let mut all = generated(CHUNKS);
+    while let Some(chunk) = all.next().await {
+        hasher.update(chunk.unwrap());
+    }
+    let expected = Sha256Digest(hasher.finalize().into());
+    let key: FileKey = ProviderKey::new(
+        UpstreamName::try_from("hashicorp").unwrap(),
+        None,
+        ProviderType::try_from("local").unwrap(),
+    )
+    .release(Version::try_from("2.1.0").unwrap())
+    .file(FileName::try_from(ZIP).unwrap());
+
+    let baseline = rss();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(baseline));
+    let sampling = tokio::spawn({
+        let peak = peak.clone();
+        async move {
+            loop {
+                peak.fetch_max(rss(), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let written = store
+        .write_verified(
+            Item::File(&key),
+            generated(CHUNKS),
+            expected,
+            u64::MAX,
+            0,
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+    sampling.abort();
+    let peak_delta = peak.load(std::sync::atomic::Ordering::Relaxed) - baseline;
+    eprintln!(
+        "multipart upload of {} MiB: RSS peak +{} MiB over {} MiB",
+        written >> 20,
+        peak_delta >> 20,
+        baseline >> 20
+    );
+    assert!(s3.keys().iter().any(|k| k == ZIP_KEY));
+    assert!(
+        peak_delta < written / 4,
+        "RSS grew by {peak_delta} bytes for a {written}-byte upload"
+    );
+}
+
+#[actix_web::test]
+async fn gc_bounds_the_local_tier_and_the_bucket_keeps_what_it_evicts() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("a/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let app = TestApp::spawn(MirrorOptions {
+        extra: s3.storage_toml(&dir.path().join("a")),
+        cache_extra: "max_size = 1\ngc_interval = \"200ms\"\ngc_grace = \"0s\"",
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await;
+    let url = format!("/v1/providers/myproviders/local/2.1.0/files/{ZIP}");
+    let (status, body) = app.get_bytes(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    let local = cache
+        .join("releases/hashicorp/terraform-provider-local/2.1.0")
+        .join(ZIP);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while local.exists() {
+        assert!(std::time::Instant::now() < deadline, "never evicted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        s3.keys().iter().any(|k| k == ZIP_KEY),
+        "evicted from the bucket"
+    );
+    // Served again from the bucket, with upstream gone.
+    upstream.stop().await;
+    let (status, body) = app.get_bytes(&url).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, published.zips[ZIP]);
+    app.stop().await;
+}
+
+#[actix_web::test]
+async fn verify_and_export_on_a_fresh_disk_work_on_the_bucket() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let app = replica(&upstream, &s3, dir.path(), "a", false).await;
+    for zip in [ZIP, "terraform-provider-local_2.1.0_darwin_arm64.zip"] {
+        let (status, _) = app
+            .get_bytes(&format!(
+                "/v1/providers/myproviders/local/2.1.0/files/{zip}"
+            ))
+            .await;
+        assert_eq!(status, 200);
+    }
+    app.stop().await;
+    upstream.stop().await;
+
+    // Another host: an empty disk, the same bucket, the binary's one-shot commands.
+    let cache = dir.path().join("c/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let config = dir.path().join("c/tfmirror.toml");
+    std::fs::write(
+        &config,
+        common::config_toml(&MirrorOptions {
+            extra: s3.storage_toml(&dir.path().join("c")),
+            ..MirrorOptions::new(upstream.url(), &cache)
+        }),
+    )
+    .unwrap();
+    let out = common::serving::tfmirror(&["verify"], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 releases, 2 archives"), "{stdout}");
+    assert!(stdout.contains("0 damaged"), "{stdout}");
+    let bundle = dir.path().join("bundle.tar");
+    let out =
+        common::serving::tfmirror(&["export", "--output", bundle.to_str().unwrap()], &config).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("1 releases"), "{stdout}");
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&bundle).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert!(names.iter().any(|n| n.ends_with(ZIP)), "{names:?}");
+}
