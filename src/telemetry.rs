@@ -177,6 +177,7 @@ impl Write for BufferedStderr {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
     static WRITTEN: Mutex<Vec<u8>> = Mutex::new(Vec::new());

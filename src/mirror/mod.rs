@@ -29,7 +29,7 @@ use std::{
 use moka::future::Cache;
 
 pub use archives::{FileBody, FileRequest, Wait};
-pub use documents::Document;
+pub use documents::{Document, JsonBody};
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
 pub use live::HOLDBACK;
