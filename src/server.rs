@@ -158,6 +158,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                         ))
                 })
                 .workers(worker_count())
+                // Responses go out as whole frames: without it, an HTTP/2 body written
+                // after its headers waited ~40 ms for the client's delayed ACK (Nagle).
+                .tcp_nodelay(true)
                 // On SIGTERM/SIGINT: stop accepting, let in-flight requests (and the downloads
                 // they wait on) finish for up to this long.
                 .shutdown_timeout(shutdown_timeout);
