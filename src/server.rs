@@ -129,6 +129,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     }
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let status = http::status_cache();
+    status.clone().into_inner().refresh_in_background(&mirror);
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,

@@ -1,8 +1,8 @@
 //! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON.
 //!
 //! Lines are not written to stderr by the thread that logs them: they are appended to one
-//! shared buffer, and a thread of its own writes whatever has gathered in one `write` — a
-//! line at a time when the server is quiet, hundreds per write under load. A request's log
+//! shared buffer, and a thread of its own, woken by the first line, waits `BATCH_WINDOW` and
+//! writes whatever has gathered in one `write` — hundreds of lines per write under load. A request's log
 //! line then costs a copy into memory instead of a system call on a worker thread (the
 //! request log is on as shipped). Nothing is dropped: past `MAX_PENDING_BYTES` waiting, the
 //! logging thread writes them out itself. `flush` writes out what is left before exit.
@@ -43,6 +43,10 @@ pub fn flush() {
 /// Bytes of log lines that may wait for the writer thread before the logging thread writes
 /// them itself (a stalled stderr then slows logging down rather than growing memory).
 const MAX_PENDING_BYTES: usize = 1024 * 1024;
+
+/// How long the writer thread lets lines gather after the first one arrives: at most this
+/// late on stderr, and at most one wake-up per this under any load.
+const BATCH_WINDOW: std::time::Duration = std::time::Duration::from_millis(5);
 
 static SHARED: OnceLock<Shared> = OnceLock::new();
 
@@ -113,12 +117,19 @@ impl Shared {
         let mut batch = Vec::new();
         loop {
             let mut pending = lock(&self.pending);
-            while pending.bytes.is_empty() {
-                pending.writer_waiting = true;
-                pending = self
-                    .arrived
-                    .wait(pending)
-                    .unwrap_or_else(PoisonError::into_inner);
+            if pending.bytes.is_empty() {
+                while pending.bytes.is_empty() {
+                    pending.writer_waiting = true;
+                    pending = self
+                        .arrived
+                        .wait(pending)
+                        .unwrap_or_else(PoisonError::into_inner);
+                }
+                // Let the lines of a busy moment gather: one wake-up and one write for all
+                // of them, not a thread switch per line.
+                drop(pending);
+                std::thread::sleep(BATCH_WINDOW);
+                pending = lock(&self.pending);
             }
             std::mem::swap(&mut batch, &mut pending.bytes);
             let output = lock(&self.output);

@@ -47,6 +47,7 @@ async fn the_benchmark_runs_end_to_end() {
         "client check",
         "growth, 20 versions × 14 platforms",
         "idle keep-alive TLS connections",
+        "growth, 5 cached releases: status page",
         "peak RSS",
         "start-up",
     ] {

@@ -1131,7 +1131,8 @@ pub async fn run(options: &Options) -> Table {
     // Archives, with the large-body client, plain and over TLS. RSS is sampled over the
     // whole alternation: neither process grows while the other is measured.
     let samplers = (
-        RssSampler::start(vec![tfm.pid(), tls.pid()]),
+        RssSampler::start(vec![tfm.pid()]),
+        RssSampler::start(vec![tls.pid()]),
         RssSampler::start(nginx_pids.clone()),
     );
     let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
@@ -1193,12 +1194,16 @@ pub async fn run(options: &Options) -> Table {
             );
         }
     }
-    let (rss_ours, rss_theirs) = (samplers.0.finish(), samplers.1.finish());
+    let (rss_plain, rss_tls, rss_theirs) = (
+        samplers.0.finish(),
+        samplers.1.finish(),
+        samplers.2.finish(),
+    );
     table.row(
-        "peak RSS while serving the archives (KiB; tfmirror: plain + TLS processes; nginx: all processes)",
-        rss_ours.to_string(),
+        "peak RSS while serving the archives (KiB; tfmirror: plain / TLS process; nginx: all processes)",
+        format!("{rss_plain} / {rss_tls}"),
         rss_theirs.to_string(),
-        rss_ours as f64 / rss_theirs.max(1) as f64,
+        rss_plain.max(rss_tls) as f64 / rss_theirs.max(1) as f64,
         "≤ 32 MB each tfmirror",
     );
     // The client itself, on the file nginx serves from disk: it outruns wrk, which reads
@@ -1300,7 +1305,9 @@ pub async fn run(options: &Options) -> Table {
         );
         assert_eq!(r.non_2xx + b.non_2xx, 0);
         table.row(
-            &format!("growth, TLS HTTP/2 gzip, 16 conns, req/s: {shape} vs 2 versions × 1 platform"),
+            &format!(
+                "growth, TLS HTTP/2 gzip, 16 conns, req/s: {shape} vs 2 versions × 1 platform"
+            ),
             rps(&r),
             format!("{} (2 versions)", rps(&b)),
             r.requests_per_sec / b.requests_per_sec.max(1.0),
@@ -1331,6 +1338,92 @@ pub async fn run(options: &Options) -> Table {
             format!("{theirs_rss} (+{})", theirs_rss.saturating_sub(before.1)),
             ours_rss as f64 / theirs_rss.max(1) as f64,
             "≤ 64 MB",
+        );
+    }
+
+    // Growth: the status page and `/metrics` with many releases cached (fetched and
+    // verified by `tfmirror prefetch`, as an operator fills a cache).
+    {
+        let count = match (options.smoke, options.quick) {
+            (true, _) => 5,
+            (false, true) => 50,
+            _ => 1000,
+        };
+        let started = Instant::now();
+        for i in 0..count {
+            FakeRelease {
+                payload_bytes: 64,
+                platforms: vec![("linux", "amd64")],
+                ..FakeRelease::new("many", &format!("1.{}.{}", i / 100, i % 100))
+            }
+            .publish(&upstream, publisher_key());
+        }
+        let many_dir = dir.path().join("tfm-many");
+        let cache = many_dir.join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let config = many_dir.join("tfmirror.toml");
+        std::fs::write(
+            &config,
+            config_toml(&MirrorOptions {
+                extra:
+                    "[[prefetch]]\nprovider = \"myproviders/many\"\nplatforms = [\"linux_amd64\"]\n"
+                        .to_owned(),
+                ..MirrorOptions::new(upstream.url(), &cache)
+            }),
+        )
+        .unwrap();
+        let out = tokio::process::Command::new(&options.binary)
+            .args(["prefetch", "--jobs", "8", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "bench: {count} releases published and prefetched in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let many = Serving::start_logging_to(
+            &options.binary,
+            &config,
+            LOG_AS_SHIPPED,
+            &many_dir.join("tfmirror.log"),
+        );
+        let timed = |path: &str| {
+            let url = format!("{}{path}", many.base);
+            let client = client.clone();
+            async move {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "{url}");
+                let body = response.bytes().await.unwrap();
+                (started.elapsed(), body.len())
+            }
+        };
+        let (first_page, page_bytes) = timed("/").await;
+        let (again_page, _) = timed("/").await;
+        let (metrics_time, _) = timed("/metrics").await;
+        table.row(
+            &format!(
+                "growth, {count} cached releases: status page, first request vs the next ({} KB)",
+                page_bytes / 1000
+            ),
+            format!("{:.1} ms", first_page.as_secs_f64() * 1e3),
+            format!("{:.1} ms (next)", again_page.as_secs_f64() * 1e3),
+            0.0,
+            "≤ 50 ms each",
+        );
+        table.row(
+            &format!("growth, {count} cached releases: `/metrics`"),
+            format!("{:.1} ms", metrics_time.as_secs_f64() * 1e3),
+            "-".to_owned(),
+            0.0,
+            "≤ 50 ms",
         );
     }
 
