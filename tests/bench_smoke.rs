@@ -46,7 +46,7 @@ async fn the_benchmark_runs_end_to_end() {
         "TLS 1.3, cached 0 MiB archive",
         "client check",
         "growth, 20 versions × 14 platforms",
-        "idle keep-alive TLS connections",
+        "50 idle keep-alive TLS connections",
         "growth, 5 cached releases: status page",
         "peak RSS",
         "start-up",

