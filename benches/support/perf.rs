@@ -1,8 +1,12 @@
 //! The performance comparison: tfmirror against nginx `proxy_cache` on the same data, in one
-//! run — cached JSON, cached archives (1 MB and 100 MB), memory, a cold miss shared by eight
+//! run, both logging as deployed — cached JSON over plain HTTP/1.1 and over TLS 1.3 with
+//! HTTP/1.1 (wrk) and HTTP/2 (h2load), the request log's own cost, cached archives (1 MB
+//! and 100 MB) plain and over TLS with a large-body client (4 MiB reads, a thread per
+//! connection) and the server's CPU-seconds per GB, memory, growth with size (an aws-sized
+//! version list, many cached releases, idle connections), a cold miss shared by eight
 //! clients, start-up time. `bench/run.sh` runs it at full size (`benches/perf.rs`); a smoke
-//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`). Only those two
-//! targets include this module (next to `tests/common`, which it builds on).
+//! run is part of `cargo test` (`tests/bench_smoke.rs`). Only those two targets include this
+//! module (next to `tests/common`, which it builds on).
 #![allow(dead_code)]
 
 use std::{
