@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tfmirror against nginx proxy_cache on the same data, in one run. Installs nginx and wrk from
-# the distribution when missing, builds tfmirror optimised, and prints one Markdown table.
+# tfmirror against nginx proxy_cache on the same data, in one run, plain and over TLS. Installs
+# nginx, wrk and h2load (nghttp2-client) from the distribution when missing, builds tfmirror
+# optimised, and prints one Markdown table.
 #   bench/run.sh            full run (1 MiB and 100 MiB archives; each comparison 3 × 3 s per side)
 #   bench/run.sh --quick    a smoke run of a few seconds
 # Extra flags: --duration SECS, --rounds N (alternations of tfmirror and nginx; medians are
@@ -10,11 +11,13 @@
 # report as text).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1; then
+export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"
+if ! command -v nginx >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 ||
+  ! command -v h2load >/dev/null 2>&1; then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk nghttp2-client >/dev/null
 fi
 if [[ " $* " == *" --profile "* ]] && ! command -v perf >/dev/null 2>&1; then
   SUDO=""

@@ -41,6 +41,7 @@ pub struct Metrics {
     pub http_requests: IntCounterVec,
     pub http_duration: HistogramVec,
     pub http_response_bytes: IntCounterVec,
+    pub http_versions: IntCounterVec,
     pub cache_events: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_bytes: IntCounterVec,
@@ -104,6 +105,11 @@ impl Metrics {
                 "Response body bytes announced, by route pattern.",
                 &["route"],
             ),
+            http_versions: counter_vec(
+                "tfmirror_http_requests_by_version_total",
+                "HTTP requests answered, by HTTP version (HTTP/1.0, HTTP/1.1, HTTP/2.0, other).",
+                &["version"],
+            ),
             cache_events: counter_vec(
                 "tfmirror_cache_events_total",
                 "Cache lookups by outcome: hit, miss (fetched from upstream), stale, negative.",
@@ -164,6 +170,7 @@ impl Metrics {
         reg(Box::new(metrics.http_requests.clone()));
         reg(Box::new(metrics.http_duration.clone()));
         reg(Box::new(metrics.http_response_bytes.clone()));
+        reg(Box::new(metrics.http_versions.clone()));
         reg(Box::new(metrics.cache_events.clone()));
         reg(Box::new(metrics.upstream_requests.clone()));
         reg(Box::new(metrics.upstream_bytes.clone()));
@@ -233,6 +240,7 @@ mod tests {
             .inc();
         m.http_duration.with_label_values(&["/r"]).observe(0.01);
         m.http_response_bytes.with_label_values(&["/r"]).inc_by(1);
+        m.http_versions.with_label_values(&["HTTP/2.0"]).inc();
         m.upstream_bytes.with_label_values(&["u"]).inc_by(1);
         m.upstream_duration.with_label_values(&["u"]).observe(0.01);
         m.hash_completions.with_label_values(&["ok"]).inc_by(0);
@@ -241,6 +249,7 @@ mod tests {
             "tfmirror_http_requests_total",
             "tfmirror_http_request_duration_seconds_bucket",
             "tfmirror_http_response_bytes_total",
+            "tfmirror_http_requests_by_version_total",
             "tfmirror_cache_events_total",
             "tfmirror_upstream_requests_total",
             "tfmirror_upstream_bytes_total",

@@ -129,6 +129,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
     }
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let status = http::status_cache();
+    status.clone().into_inner().refresh_in_background(&mirror);
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,
@@ -158,6 +159,9 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                         ))
                 })
                 .workers(worker_count())
+                // Responses go out as whole frames: without it, an HTTP/2 body written
+                // after its headers waited ~40 ms for the client's delayed ACK (Nagle).
+                .tcp_nodelay(true)
                 // On SIGTERM/SIGINT: stop accepting, let in-flight requests (and the downloads
                 // they wait on) finish for up to this long.
                 .shutdown_timeout(shutdown_timeout);

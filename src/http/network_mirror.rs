@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::{
     auth::{Authorized, FileAccess},
-    documents::{json, signed},
+    documents::{json_list, signed},
     files::{send, wait_for},
     ApiError,
 };
@@ -66,7 +66,8 @@ async fn index(
     provider: &ProviderType,
 ) -> Result<HttpResponse, ApiError> {
     Authorized::check(req)?;
-    Ok(json(mirror.versions(via, provider).await?.mirror_index))
+    let lists = mirror.versions(via, provider).await?;
+    Ok(json_list(req, &lists.mirror_index))
 }
 
 async fn version_document(

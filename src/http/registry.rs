@@ -1,11 +1,11 @@
 //! Provider Registry Protocol handlers: the version list and the download document.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{
     auth::Authorized,
-    documents::{json, signed},
+    documents::{json_list, signed},
     ApiError,
 };
 use crate::{
@@ -31,13 +31,13 @@ pub struct DownloadPath {
 #[tracing::instrument(name = "versions", skip_all, fields(namespace = %path.namespace, provider = %path.provider_type))]
 pub async fn versions(
     _: Authorized,
+    req: HttpRequest,
     mirror: web::Data<Mirror>,
     path: web::Path<ProviderPath>,
 ) -> Result<HttpResponse, ApiError> {
     let via = Via::Namespace(&path.namespace);
-    Ok(json(
-        mirror.versions(via, &path.provider_type).await?.registry,
-    ))
+    let lists = mirror.versions(via, &path.provider_type).await?;
+    Ok(json_list(&req, &lists.registry))
 }
 
 #[tracing::instrument(name = "download", skip_all, fields(provider = %path.provider_type, version = %path.version))]

@@ -20,10 +20,14 @@ pub async fn page(
     mirror: web::Data<Mirror>,
     snapshots: web::Data<ops::StatusCache>,
 ) -> Result<HttpResponse, ApiError> {
-    let snapshot = snapshots.snapshot(&mirror).await.map_err(|e| match e {
-        OpsError::Mirror(e) => ApiError::Mirror(e),
-        other => ApiError::Internal(other.to_string()),
-    })?;
+    let snapshot = snapshots
+        .into_inner()
+        .snapshot(&mirror)
+        .await
+        .map_err(|e| match e {
+            OpsError::Mirror(e) => ApiError::Mirror(e),
+            other => ApiError::Internal(other.to_string()),
+        })?;
     let base = match mirror.public_base() {
         "" => {
             let info = req.connection_info();

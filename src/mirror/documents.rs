@@ -6,6 +6,10 @@
 //! the typed value per request. Over the network mirror Terraform checks only the hashes we
 //! list, so they come from the signed SHA256SUMS (`zh:`) and from archives we verified
 //! ourselves (`h1:`); a release that does not verify has no document at all.
+//!
+//! A large document (a version list runs to hundreds of KB for a provider with many
+//! versions) is also kept gzip-compressed (`JsonBody`), compressed once when it is rendered,
+//! for the clients that accept gzip, as Terraform's does.
 
 use std::{collections::BTreeMap, sync::Arc};
 
@@ -24,6 +28,52 @@ use crate::{
 
 /// Shown as `source_url` for HashiCorp's key, as the public registry does.
 const HASHICORP_SECURITY_URL: &str = "https://www.hashicorp.com/security.html";
+
+/// Bodies shorter than this are sent as they are: gzip would save a packet at most.
+const MIN_GZIP_BYTES: usize = 1024;
+
+/// JSON bytes, and the same gzip-compressed when that is worth it.
+#[derive(Debug, Clone)]
+pub struct JsonBody {
+    pub plain: Bytes,
+    pub gzip: Option<Bytes>,
+}
+
+impl JsonBody {
+    /// Compresses `plain` once, here, so no request pays for it.
+    pub fn new(plain: Bytes) -> Self {
+        let gzip = (plain.len() >= MIN_GZIP_BYTES)
+            .then(|| {
+                use std::io::Write;
+                let mut encoder =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                encoder
+                    .write_all(&plain)
+                    .and_then(|()| encoder.finish())
+                    .ok()
+            })
+            .flatten()
+            .filter(|gzip| gzip.len() < plain.len())
+            .map(Bytes::from);
+        Self { plain, gzip }
+    }
+}
+
+/// Same JSON, same body: the compressed form follows from the plain one.
+impl PartialEq for JsonBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.plain == other.plain
+    }
+}
+
+/// The plain bytes, for everything that reads the document rather than sends it.
+impl std::ops::Deref for JsonBody {
+    type Target = Bytes;
+
+    fn deref(&self) -> &Bytes {
+        &self.plain
+    }
+}
 
 /// A document with its rendering.
 #[derive(Debug)]
@@ -140,5 +190,42 @@ impl Mirror {
         let doc = Document::render(MirrorVersion { archives })?;
         self.inner.mirror_versions.insert(key, doc.clone()).await;
         Ok(doc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::io::Read;
+
+    use super::*;
+
+    #[test]
+    fn large_bodies_carry_their_gzip_form_and_small_ones_do_not() {
+        let list: Vec<u8> = format!(
+            "{{\"versions\":[{}]}}",
+            (0..200)
+                .map(|i| format!("{{\"version\":\"1.0.{i}\",\"protocols\":[\"5.0\"]}}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
+        .into_bytes();
+        let body = JsonBody::new(Bytes::from(list.clone()));
+        let gzip = body.gzip.clone().expect("a gzip form");
+        assert!(
+            gzip.len() * 4 < list.len(),
+            "{} of {}",
+            gzip.len(),
+            list.len()
+        );
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&gzip[..])
+            .read_to_end(&mut unpacked)
+            .unwrap();
+        assert_eq!(unpacked, list);
+        assert_eq!(body.plain, list);
+
+        let small = JsonBody::new(Bytes::from_static(b"{\"versions\":[]}"));
+        assert!(small.gzip.is_none());
     }
 }

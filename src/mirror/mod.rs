@@ -33,7 +33,7 @@ use moka::future::Cache;
 
 pub use archives::{FileBody, FileRequest, Wait};
 pub use completion::Completion;
-pub use documents::Document;
+pub use documents::{Document, JsonBody};
 pub use error::{MirrorError, SetupError, VerifyFailure};
 pub use keys::KeyChange;
 pub use live::HOLDBACK;

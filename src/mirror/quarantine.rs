@@ -18,7 +18,7 @@ use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use moka::future::Cache;
 
-use super::{unshare, Mirror, MirrorError, VersionLists};
+use super::{unshare, JsonBody, Mirror, MirrorError, VersionLists};
 use crate::{
     config::{Config, YoungException},
     protocol::{
@@ -215,10 +215,12 @@ impl Mirror {
                     .collect(),
             };
             VersionLists {
-                registry: Bytes::from(serde_json::to_vec(&list).map_err(MirrorError::internal)?),
-                mirror_index: Bytes::from(
+                registry: JsonBody::new(Bytes::from(
+                    serde_json::to_vec(&list).map_err(MirrorError::internal)?,
+                )),
+                mirror_index: JsonBody::new(Bytes::from(
                     serde_json::to_vec(&index).map_err(MirrorError::internal)?,
-                ),
+                )),
             }
         };
         quarantine
@@ -228,7 +230,7 @@ impl Mirror {
             .insert(
                 key.clone(),
                 Filtered {
-                    source: lists.registry,
+                    source: lists.registry.plain,
                     lists: filtered.clone(),
                     valid_until,
                 },

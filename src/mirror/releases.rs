@@ -186,7 +186,8 @@ impl Mirror {
         self.load_release(source, key).await
     }
 
-    /// The release from memory when serving has it, else as stored and verified again;
+    /// The release from memory when serving has it, else as stored and verified again (and
+    /// then kept in memory);
     /// never fetched. (For the operations.)
     pub async fn known_release(
         &self,
@@ -195,7 +196,16 @@ impl Mirror {
         if let Some(release) = self.inner.releases.get(key).await {
             return Ok(Some(release));
         }
-        Ok(self.stored_release(key).await?.map(Arc::new))
+        let Some(release) = self.stored_release(key).await?.map(Arc::new) else {
+            return Ok(None);
+        };
+        // Verified just now, as serving would have: kept, so the status page's next listing
+        // does not verify it again (`forget_release` drops it when the store changes).
+        self.inner
+            .releases
+            .insert(key.clone(), release.clone())
+            .await;
+        Ok(Some(release))
     }
 
     /// Forgets what memory holds of a release, after the operations changed what is stored.

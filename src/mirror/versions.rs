@@ -31,7 +31,7 @@ use std::{
 
 use bytes::Bytes;
 
-use super::{unshare, Mirror, MirrorError, NotFoundKey, Via};
+use super::{unshare, JsonBody, Mirror, MirrorError, NotFoundKey, Via};
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{
@@ -56,10 +56,10 @@ pub(super) const PROTOCOLS_UNAVAILABLE_FOR: Duration = Duration::from_secs(6 * 3
 /// A provider's version list, rendered once for each protocol.
 #[derive(Debug, Clone)]
 pub struct VersionLists {
-    /// Registry protocol `versions` body (also what is stored).
-    pub registry: Bytes,
+    /// Registry protocol `versions` body (also what is stored), plain and gzip.
+    pub registry: JsonBody,
     /// Network mirror `index.json` body.
-    pub mirror_index: Bytes,
+    pub mirror_index: JsonBody,
 }
 
 /// A version list in memory, with its freshness.
@@ -101,8 +101,8 @@ impl CachedVersions {
         };
         Ok(Self {
             lists: VersionLists {
-                registry,
-                mirror_index: Bytes::from(serde_json::to_vec(&index)?),
+                registry: JsonBody::new(registry),
+                mirror_index: JsonBody::new(Bytes::from(serde_json::to_vec(&index)?)),
             },
             fresh_until: Instant::now() + fresh_for,
             serving_stale: false,

@@ -1,13 +1,21 @@
 //! What the status page shows: every cached release with its archives, sizes, when it was
 //! fetched, the key that verified it and how often its archives were served.
 //!
-//! Listing the cached releases reads and verifies every one of them, so the status page does
-//! it at most once per [`STATUS_REFRESH`] (sooner when something cached changed), whatever
-//! the request rate: [`StatusCache`] keeps the last listing (which also loads the stored
-//! first sightings, for the quarantine). Hit counts, upstream health, key changes, the
-//! versions in quarantine and hash completions are cheap and always current.
+//! Listing the cached releases reads and verifies every one of them (verified releases are
+//! then kept in memory), so the status page does it at most once per [`STATUS_REFRESH`]
+//! (sooner when something cached changed), whatever the request rate: [`StatusCache`] keeps
+//! the last listing (which also loads the stored first sightings, for the quarantine), and
+//! past the refresh window lists again in the background while requests are answered from
+//! the last one. Hit counts, upstream health, key changes, the versions in quarantine and
+//! hash completions are cheap and always current.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant, SystemTime},
+};
 
 use super::OpsError;
 use crate::{
@@ -71,25 +79,50 @@ pub async fn status(mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
 #[derive(Default)]
 pub struct StatusCache {
     listing: tokio::sync::Mutex<Option<Listing>>,
+    /// A listing is being built in the background.
+    refreshing: AtomicBool,
 }
 
 impl StatusCache {
-    /// [`status`], listing the releases again only when the last listing is older than
-    /// [`STATUS_REFRESH`] or something cached changed since; concurrent requests share one.
-    pub async fn snapshot(&self, mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
+    /// [`status`], from the last listing of the releases. When something cached changed since,
+    /// the releases are listed again first (concurrent requests share one listing); when the
+    /// listing is merely older than [`STATUS_REFRESH`], it is answered from at once and listed
+    /// again in the background, so no request waits for a listing of a large cache.
+    pub async fn snapshot(self: &Arc<Self>, mirror: &Mirror) -> Result<StatusSnapshot, OpsError> {
         let mut kept = self.listing.lock().await;
         let changes = mirror.changes();
-        let listing = match kept.take() {
-            Some(listing)
-                if listing.changes == changes && listing.built.elapsed() < STATUS_REFRESH =>
-            {
-                listing
+        if let Some(listing) = kept.as_ref().filter(|l| l.changes == changes) {
+            if listing.built.elapsed() >= STATUS_REFRESH {
+                self.refresh_in_background(mirror);
             }
-            _ => list_releases(mirror).await?,
-        };
+            return Ok(assemble(mirror, listing));
+        }
+        let listing = list_releases(mirror).await?;
         let snapshot = assemble(mirror, &listing);
         *kept = Some(listing);
         Ok(snapshot)
+    }
+
+    /// Lists the releases in the background (once at a time), for the next request; at
+    /// start-up, so the first one does not wait either.
+    pub fn refresh_in_background(self: &Arc<Self>, mirror: &Mirror) {
+        if self.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (cache, mirror) = (Arc::clone(self), mirror.clone());
+        tokio::spawn(async move {
+            match list_releases(&mirror).await {
+                Ok(fresh) => {
+                    let mut kept = cache.listing.lock().await;
+                    // A listing made meanwhile for a change is newer than this one.
+                    if kept.as_ref().is_none_or(|k| k.changes <= fresh.changes) {
+                        *kept = Some(fresh);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot list the cached releases"),
+            }
+            cache.refreshing.store(false, Ordering::Release);
+        });
     }
 }
 

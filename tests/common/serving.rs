@@ -60,6 +60,40 @@ impl Serving {
         panic!("tfmirror did not start:\n{}", seen.join("\n"));
     }
 
+    /// Like `start`, but its log goes to the file `log`, as a deployed server's does (a pipe
+    /// drained by this process would make the reader part of what is measured).
+    pub fn start_logging_to(binary: &Path, config: &Path, rust_log: &str, log: &Path) -> Self {
+        let started = Instant::now();
+        let mut child = Command::new(binary)
+            .args(["serve", "--config"])
+            .arg(config)
+            .env("RUST_LOG", rust_log)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = started + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            if let Some(rest) = text.split("listening on ").nth(1) {
+                let base = rest.lines().next().unwrap_or("").trim().to_owned();
+                return Self {
+                    child,
+                    base,
+                    ready: started.elapsed(),
+                    startup_log: text.lines().map(str::to_owned).collect(),
+                };
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "tfmirror did not start:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -288,7 +288,7 @@ impl FakeUpstream {
     }
 
     /// Adds `version`'s index to the product's `index.json` (`FakeRelease::publish`).
-    pub(super) fn register_version(&self, product: &str, version: &str, index: serde_json::Value) {
+    pub fn register_version(&self, product: &str, version: &str, index: serde_json::Value) {
         let mut state = self.state.lock().unwrap();
         state
             .products
