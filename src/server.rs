@@ -104,32 +104,13 @@ async fn keep_cache_under(
 /// Builds the mirror, binds the listener and starts serving.
 ///
 /// The actix system runs on a thread of its own, so the server keeps answering whatever the
-/// caller's runtime does (tests block it while the Terraform CLI runs).
+/// caller's runtime does (tests block it while the Terraform CLI runs). The mirror is built
+/// there too: the connections its clients pool (to upstreams, to a bucket) must belong to the
+/// runtime that serves, not to one the caller may block.
 pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
-    let mirror = Mirror::new(config).await.map_err(Box::new)?;
-    // In the background: a large cache takes a while to walk, and the walk only removes temp
-    // files older than this process, so it cannot race the downloads that start meanwhile.
-    tokio::spawn({
-        let mirror = mirror.clone();
-        async move {
-            if let Err(e) = mirror.sweep_leftovers().await {
-                tracing::warn!(error = %e, "cannot sweep the cache for leftovers");
-            }
-        }
-    });
-    if let Some(limit) = config.cache.max_size {
-        let keep = config.prefetch.iter().map(PrefetchRequest::from).collect();
-        tokio::spawn(keep_cache_under(
-            mirror.clone(),
-            limit.as_u64(),
-            config.cache.gc_interval,
-            config.cache.gc_grace,
-            keep,
-        ));
-    }
     let access = Access::from_config(config.auth.as_ref())?.map(web::Data::new);
     let status = http::status_cache();
-    status.clone().into_inner().refresh_in_background(&mirror);
+    let config = config.clone();
     let listener = TcpListener::bind(config.server.listen).map_err(|source| ServerError::Bind {
         addr: config.server.listen,
         source,
@@ -148,6 +129,14 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .name("tfmirror-server".to_owned())
         .spawn(move || {
             let result = actix_web::rt::System::new().block_on(async move {
+                let mirror = match Mirror::new(&config).await {
+                    Ok(mirror) => mirror,
+                    Err(e) => {
+                        let _ = started_tx.send(Err(ServerError::from(Box::new(e))));
+                        return Ok(());
+                    }
+                };
+                start_background_work(&mirror, &config, &status);
                 let server = HttpServer::new(move || {
                     App::new()
                         .wrap(middleware::from_fn(http::limit_request))
@@ -171,8 +160,8 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
                 };
                 let server = match server {
                     Ok(server) => server.run(),
-                    Err(e) => {
-                        let _ = started_tx.send(Err(e));
+                    Err(source) => {
+                        let _ = started_tx.send(Err(ServerError::Bind { addr, source }));
                         return Ok(());
                     }
                 };
@@ -184,7 +173,7 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         .map_err(|source| ServerError::Bind { addr, source })?;
     let handle = match started_rx.await {
         Ok(Ok(handle)) => handle,
-        Ok(Err(source)) => return Err(ServerError::Bind { addr, source }),
+        Ok(Err(error)) => return Err(error),
         Err(_) => {
             return Err(ServerError::Bind {
                 addr,
@@ -198,6 +187,36 @@ pub async fn start(config: &Config) -> Result<RunningServer, ServerError> {
         handle,
         finished: finished_rx,
     })
+}
+
+/// The start-up sweep, the periodic `gc` (with `cache.max_size`) and the status page's first
+/// listing.
+fn start_background_work(
+    mirror: &Mirror,
+    config: &Config,
+    status: &web::Data<crate::ops::StatusCache>,
+) {
+    // A large cache takes a while to walk, and the walk only removes temp files older than
+    // this process, so it cannot race the downloads that start meanwhile.
+    tokio::spawn({
+        let mirror = mirror.clone();
+        async move {
+            if let Err(e) = mirror.sweep_leftovers().await {
+                tracing::warn!(error = %e, "cannot sweep the cache for leftovers");
+            }
+        }
+    });
+    if let Some(limit) = config.cache.max_size {
+        let keep = config.prefetch.iter().map(PrefetchRequest::from).collect();
+        tokio::spawn(keep_cache_under(
+            mirror.clone(),
+            limit.as_u64(),
+            config.cache.gc_interval,
+            config.cache.gc_grace,
+            keep,
+        ));
+    }
+    status.clone().into_inner().refresh_in_background(mirror);
 }
 
 /// One worker per core, at least two so one slow client cannot stall the server.
