@@ -53,7 +53,9 @@ pub async fn run(config: &Config, args: LockArgs) -> anyhow::Result<()> {
         anyhow::bail!("nothing to lock: pass --from DIR or --provider HOST/NAMESPACE/TYPE");
     }
 
-    let mirror = Mirror::new(config).await.context("cannot open the cache")?;
+    let mirror = Mirror::for_command(config)
+        .await
+        .context("cannot open the cache")?;
     let started = Instant::now();
     let mut failures = Vec::new();
     let mut targets = Vec::new();

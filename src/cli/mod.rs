@@ -226,7 +226,7 @@ async fn export(
         .map(|v| Version::try_from(v.as_str()))
         .transpose()
         .context("--version")?;
-    let mirror = Mirror::new(&config)
+    let mirror = Mirror::for_command(&config)
         .await
         .context("cannot open the cache")?;
     let report = ops::export_bundle(&mirror, output, &BundleFilter { provider, version }).await?;
@@ -262,7 +262,7 @@ async fn gc(
         anyhow::bail!("no size limit: set cache.max_size in the config or pass --max-size");
     };
     let keep = prefetch::requests_from_config(&config);
-    let mirror = Mirror::new(&config)
+    let mirror = Mirror::for_command(&config)
         .await
         .context("cannot open the cache")?;
     let report = ops::collect_garbage(&mirror, limit.as_u64(), config.cache.gc_grace, &keep)
@@ -303,7 +303,7 @@ fn config_check(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 
 async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()> {
     let (config, _) = load_config(config_path)?;
-    let mirror = Mirror::new(&config)
+    let mirror = Mirror::for_command(&config)
         .await
         .context("cannot open the cache")?;
     eprintln!("verifying the cache in {}", config.cache.dir.display());

@@ -40,7 +40,9 @@ pub async fn run(config: &Config, args: PrefetchArgs) -> anyhow::Result<()> {
             "nothing to prefetch: add [[prefetch]] entries to the config or pass --from DIR"
         );
     }
-    let mirror = Mirror::new(config).await.context("cannot open the cache")?;
+    let mirror = Mirror::for_command(config)
+        .await
+        .context("cannot open the cache")?;
     let started = Instant::now();
 
     let mut failures = Vec::new();

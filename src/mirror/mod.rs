@@ -139,6 +139,17 @@ impl Mirror {
         Self::with_store(config, store).await
     }
 
+    /// The mirror for a command that exits when its own work is done (`prefetch`, `lock`,
+    /// `import`, …): no background work that would die half-done with the process and only
+    /// cost upstream requests — no protocol learning for listed versions, no
+    /// `complete_hashes`.
+    pub async fn for_command(config: &Config) -> Result<Self, SetupError> {
+        let mut config = config.clone();
+        config.cache.protocol_fetches = 0;
+        config.cache.complete_hashes = false;
+        Self::new(&config).await
+    }
+
     /// Builds the mirror over a store of the caller's (a staging store, for imports).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self, SetupError> {
         let sources = sources(config).await?;

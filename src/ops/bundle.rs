@@ -186,7 +186,7 @@ pub async fn import_bundle(
     bundle: &Path,
     progress: impl Fn(&str),
 ) -> Result<BundleReport, OpsError> {
-    let mirror = Mirror::new(config).await?;
+    let mirror = Mirror::for_command(config).await?;
     let staging = mirror.store().staging().await?;
     let unpacked = {
         let (bundle, max_file) = (bundle.to_owned(), config.cache.max_archive_bytes.as_u64());
