@@ -12,6 +12,7 @@
 //! prefetched or imported release is exactly what serving would have cached.
 
 mod archives;
+mod claims;
 mod completion;
 mod documents;
 mod error;
@@ -24,7 +25,7 @@ mod routes;
 mod versions;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap},
     sync::{atomic::AtomicU64, Arc, Mutex},
     time::{Duration, SystemTime},
 };
@@ -97,9 +98,9 @@ struct Inner {
     /// purpose: a stale list is served while a refresh runs in the background.
     version_lists: Cache<ProviderKey, versions::CachedVersions>,
     /// Version lists being refreshed in the background (one refresh per list at a time).
-    refreshing: Mutex<HashSet<ProviderKey>>,
+    refreshing: claims::Claims<ProviderKey>,
     /// Version lists whose releases are being verified in the background for their protocols.
-    completing: Mutex<HashSet<ProviderKey>>,
+    completing: claims::Claims<ProviderKey>,
     /// Background release verifications for protocols, across the mirror.
     protocol_permits: tokio::sync::Semaphore,
     /// Releases left out of the background protocol fetches for a while.

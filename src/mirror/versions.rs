@@ -260,17 +260,12 @@ impl Mirror {
     /// Asks upstream for a fresh list without making anyone wait for it. On failure the stale
     /// list stays in place and upstream is asked again after `STALE_RETRY_INTERVAL`.
     fn refresh_in_background(&self, key: ProviderKey) {
-        let claimed = self
-            .inner
-            .refreshing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone());
-        if !claimed {
+        let Some(claim) = self.inner.refreshing.claim(&key) else {
             return;
-        }
+        };
         let mirror = self.clone();
         tokio::spawn(async move {
+            let _claim = claim;
             let lists = &mirror.inner.version_lists;
             match mirror.fetch_and_keep_versions(&key).await {
                 Ok(fresh) => {
@@ -290,12 +285,6 @@ impl Mirror {
                     }
                 }
             }
-            mirror
-                .inner
-                .refreshing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
         });
     }
 
@@ -406,18 +395,13 @@ impl Mirror {
         if pending.is_empty() {
             return;
         }
-        let claimed = self
-            .inner
-            .completing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key.clone());
-        if !claimed {
+        let Some(claim) = self.inner.completing.claim(key) else {
             return;
-        }
+        };
         let mirror = self.clone();
         let key = key.clone();
         tokio::spawn(async move {
+            let _claim = claim;
             let mut learned = 0_usize;
             for version in pending {
                 let release_key = key.release(version);
@@ -456,12 +440,6 @@ impl Mirror {
             if learned > 0 {
                 mirror.render_again(&key).await;
             }
-            mirror
-                .inner
-                .completing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
         });
     }
 
