@@ -5,7 +5,6 @@
 //! judged by the full benchmark (this runs a debug build).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 #[path = "../benches/support/perf.rs"]
 mod perf;
 

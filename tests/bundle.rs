@@ -2,7 +2,7 @@
 //! has no upstream, re-verified on the way in; tampered bundles refused whole.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! `tfmirror verify [--repair]` finding and removing damage.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

@@ -2,7 +2,7 @@
 //! archives, never `[[prefetch]]` providers nor archives served within `gc_grace`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

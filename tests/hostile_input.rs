@@ -3,7 +3,7 @@
 //! providers cost upstream (almost) nothing; upstream concurrency is bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     io::{Read, Write},

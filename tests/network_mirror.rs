@@ -1,7 +1,7 @@
 //! The Provider Network Mirror Protocol under `/mirror/`, against a fake upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{attacker_key, files_under, publisher_key, start_with_fake_upstream, FakeRelease};
 use sha2::{Digest, Sha256};

@@ -1,7 +1,7 @@
 //! After a restart with upstream unreachable, everything cached is still served.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime};
 

@@ -2,7 +2,7 @@
 //! its own: the registry is process-wide, and exact counts need no neighbours).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{publisher_key, start_with_fake_upstream, FakeRelease};
 

@@ -2,7 +2,7 @@
 //! archive is served only while it matches its release's signed SHA256SUMS as recorded now.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     attacker_key, files_under, publisher_key, start_with_fake_upstream, wait_for_recorded_h1,

@@ -3,7 +3,7 @@
 //! server on the same cache, and failing loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

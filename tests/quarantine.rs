@@ -5,7 +5,7 @@
 //! versions with a message.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

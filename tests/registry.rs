@@ -1,7 +1,7 @@
 //! The Provider Registry Protocol through tfmirror, against a fake upstream.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{
     files_under, publisher_key, start_with_fake_upstream, FakeRelease, FakeUpstream, MirrorOptions,

@@ -7,7 +7,7 @@
 //! `[mirrors."registry.terraform.io/*"]`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{
     path::{Path, PathBuf},

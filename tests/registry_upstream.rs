@@ -6,7 +6,7 @@
 //! policy), the bearer token and the egress proxy.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

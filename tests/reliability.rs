@@ -3,7 +3,7 @@
 //! size caps, listing URLs and a full disk.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

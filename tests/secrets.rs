@@ -3,7 +3,7 @@
 //! error body.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{config_toml, serving::Serving, FakeUpstream, MirrorOptions};
 

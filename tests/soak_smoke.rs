@@ -2,7 +2,6 @@
 //! `cargo bench --bench soak`, at a size that fits in `cargo test`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
 #[path = "../benches/support/soak.rs"]
 mod soak;
 

@@ -3,7 +3,7 @@
 //! use another binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::{path::Path, process::Command};
 

@@ -3,7 +3,7 @@
 //! matched — so a tampered archive reaches nobody whole.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! `terraform providers lock` downloads on every run.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -6,7 +6,7 @@
 //! files and signature lines, then again on a fresh machine with every fake host stopped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,7 @@
 //! tampered or badly signed releases over the network mirror.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! key is never overwritten when only its certificate is missing.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
+use crate::common;
 
 use common::{config_toml, FakeUpstream, MirrorOptions};
 use tfmirror::config::Config;
