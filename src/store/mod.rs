@@ -514,14 +514,46 @@ impl Store {
     pub async fn write_verified<E>(
         &self,
         item: Item<'_>,
+        chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        expected: Sha256Digest,
+        limit: u64,
+        size_hint: u64,
+        observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
+    ) -> Result<u64, IngestError<E>> {
+        let backend = self.backend.as_ref();
+        self.write_verified_to(backend, item, chunks, expected, limit, size_hint, observe)
+            .await
+    }
+
+    /// [`Store::write_verified`] to this host's disk only: for an archive another replica is
+    /// downloading from upstream and puts in the bucket itself (archives are content-addressed,
+    /// so one upload is enough). Where the disk is the only tier, the same thing.
+    pub async fn write_verified_here<E>(
+        &self,
+        item: Item<'_>,
+        chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        expected: Sha256Digest,
+        limit: u64,
+        size_hint: u64,
+        observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
+    ) -> Result<u64, IngestError<E>> {
+        let disk = self.disk.clone();
+        self.write_verified_to(&disk, item, chunks, expected, limit, size_hint, observe)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_verified_to<E>(
+        &self,
+        backend: &dyn Backend,
+        item: Item<'_>,
         mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
         expected: Sha256Digest,
         limit: u64,
         size_hint: u64,
         observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
     ) -> Result<u64, IngestError<E>> {
-        let mut upload = self
-            .backend
+        let mut upload = backend
             .upload(
                 &layout::location(item).map_err(StoreError::from)?,
                 size_hint,

@@ -9,6 +9,7 @@
 //! verifies every byte against a signed SHA256SUMS before it is cached or served.
 
 mod client;
+pub mod peer;
 pub mod registry;
 pub mod releases;
 

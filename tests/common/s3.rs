@@ -60,7 +60,8 @@ fn provision() {
     assert!(ready(), "{PACKAGES:?} installed but not usable");
 }
 
-fn free_port() -> u16 {
+/// A port free right now (for a replica that must name its own port in its config).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -259,6 +260,15 @@ access_key_id = "{ACCESS_KEY_ID}"
 secret_access_key_file = {secret:?}
 "#,
             endpoint = self.endpoint,
+        )
+    }
+
+    /// `storage_toml` plus the `[cluster]` table of a replica listening on `port`, its
+    /// download leases lasting `lease_ttl` (humantime).
+    pub fn cluster_toml(&self, dir: &Path, port: u16, lease_ttl: &str) -> String {
+        format!(
+            "{}\n[cluster]\nadvertise_url = \"http://127.0.0.1:{port}\"\nlease_ttl = \"{lease_ttl}\"\n",
+            self.storage_toml(dir)
         )
     }
 
