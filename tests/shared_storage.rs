@@ -259,10 +259,31 @@ async fn download(
     (first_byte.unwrap(), hasher.finalize().to_vec(), bytes)
 }
 
-/// The benchmark row for replicas on a bucket: eight clients on each of two replicas ask at
-/// once for an uncached 32 MiB archive from a ~10 MB/s upstream. Each replica downloads it
-/// once and streams it to its clients as it arrives (no lease across replicas yet: two
-/// upstream GETs, not one per client).
+/// A replica like `replica`, with `[cluster]`: it listens on a port chosen up front, which
+/// its `advertise_url` names.
+async fn cluster_replica(
+    upstream: &FakeUpstream,
+    s3: &S3Server,
+    dir: &Path,
+    name: &str,
+) -> TestApp {
+    let cache = dir.join(name).join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let port = common::s3::free_port();
+    TestApp::spawn_on_port(
+        MirrorOptions {
+            extra: s3.cluster_toml(&dir.join(name), port, "30s"),
+            ..MirrorOptions::new(upstream.url(), &cache)
+        },
+        port,
+    )
+    .await
+}
+
+/// The benchmark row for replicas on a bucket: eight clients on each of two replicas
+/// (`[cluster]`) ask at once for an uncached 32 MiB archive from a ~10 MB/s upstream. One
+/// replica takes the archive's lease and downloads it, the other follows that download live:
+/// one upstream GET, and every client streams as the bytes arrive.
 #[actix_web::test]
 async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
     let _memory = MEMORY.read().await;
@@ -283,8 +304,8 @@ async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
     // 64 KiB every 6 ms: about 10 MB/s, 3 s for the archive.
     upstream.throttle(&zip_path, 64 * 1024, Duration::from_millis(6));
     let replicas = [
-        replica(&upstream, &s3, dir.path(), "a", false).await,
-        replica(&upstream, &s3, dir.path(), "b", false).await,
+        cluster_replica(&upstream, &s3, dir.path(), "a").await,
+        cluster_replica(&upstream, &s3, dir.path(), "b").await,
     ];
     for app in &replicas {
         let (status, _) = app
@@ -312,21 +333,25 @@ async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
     }
     let whole = started.elapsed();
     let upstream_gets = upstream.hits(&zip_path);
-    let slowest_first_byte = first_bytes.iter().max().unwrap();
+    let upstream_first = upstream.first_byte_sent(&zip_path).unwrap() - started;
+    let slowest_first_byte = *first_bytes.iter().max().unwrap();
+    let behind_upstream = slowest_first_byte.saturating_sub(upstream_first);
     eprintln!(
         "cross-replica cold miss: {} MiB archive, 2 replicas x 8 clients: upstream GETs {upstream_gets}, \
-         first byte {:?}..{:?}, all done (uploaded) in {whole:?}",
+         upstream's first byte at {upstream_first:?}, first byte at the clients {:?}..{:?} \
+         (the slowest {behind_upstream:?} after upstream's), all done (uploaded) in {whole:?}",
         size >> 20,
         first_bytes.iter().min().unwrap(),
         slowest_first_byte,
     );
     // The tail is released once the archive is in the bucket.
     assert!(s3.keys().iter().any(|k| k == ZIP_KEY));
-    // One download per replica (shared by its clients), never one per client.
-    assert!(upstream_gets <= 2, "{upstream_gets} upstream GETs");
-    // Bytes flowed while the download ran, not after it.
+    // One download for both replicas: the lease holder's.
+    assert_eq!(upstream_gets, 1, "{upstream_gets} upstream GETs");
+    // Bytes flowed while the download ran, not after it (the target is 0.5 s after
+    // upstream's first byte; the bound is generous for a host shared by parallel builds).
     assert!(
-        *slowest_first_byte < whole / 2,
+        behind_upstream < Duration::from_secs(2) && slowest_first_byte < whole / 2,
         "{first_bytes:?} of {whole:?}"
     );
     for app in replicas {
