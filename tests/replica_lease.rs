@@ -249,8 +249,8 @@ async fn kill_9_of_the_lease_holder_fails_its_followers_and_the_lease_expires() 
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    // 8 MiB at ~6.5 MB/s: the holder is still downloading when it is killed.
-    let (zip, path) = publish(&upstream, 8 << 20, Duration::from_millis(10));
+    // 4 MiB at ~6.5 MB/s: the holder is still downloading when it is killed.
+    let (zip, path) = publish(&upstream, 4 << 20, Duration::from_millis(10));
     let digest = sha2::Sha256::digest(&zip).to_vec();
 
     // The holder: the real binary, in a process of its own.
@@ -260,13 +260,13 @@ async fn kill_9_of_the_lease_holder_fails_its_followers_and_the_lease_expires() 
     let port = free_port();
     let config = holder_dir.join("tfmirror.toml");
     let toml = common::config_toml(&MirrorOptions {
-        extra: s3.cluster_toml(&holder_dir, port, "1s"),
+        extra: s3.cluster_toml(&holder_dir, port, "2s"),
         ..MirrorOptions::new(upstream.url(), &cache)
     });
     std::fs::write(&config, common::app::on_port(&toml, port)).unwrap();
     let holder = Serving::start(Path::new(env!("CARGO_BIN_EXE_tfmirror")), &config, "info");
     let client = reqwest::Client::new();
-    let follower = replica(&upstream, &s3, dir.path(), "follower", "1s").await;
+    let follower = replica(&upstream, &s3, dir.path(), "follower", "2s").await;
     let doc = client
         .get(format!("{}{DOWNLOAD_DOC}", holder.base))
         .send()
@@ -314,10 +314,19 @@ async fn kill_9_of_the_lease_holder_fails_its_followers_and_the_lease_expires() 
         assert_eq!(got.status, 200);
         assert!(got.broken && got.bytes < zip.len() as u64, "{got:?}");
     }
+    // While the dead holder's lease lasts, a request fails fast instead of waiting.
+    let asked = Instant::now();
+    let (status, _) = follower.get_json(&format!("{FILE_URL}{ZIP}")).await;
+    assert_eq!(status, 502);
+    assert!(
+        asked.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        asked.elapsed()
+    );
     let keys = s3.keys();
     assert!(!keys.iter().any(|k| is_archive(k)), "{keys:?}");
     // Once the dead holder's lease has expired, the next request fetches cleanly.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    tokio::time::sleep(Duration::from_millis(2200)).await;
     let again = fetch(
         follower.client.clone(),
         format!("{}{FILE_URL}{ZIP}", follower.base),
