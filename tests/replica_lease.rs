@@ -342,3 +342,71 @@ async fn kill_9_of_the_lease_holder_fails_its_followers_and_the_lease_expires() 
     assert!(!keys.iter().any(|k| k.contains("/leases/")), "{keys:?}");
     follower.stop().await;
 }
+
+#[actix_web::test]
+async fn the_private_route_needs_the_replicas_shared_secret() {
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let (zip, _) = publish(&upstream, 256 << 10, Duration::from_millis(1));
+    let app = replica(&upstream, &s3, dir.path(), "a", "30s").await;
+    let live = format!(
+        "{}/_cluster/live/releases/hashicorp/terraform-provider-local/2.1.0/{ZIP}",
+        app.base
+    );
+    let ask = |secret: Option<&str>| {
+        let mut request = app.client.get(&live);
+        if let Some(secret) = secret {
+            request = request.header("x-tfmirror-peer-secret", secret);
+        }
+        request.send()
+    };
+    assert_eq!(ask(None).await.unwrap().status(), 403);
+    assert_eq!(ask(Some("not-the-secret")).await.unwrap().status(), 403);
+    // The first replica that needs the secret created it in the bucket.
+    let secret = String::from_utf8(s3.get("mirror/cluster/secret").unwrap()).unwrap();
+    assert_eq!(secret.len(), 64, "{secret}");
+    // Admitted, but nothing of that name is downloading here.
+    let response = ask(Some(&secret)).await.unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert!(common::error_text(&body).contains("no download"), "{body}");
+    let (status, body) = app.get_bytes(&format!("{FILE_URL}{ZIP}")).await;
+    assert_eq!((status, body.len()), (200, zip.len()));
+    // Names the layout would not build are refused the same way, never read.
+    let response = app
+        .client
+        .get(format!(
+            "{}/_cluster/live/releases/../cluster/secret",
+            app.base
+        ))
+        .header("x-tfmirror-peer-secret", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+    // The secret stays in the bucket: nothing of the cluster is kept on the disk.
+    assert!(common::files_under(&app.cache_dir)
+        .iter()
+        .all(|f| !f.contains("cluster")));
+    let base = app.base.clone();
+    app.stop().await;
+
+    // A replica without [cluster] has no such route to offer.
+    let cache = dir.path().join("plain/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let plain = TestApp::spawn(MirrorOptions {
+        extra: s3.storage_toml(&dir.path().join("plain")),
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await;
+    let response = plain
+        .client
+        .get(live.replace(&base, &plain.base))
+        .header("x-tfmirror-peer-secret", &secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    plain.stop().await;
+}
