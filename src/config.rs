@@ -827,6 +827,19 @@ pub struct StorageConfig {
     pub access_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_access_key_file: Option<PathBuf>,
+    /// How clients get archives that are in the bucket.
+    pub redirect: StorageRedirect,
+}
+
+/// `storage.redirect`: whether clients are sent to the bucket for archives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageRedirect {
+    /// Every byte goes through the mirror (firewalled clients often cannot reach the bucket).
+    #[default]
+    None,
+    /// A `GET` of a verified archive is answered with a redirect to a presigned bucket URL.
+    Presigned,
 }
 
 impl Default for StorageConfig {
@@ -839,6 +852,7 @@ impl Default for StorageConfig {
             region: "us-east-1".to_owned(),
             access_key_id: None,
             secret_access_key_file: None,
+            redirect: StorageRedirect::None,
         }
     }
 }
@@ -854,6 +868,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("region", &shown.region)
             .field("access_key_id", &shown.access_key_id)
             .field("secret_access_key_file", &shown.secret_access_key_file)
+            .field("redirect", &shown.redirect)
             .finish()
     }
 }
@@ -883,6 +898,7 @@ impl StorageConfig {
                 "secret_access_key_file",
                 self.secret_access_key_file.is_some(),
             ),
+            ("redirect", self.redirect != StorageRedirect::None),
         ];
         if self.kind == StorageKind::Disk {
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
@@ -1104,6 +1120,14 @@ mod tests {
             "storage.secret_access_key_file",
         );
         refused(&format!("{S3}prefix = \"a/../b\"\n"), "storage.prefix");
+        refused("[storage]\nredirect = \"presigned\"\n", "storage.redirect");
+        refused(&format!("{S3}redirect = \"always\"\n"), "storage.redirect");
+        let config = Config::from_toml(&format!("{S3}redirect = \"presigned\"\n")).unwrap();
+        assert_eq!(config.storage.redirect, StorageRedirect::Presigned);
+        assert_eq!(
+            Config::from_toml(S3).unwrap().storage.redirect,
+            StorageRedirect::None
+        );
     }
 
     #[test]

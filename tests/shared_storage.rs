@@ -552,3 +552,72 @@ async fn verify_and_export_on_a_fresh_disk_work_on_the_bucket() {
     names.sort();
     assert!(names.iter().any(|n| n.ends_with(ZIP)), "{names:?}");
 }
+
+/// `storage.redirect = "presigned"`: a plain `GET` of an archive verified in the bucket is a
+/// redirect to a presigned URL of it; everything else (a download still live, `HEAD`, ranges,
+/// `SHA256SUMS`) still comes through the mirror.
+#[actix_web::test]
+async fn presigned_redirects_send_clients_to_the_bucket_for_verified_archives_only() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+    let cache = dir.path().join("a/cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let app = TestApp::spawn(MirrorOptions {
+        extra: format!(
+            "{}redirect = \"presigned\"\n",
+            s3.storage_toml(&dir.path().join("a"))
+        ),
+        ..MirrorOptions::new(upstream.url(), &cache)
+    })
+    .await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let files = format!("{}/v1/providers/myproviders/local/2.1.0/files", app.base);
+    let zip_url = format!("{files}/{ZIP}");
+    // Cold: streamed through the mirror as it arrives.
+    let cold = client.get(&zip_url).send().await.unwrap();
+    assert_eq!(cold.status(), 200);
+    assert_eq!(cold.bytes().await.unwrap(), published.zips[ZIP]);
+    // Verified and in the bucket: a redirect there.
+    let warm = client.get(&zip_url).send().await.unwrap();
+    assert_eq!(warm.status(), 302);
+    assert_eq!(warm.headers()["cache-control"], "no-store");
+    let location = warm.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.starts_with(&s3.endpoint), "{location}");
+    assert!(location.contains("X-Amz-Signature="), "{location}");
+    assert!(
+        !location.contains(common::s3::SECRET_ACCESS_KEY),
+        "{location}"
+    );
+    let direct = reqwest::get(&location).await.unwrap();
+    assert_eq!(direct.status(), 200);
+    assert_eq!(direct.bytes().await.unwrap(), published.zips[ZIP]);
+    // The same archive through the network mirror.
+    let mirror_zip = format!(
+        "{}/mirror/registry.terraform.io/hashicorp/local/{ZIP}",
+        app.base
+    );
+    assert_eq!(client.get(&mirror_zip).send().await.unwrap().status(), 302);
+    // HEAD, a range and the sums are answered here.
+    assert_eq!(client.head(&zip_url).send().await.unwrap().status(), 200);
+    let range = client
+        .get(&zip_url)
+        .header("range", "bytes=0-9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(range.status(), 206);
+    assert_eq!(range.bytes().await.unwrap(), published.zips[ZIP][..10]);
+    let sums = client
+        .get(format!("{files}/terraform-provider-local_2.1.0_SHA256SUMS"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sums.status(), 200);
+    app.stop().await;
+}

@@ -26,11 +26,18 @@ use crate::{
 /// (whose tail is held back until its digest matches; see `live`).
 pub enum FileBody {
     Ready(Object),
+    /// A verified archive in the bucket, fetched from there (`storage.redirect =
+    /// "presigned"`): a presigned URL, valid for `PRESIGNED_URL_TTL`.
+    Redirect(String),
     Live {
         total: u64,
         stream: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
     },
 }
+
+/// How long a presigned URL of an archive in the bucket works: long enough for a client to
+/// follow the redirect at once, short enough that a URL seen in a log soon stops working.
+pub const PRESIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which file a client asks for.
 #[derive(Debug, Clone, Copy)]
@@ -110,7 +117,26 @@ impl Mirror {
         wait: Wait,
     ) -> Result<FileBody, MirrorError> {
         let live = match self.locate(release, key.clone()).await? {
-            Located::Ready(object) => return Ok(FileBody::Ready(object)),
+            Located::Ready(object) => {
+                // Only a plain GET of an archive, verified here (it is in the bucket: a
+                // replica keeps an archive only once it is there).
+                let is_archive = release.build_named(&key.file).is_some();
+                if self.inner.presigned_redirects && wait == Wait::FirstBytes && is_archive {
+                    match self
+                        .inner
+                        .store
+                        .presigned_url(Item::File(&key), PRESIGNED_URL_TTL)
+                        .await
+                    {
+                        Ok(Some(url)) => return Ok(FileBody::Redirect(url)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(file = %key, error = %e, "cannot presign a bucket URL; serving the archive through the mirror");
+                        }
+                    }
+                }
+                return Ok(FileBody::Ready(object));
+            }
             Located::Downloading(live) => live,
         };
         self.count_hit(&key);

@@ -33,7 +33,7 @@ use std::{
 
 use moka::future::Cache;
 
-pub use archives::{FileBody, FileRequest, Wait};
+pub use archives::{FileBody, FileRequest, Wait, PRESIGNED_URL_TTL};
 pub use completion::Completion;
 pub use documents::{Document, JsonBody};
 pub use error::{MirrorError, SetupError, VerifyFailure};
@@ -48,7 +48,7 @@ pub use versions::VersionLists;
 pub use crate::upstream::peer::PEER_SECRET_HEADER;
 
 use crate::{
-    config::{Config, StorageConfig, StorageKind, UpstreamConfig, UpstreamKind},
+    config::{Config, StorageConfig, StorageKind, StorageRedirect, UpstreamConfig, UpstreamKind},
     protocol::{
         network_mirror::MirrorVersion, registry::Download, FileKey, HostPattern, ProviderKey,
         ReleaseKey, UpstreamName, Version,
@@ -131,6 +131,8 @@ struct Inner {
     completion: completion::HashCompletion,
     /// `[cluster]` on a bucket: download leases and following other replicas' downloads.
     cluster: Option<cluster::Cluster>,
+    /// `storage.redirect = "presigned"`: verified archives in the bucket are fetched from it.
+    presigned_redirects: bool,
 }
 
 impl Mirror {
@@ -210,6 +212,7 @@ impl Mirror {
                 completion: completion::HashCompletion::new(config.cache.complete_hashes),
                 key_changes: Default::default(),
                 cluster,
+                presigned_redirects: config.storage.redirect == StorageRedirect::Presigned,
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {
                         u32::try_from(key.len() + doc.json.len()).unwrap_or(u32::MAX)

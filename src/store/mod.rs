@@ -500,6 +500,18 @@ impl Store {
             .await
     }
 
+    /// A URL a client may fetch a stored file from directly for `ttl` (a bucket's presigned
+    /// one), or `None` where the store has no such URLs. The caller has verified the file.
+    pub async fn presigned_url(
+        &self,
+        item: Item<'_>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        self.backend
+            .presigned_url(&layout::location(item)?, ttl)
+            .await
+    }
+
     /// Records that a file was just served, for least-recently-used eviction.
     pub fn touch_accessed(&self, item: Item<'_>) {
         if let Ok(at) = layout::location(item) {

@@ -286,6 +286,20 @@ impl Backend for Tiered {
     fn touch_accessed(&self, at: &Location) {
         self.local.touch_accessed(at);
     }
+
+    fn presigned_url<'a>(
+        &'a self,
+        at: &'a Location,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        async move {
+            if layout::sharing(at) != Sharing::Immutable {
+                return Ok(None);
+            }
+            Ok(Some(self.bucket.presigned_get(at, ttl).await?.to_string()))
+        }
+        .boxed()
+    }
 }
 
 /// Keeps a copy of a small document fetched from the bucket; a failure only costs a fetch
