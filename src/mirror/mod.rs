@@ -6,7 +6,9 @@
 //! method per answer and get one value: a rendered document, or a file that is either verified
 //! in the store or still streaming in from upstream. Concurrent misses for one key share one
 //! upstream fetch (moka's `try_get_with`), and archive downloads run in their own task, so a
-//! client that hangs up does not cancel a download other clients are waiting for.
+//! client that hangs up does not cancel a download other clients are waiting for. Replicas on
+//! one bucket with `[cluster]` share an archive's download too (`cluster`): one replica
+//! downloads it, the others follow that download.
 //!
 //! The operations (`crate::ops`) use the same core through the methods marked for them, so a
 //! prefetched or imported release is exactly what serving would have cached.

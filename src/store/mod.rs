@@ -3,9 +3,10 @@
 //! Callers name what they want with typed keys (`layout::Item`); `layout` turns them into
 //! locations and a `Backend` keeps them: the local disk (`disk`), or an S3-compatible bucket
 //! shared by replicas with the local disk in front (`tiered`, `bucket`). Archives go in through
-//! [`Store::write_verified`], which hashes every chunk as it is written and commits the file
-//! only when it is complete, within its size limit and its SHA-256 equals the verified
-//! SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
+//! [`Store::write_verified`] (or [`Store::write_verified_here`], to this host's disk only, for
+//! an archive another replica puts in the bucket), which hashes every chunk as it is written
+//! and commits the file only when it is complete, within its size limit and its SHA-256 equals
+//! the verified SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
 //! half-written or unverified file, and [`Store::open_archive`] serves an archive only while
 //! it is the one the release's current SHA256SUMS names: existence is not verification.
 
