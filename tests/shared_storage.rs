@@ -1004,3 +1004,55 @@ async fn the_private_route_needs_the_replicas_shared_secret() {
     assert_eq!(response.status(), 403);
     plain.stop().await;
 }
+
+/// Replicas that reach each other over https, sharing one certificate (`tls.cert`, trusted
+/// for their `advertise_url`s): the follower still streams from the lease holder.
+#[actix_web::test]
+async fn replicas_follow_each_other_over_tls_with_their_shared_certificate() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let (zip, path) = publish(&upstream, 1 << 20, Duration::from_millis(10));
+    let certs = dir.path().join("certs");
+    let mut replicas = Vec::new();
+    for name in ["a", "b"] {
+        let cache = dir.path().join(name).join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let port = free_port();
+        let extra = format!(
+            "{}\n[cluster]\nadvertise_url = \"https://127.0.0.1:{port}\"\n",
+            s3.storage_toml(&dir.path().join(name))
+        );
+        let app = TestApp::spawn_on_port(
+            MirrorOptions {
+                extra,
+                tls_dir: Some(&certs),
+                ..MirrorOptions::new(upstream.url(), &cache)
+            },
+            port,
+        )
+        .await;
+        assert_eq!(app.get_json(DOWNLOAD_DOC).await.0, 200);
+        replicas.push(app);
+    }
+    let clients: Vec<_> = replicas
+        .iter()
+        .flat_map(|app| {
+            let url = format!("{}{FILE_URL}{ZIP}", app.base);
+            (0..2).map(move |_| tokio::spawn(fetch(app.client.clone(), url.clone(), None)))
+        })
+        .collect();
+    for client in clients {
+        let got = client.await.unwrap();
+        assert_eq!(
+            (got.status, got.broken, got.bytes),
+            (200, false, zip.len() as u64),
+            "{got:?}"
+        );
+    }
+    assert_eq!(upstream.hits(&path), 1);
+    for app in replicas {
+        app.stop().await;
+    }
+}

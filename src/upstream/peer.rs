@@ -37,9 +37,7 @@ impl PeerClient {
             .no_proxy();
         if let Some(pem) = trusted_cert.and_then(|path| std::fs::read(path).ok()) {
             if let Ok(certs) = reqwest::Certificate::from_pem_bundle(&pem) {
-                for cert in certs {
-                    builder = builder.add_root_certificate(cert);
-                }
+                builder = builder.tls_certs_merge(certs);
             }
         }
         let inner = builder
