@@ -272,7 +272,135 @@ async fn remove_if_ours(store: &Store, file: &FileKey, record: &LeaseRecord) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::protocol::{FileName, ProviderKey, ProviderType, UpstreamName, Version};
+
+    fn archive() -> FileKey {
+        ProviderKey::new(
+            UpstreamName::try_from("hashicorp").unwrap(),
+            None,
+            ProviderType::try_from("local").unwrap(),
+        )
+        .release(Version::try_from("2.1.0").unwrap())
+        .file(FileName::try_from("terraform-provider-local_2.1.0_linux_amd64.zip").unwrap())
+    }
+
+    fn replica(url: &str, ttl: Duration) -> Cluster {
+        let peers = PeerClient::new(None, ttl).unwrap();
+        Cluster::new(Url::parse(url).unwrap(), ttl, peers)
+    }
+
+    async fn stored(store: &Store, file: &FileKey) -> Option<LeaseRecord> {
+        let found = store.read(Item::Lease(file)).await.unwrap()?;
+        Some(serde_json::from_slice(&found.bytes).unwrap())
+    }
+
+    // The lease logic over a disk store, which creates only if absent just as a bucket does.
+    #[tokio::test]
+    async fn one_replica_holds_a_lease_and_the_others_follow_it_until_it_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let file = archive();
+        let (a, b) = (
+            replica("http://10.0.0.5:8443", Duration::from_secs(30)),
+            replica("http://10.0.0.6:8443", Duration::from_secs(30)),
+        );
+        let Role::Holder(lease) = a.take(&store, &file).await else {
+            panic!("no lease taken");
+        };
+        let record = stored(&store, &file).await.unwrap();
+        assert_eq!(record.holder.as_str(), "http://10.0.0.5:8443/");
+        assert!(record.expires_unix_ms > unix_ms(SystemTime::now()));
+        match b.take(&store, &file).await {
+            Role::Follower(holder) => assert_eq!(holder, record.holder),
+            _ => panic!("B did not follow A"),
+        }
+        lease.release().await;
+        assert!(stored(&store, &file).await.is_none());
+        assert!(matches!(b.take(&store, &file).await, Role::Holder(_)));
+    }
+
+    #[tokio::test]
+    async fn expired_unreadable_and_earlier_runs_leases_are_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let file = archive();
+        let a = replica("http://10.0.0.5:8443", Duration::from_secs(30));
+        let expired = LeaseRecord {
+            holder: Url::parse("http://10.0.0.6:8443").unwrap(),
+            incarnation: "dead".to_owned(),
+            expires_unix_ms: unix_ms(SystemTime::now()) - 1,
+        };
+        // This replica's own address, from a run before this one.
+        let earlier_run = LeaseRecord {
+            holder: a.advertise.clone(),
+            incarnation: "earlier".to_owned(),
+            expires_unix_ms: unix_ms(SystemTime::now() + Duration::from_secs(60)),
+        };
+        for left in [
+            serde_json::to_vec(&expired).unwrap(),
+            serde_json::to_vec(&earlier_run).unwrap(),
+            b"{not json".to_vec(),
+        ] {
+            store.write(Item::Lease(&file), &left).await.unwrap();
+            let Role::Holder(lease) = a.take(&store, &file).await else {
+                panic!("a stale lease was not taken over");
+            };
+            assert_eq!(
+                stored(&store, &file).await.unwrap().incarnation,
+                a.incarnation
+            );
+            lease.release().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_held_lease_is_renewed_and_one_taken_over_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let file = archive();
+        let ttl = Duration::from_millis(300);
+        let a = replica("http://10.0.0.5:8443", ttl);
+        let Role::Holder(lease) = a.take(&store, &file).await else {
+            panic!("no lease taken");
+        };
+        let first = stored(&store, &file).await.unwrap().expires_unix_ms;
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        let renewed = stored(&store, &file).await.unwrap().expires_unix_ms;
+        assert!(renewed > first, "{renewed} <= {first}");
+        // Another replica's lease now: the old holder neither renews nor removes it.
+        let other = LeaseRecord {
+            holder: Url::parse("http://10.0.0.6:8443").unwrap(),
+            incarnation: "other".to_owned(),
+            expires_unix_ms: unix_ms(SystemTime::now() + Duration::from_secs(60)),
+        };
+        store
+            .write(Item::Lease(&file), &serde_json::to_vec(&other).unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        lease.release().await;
+        assert_eq!(stored(&store, &file).await, Some(other));
+    }
+
+    #[tokio::test]
+    async fn a_bucket_that_refuses_the_lease_leaves_the_replica_downloading_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let unreachable = crate::store::bucket::BucketSettings {
+            bucket: "tfmirror".to_owned(),
+            prefix: String::new(),
+            // Nothing listens on the discard port.
+            endpoint: Some("http://127.0.0.1:9".to_owned()),
+            region: "us-east-1".to_owned(),
+            credentials: Some(("id".to_owned(), "secret".to_owned())),
+        };
+        let store = Store::open_shared(dir.path(), 0, &unreachable)
+            .await
+            .unwrap();
+        let a = replica("http://10.0.0.5:8443", Duration::from_secs(30));
+        assert!(matches!(a.take(&store, &archive()).await, Role::Alone));
+    }
 
     #[test]
     fn secrets_compare_whole() {
