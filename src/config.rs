@@ -75,6 +75,9 @@ pub struct Config {
     /// Where the cache lives besides `cache.dir`: nowhere (`disk`) or a shared bucket.
     #[serde(skip_serializing_if = "StorageConfig::is_disk")]
     pub storage: StorageConfig,
+    /// How replicas on one bucket find each other (one upstream download across replicas).
+    #[serde(skip_serializing_if = "ClusterConfig::is_unset")]
+    pub cluster: ClusterConfig,
 }
 
 /// `[policy]`: `NAMESPACE/TYPE` patterns, `*` for a whole segment. A provider is served when
@@ -451,6 +454,7 @@ impl Default for Config {
             prefetch: Vec::new(),
             policy: PolicyConfig::default(),
             storage: StorageConfig::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -689,6 +693,7 @@ impl Config {
             ));
         }
         self.storage.validate(&rule)?;
+        self.cluster.validate(self.storage.kind, &rule)?;
         if let Some(key) = self
             .durations()
             .into_iter()
@@ -730,6 +735,7 @@ impl Config {
             ("cache.negative_ttl".to_owned(), cache.negative_ttl),
             ("cache.gc_interval".to_owned(), cache.gc_interval),
             ("cache.gc_grace".to_owned(), cache.gc_grace),
+            ("cluster.lease_ttl".to_owned(), self.cluster.lease_ttl),
         ];
         if let Some(auth) = &self.auth {
             all.push(("auth.url_ttl".to_owned(), auth.url_ttl));
@@ -821,6 +827,19 @@ pub struct StorageConfig {
     pub access_key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret_access_key_file: Option<PathBuf>,
+    /// How clients get archives that are in the bucket.
+    pub redirect: StorageRedirect,
+}
+
+/// `storage.redirect`: whether clients are sent to the bucket for archives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageRedirect {
+    /// Every byte goes through the mirror (firewalled clients often cannot reach the bucket).
+    #[default]
+    None,
+    /// A `GET` of a verified archive is answered with a redirect to a presigned bucket URL.
+    Presigned,
 }
 
 impl Default for StorageConfig {
@@ -833,6 +852,7 @@ impl Default for StorageConfig {
             region: "us-east-1".to_owned(),
             access_key_id: None,
             secret_access_key_file: None,
+            redirect: StorageRedirect::None,
         }
     }
 }
@@ -848,6 +868,7 @@ impl std::fmt::Debug for StorageConfig {
             .field("region", &shown.region)
             .field("access_key_id", &shown.access_key_id)
             .field("secret_access_key_file", &shown.secret_access_key_file)
+            .field("redirect", &shown.redirect)
             .finish()
     }
 }
@@ -877,6 +898,7 @@ impl StorageConfig {
                 "secret_access_key_file",
                 self.secret_access_key_file.is_some(),
             ),
+            ("redirect", self.redirect != StorageRedirect::None),
         ];
         if self.kind == StorageKind::Disk {
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
@@ -921,6 +943,69 @@ impl StorageConfig {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// `[cluster]`: what replicas on one bucket need to share a download.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How the other replicas reach this one (`https://10.0.0.5:8443`). Unset: no leases,
+    /// each replica downloads a cold archive on its own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise_url: Option<Url>,
+    /// How long a download's lease lasts without being renewed (it is renewed every third
+    /// of this while the download runs).
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+}
+
+/// Shortest `cluster.lease_ttl`: renewals every third of it must still get through a bucket
+/// request.
+pub const MIN_LEASE_TTL: Duration = Duration::from_millis(300);
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            advertise_url: None,
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn is_unset(&self) -> bool {
+        *self == Self::default()
+    }
+
+    fn validate(
+        &self,
+        storage: StorageKind,
+        rule: &dyn Fn(String) -> ConfigError,
+    ) -> Result<(), ConfigError> {
+        if let Some(url) = &self.advertise_url {
+            if storage != StorageKind::S3 {
+                return Err(rule(
+                    "cluster.advertise_url: only with storage.kind = \"s3\" (replicas share a bucket)"
+                        .to_owned(),
+                ));
+            }
+            if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+                return Err(rule(
+                    "cluster.advertise_url: must be an http(s) URL with a host".to_owned(),
+                ));
+            }
+            if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
+                return Err(rule(
+                    "cluster.advertise_url: scheme, host and port only (no path, query or user)"
+                        .to_owned(),
+                ));
+            }
+        }
+        if self.lease_ttl < MIN_LEASE_TTL {
+            return Err(rule("cluster.lease_ttl: must be at least 300ms".to_owned()));
+        }
+        Ok(())
     }
 }
 
@@ -1035,6 +1120,46 @@ mod tests {
             "storage.secret_access_key_file",
         );
         refused(&format!("{S3}prefix = \"a/../b\"\n"), "storage.prefix");
+        refused("[storage]\nredirect = \"presigned\"\n", "storage.redirect");
+        refused(&format!("{S3}redirect = \"always\"\n"), "storage.redirect");
+        let config = Config::from_toml(&format!("{S3}redirect = \"presigned\"\n")).unwrap();
+        assert_eq!(config.storage.redirect, StorageRedirect::Presigned);
+        assert_eq!(
+            Config::from_toml(S3).unwrap().storage.redirect,
+            StorageRedirect::None
+        );
+    }
+
+    #[test]
+    fn cluster_needs_the_bucket_and_a_plain_url() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.cluster.advertise_url, None);
+        assert_eq!(config.cluster.lease_ttl, Duration::from_secs(30));
+        assert!(!toml::to_string(&config).unwrap().contains("[cluster]"));
+        let config = Config::from_toml(&format!(
+            "{S3}[cluster]\nadvertise_url = \"https://10.0.0.5:8443\"\nlease_ttl = \"5s\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.cluster.advertise_url.as_ref().map(Url::as_str),
+            Some("https://10.0.0.5:8443/")
+        );
+        assert_eq!(config.cluster.lease_ttl, Duration::from_secs(5));
+        refused(
+            "[cluster]\nadvertise_url = \"http://10.0.0.5:8443\"\n",
+            "cluster.advertise_url",
+        );
+        for bad in ["ftp://10.0.0.5", "http://10.0.0.5/x/", "http://u@10.0.0.5"] {
+            refused(
+                &format!("{S3}[cluster]\nadvertise_url = \"{bad}\"\n"),
+                "cluster.advertise_url",
+            );
+        }
+        refused(
+            &format!("{S3}[cluster]\nlease_ttl = \"100ms\"\n"),
+            "cluster.lease_ttl",
+        );
+        refused(&format!("{S3}[cluster]\nadvertise = \"x\"\n"), "advertise");
     }
 
     #[test]

@@ -196,6 +196,9 @@ fn start_background_work(
     config: &Config,
     status: &web::Data<crate::ops::StatusCache>,
 ) {
+    if let Some(mode) = mirror.cluster_mode() {
+        tracing::info!(cluster = %mode, "replicas");
+    }
     // A large cache takes a while to walk, and the walk only removes temp files older than
     // this process, so it cannot race the downloads that start meanwhile.
     tokio::spawn({

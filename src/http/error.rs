@@ -76,14 +76,16 @@ impl ResponseError for ApiError {
             Self::Mirror(e) => match e {
                 MirrorError::Denied { .. }
                 | MirrorError::Unsigned(_)
-                | MirrorError::Quarantined { .. } => StatusCode::FORBIDDEN,
+                | MirrorError::Quarantined { .. }
+                | MirrorError::PeerDenied => StatusCode::FORBIDDEN,
                 MirrorError::UnknownNamespace(_)
                 | MirrorError::UnknownOrigin { .. }
                 | MirrorError::UnknownProvider { .. }
                 | MirrorError::UnknownVersion { .. }
                 | MirrorError::Unlisted(_)
                 | MirrorError::UnknownPlatform { .. }
-                | MirrorError::UnknownFile { .. } => StatusCode::NOT_FOUND,
+                | MirrorError::UnknownFile { .. }
+                | MirrorError::NotDownloading(_) => StatusCode::NOT_FOUND,
                 MirrorError::Upstream(UpstreamError::Timeout { .. }) => StatusCode::GATEWAY_TIMEOUT,
                 MirrorError::Upstream(_)
                 | MirrorError::EmptyVersionList(_)

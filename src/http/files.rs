@@ -1,6 +1,7 @@
 //! Release files (archives, SHA256SUMS, signatures), sent from the verified cache with Range,
 //! HEAD, ETag and Last-Modified support, or followed while their download is live. Never a
-//! redirect to upstream.
+//! redirect to upstream; with `storage.redirect = "presigned"`, a verified archive in the
+//! bucket is a redirect to a presigned URL of it.
 
 use actix_files::NamedFile;
 use actix_web::{http::header, web, HttpRequest, HttpResponse, Responder};
@@ -55,6 +56,11 @@ pub(super) fn wait_for(req: &HttpRequest) -> Wait {
 pub(super) fn send(req: &HttpRequest, body: FileBody) -> Result<HttpResponse, ApiError> {
     match body {
         FileBody::Ready(object) => Ok(send_object(req, object)),
+        // The URL expires: never cached.
+        FileBody::Redirect(url) => Ok(HttpResponse::Found()
+            .insert_header((header::LOCATION, url))
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .finish()),
         FileBody::Live { total, stream } => Ok(HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, IMMUTABLE))
             .content_type("application/zip")

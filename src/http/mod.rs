@@ -2,6 +2,7 @@
 //! extractors (invalid segments never reach them) → one `Mirror` call → a response.
 
 pub mod auth;
+mod cluster;
 mod discovery;
 mod documents;
 pub mod error;
@@ -79,6 +80,10 @@ pub fn configure(
                 web::get().to(lock::lock_block),
             )
             .route("/mirror", web::get().to(network_mirror::add_trailing_slash))
+            .route(
+                "/_cluster/live/{location:.*}",
+                web::get().to(cluster::live_archive),
+            )
             .route(
                 "/mirror/{hostname}/{namespace}/{provider_type}/{file}",
                 web::route()

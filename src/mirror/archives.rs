@@ -1,5 +1,8 @@
 //! Release files served to clients: SHA256SUMS and its signature (stored with the release)
-//! and archives (fetched on first request, verified while streaming into the store).
+//! and archives (fetched on first request, verified while streaming into the store). On a
+//! bucket shared by replicas with `[cluster]`, a cold archive is fetched once between them:
+//! the replica holding its lease downloads it, the others follow that download
+//! (`cluster`, and `peer_file` on the holder's side), hashing and checking it themselves.
 
 use std::{pin::Pin, sync::Arc};
 
@@ -7,13 +10,15 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 use super::{
+    cluster,
     live::{LiveDownload, Phase, Progress},
     Mirror, MirrorError, Release, VerifyFailure, Via,
 };
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{FileKey, FileName, Platform, ProviderType, Version},
-    store::{Archive, IngestError, Item, Object},
+    store::{layout, Archive, IngestError, Item, Location, Object},
+    upstream::ArchiveDownload,
     verify::{h1_of_zip, Sha256Digest},
 };
 
@@ -21,11 +26,18 @@ use crate::{
 /// (whose tail is held back until its digest matches; see `live`).
 pub enum FileBody {
     Ready(Object),
+    /// A verified archive in the bucket, fetched from there (`storage.redirect =
+    /// "presigned"`): a presigned URL, valid for `PRESIGNED_URL_TTL`.
+    Redirect(String),
     Live {
         total: u64,
         stream: Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>,
     },
 }
+
+/// How long a presigned URL of an archive in the bucket works: long enough for a client to
+/// follow the redirect at once, short enough that a URL seen in a log soon stops working.
+pub const PRESIGNED_URL_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Which file a client asks for.
 #[derive(Debug, Clone, Copy)]
@@ -105,7 +117,26 @@ impl Mirror {
         wait: Wait,
     ) -> Result<FileBody, MirrorError> {
         let live = match self.locate(release, key.clone()).await? {
-            Located::Ready(object) => return Ok(FileBody::Ready(object)),
+            Located::Ready(object) => {
+                // Only a plain GET of an archive, verified here (it is in the bucket: a
+                // replica keeps an archive only once it is there).
+                let is_archive = release.build_named(&key.file).is_some();
+                if self.inner.presigned_redirects && wait == Wait::FirstBytes && is_archive {
+                    match self
+                        .inner
+                        .store
+                        .presigned_url(Item::File(&key), PRESIGNED_URL_TTL)
+                        .await
+                    {
+                        Ok(Some(url)) => return Ok(FileBody::Redirect(url)),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!(file = %key, error = %e, "cannot presign a bucket URL; serving the archive through the mirror");
+                        }
+                    }
+                }
+                return Ok(FileBody::Ready(object));
+            }
             Located::Downloading(live) => live,
         };
         self.count_hit(&key);
@@ -216,24 +247,97 @@ impl Mirror {
         Some(live)
     }
 
+    /// Gets the archive into the store: from upstream, or — on a bucket shared with other
+    /// replicas (`cluster`) — by following the download of the replica that holds its lease,
+    /// or from the bucket once that replica has put it there.
     #[tracing::instrument(skip_all, fields(file = %target.key))]
     async fn fetch_archive(
         &self,
         target: &ArchiveTarget,
         progress: &tokio::sync::watch::Sender<Progress>,
     ) -> Result<(), MirrorError> {
-        let ArchiveTarget {
-            key,
-            platform,
-            expected,
-        } = target;
-        let expected = *expected;
         let started = std::time::Instant::now();
         let in_flight = &metrics().downloads_in_flight;
         in_flight.inc();
         let _done = scopeguard(|| in_flight.dec());
-        let source = self.source(&key.release.provider.upstream)?;
-        let body = source.upstream.archive(key, platform).await?;
+        let Some(cluster) = &self.inner.cluster else {
+            return self.download_from_upstream(target, progress, started).await;
+        };
+        let store = &self.inner.store;
+        // A holder that ended without the archive in the bucket (it failed, or was replaced)
+        // leaves the next turn to whoever takes the lease then.
+        for _ in 0..2 {
+            match cluster.take(store, &target.key).await {
+                cluster::Role::Alone => {
+                    return self.download_from_upstream(target, progress, started).await
+                }
+                cluster::Role::Holder(lease) => {
+                    // The last holder may have finished between the look at the store and
+                    // the lease.
+                    let result = match store.open_archive(&target.key, target.expected).await {
+                        Ok(Archive::Verified(_)) => Ok(()),
+                        _ => self.download_from_upstream(target, progress, started).await,
+                    };
+                    lease.release().await;
+                    return result;
+                }
+                cluster::Role::Follower(holder) => {
+                    let location = layout::location(Item::File(&target.key))?;
+                    let secret = cluster.secret(store).await?;
+                    if let Some(body) = cluster
+                        .peers
+                        .live_archive(&holder, location.as_str(), secret)
+                        .await?
+                    {
+                        tracing::info!(%holder, "following the download of the replica holding the lease");
+                        return self
+                            .ingest(target, progress, body, Keep::HereOnly, started)
+                            .await;
+                    }
+                    // Done there a moment ago: the bucket has it, unless it failed.
+                    if let Archive::Verified(_) =
+                        store.open_archive(&target.key, target.expected).await?
+                    {
+                        tracing::info!(%holder, "fetched from the bucket, where the replica holding the lease put it");
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        Err(MirrorError::internal(format!(
+            "{}: the replicas holding its download lease ended without storing it",
+            target.key
+        )))
+    }
+
+    /// Downloads the archive from upstream into the store.
+    async fn download_from_upstream(
+        &self,
+        target: &ArchiveTarget,
+        progress: &tokio::sync::watch::Sender<Progress>,
+        started: std::time::Instant,
+    ) -> Result<(), MirrorError> {
+        let source = self.source(&target.key.release.provider.upstream)?;
+        let body = source
+            .upstream
+            .archive(&target.key, &target.platform)
+            .await?;
+        self.ingest(target, progress, body, Keep::Everywhere, started)
+            .await
+    }
+
+    /// Streams an archive's bytes (from upstream or another replica) into the store, hashing
+    /// as they are written, and keeps it only if its digest is the signed one.
+    async fn ingest(
+        &self,
+        target: &ArchiveTarget,
+        progress: &tokio::sync::watch::Sender<Progress>,
+        body: ArchiveDownload,
+        keep: Keep,
+        started: std::time::Instant,
+    ) -> Result<(), MirrorError> {
+        let ArchiveTarget { key, expected, .. } = target;
+        let expected = *expected;
         progress.send_modify(|p| p.total = body.declared_len);
         let max = self.inner.max_archive_bytes;
         let fail = |failure| MirrorError::verification(&key.release, key.file.as_str(), failure);
@@ -256,26 +360,37 @@ impl Mirror {
         // Never read past what upstream announced: a longer body is cut there (and then fails
         // its digest), so a lying upstream cannot fill the disk.
         let limit = body.declared_len.unwrap_or(max).min(max);
-        match self
-            .inner
-            .store
-            .write_verified(
-                Item::File(key),
-                body.chunks,
-                expected,
-                limit,
-                body.declared_len.unwrap_or(0),
-                &mut |partial, written| {
-                    progress.send_modify(|p| {
-                        if p.partial.is_none() {
-                            p.partial = partial.cloned();
-                        }
-                        p.written = written;
-                    })
-                },
-            )
-            .await
-        {
+        let store = &self.inner.store;
+        let item = Item::File(key);
+        let size_hint = body.declared_len.unwrap_or(0);
+        let mut observe = |partial: Option<&crate::store::Partial>, written| {
+            progress.send_modify(|p| {
+                if p.partial.is_none() {
+                    p.partial = partial.cloned();
+                }
+                p.written = written;
+            })
+        };
+        let written = match keep {
+            Keep::Everywhere => {
+                store
+                    .write_verified(item, body.chunks, expected, limit, size_hint, &mut observe)
+                    .await
+            }
+            Keep::HereOnly => {
+                store
+                    .write_verified_here(
+                        item,
+                        body.chunks,
+                        expected,
+                        limit,
+                        size_hint,
+                        &mut observe,
+                    )
+                    .await
+            }
+        };
+        match written {
             Ok(bytes) => {
                 self.note_change();
                 tracing::info!(
@@ -298,6 +413,41 @@ impl Mirror {
             Err(IngestError::Source(e)) => Err(e.into()),
             Err(IngestError::Store(e)) => Err(e.into()),
         }
+    }
+
+    /// Another replica following this one's download of the archive at `location` (the
+    /// private route of `cluster`): its bytes as they arrive, tail held back until verified
+    /// here, as for any client. `presented`: the secret the replica sent.
+    pub async fn peer_file(
+        &self,
+        location: &str,
+        presented: Option<&str>,
+    ) -> Result<FileBody, MirrorError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Err(MirrorError::PeerDenied);
+        };
+        let admitted = match presented {
+            Some(presented) => cluster.admits(&self.inner.store, presented).await?,
+            None => false,
+        };
+        if !admitted {
+            return Err(MirrorError::PeerDenied);
+        }
+        let key = Location::parse(location)
+            .and_then(|at| layout::file_key(&at))
+            .ok_or_else(|| MirrorError::NotDownloading(location.to_owned()))?;
+        let live = self.inner.downloads.lock().await.get(&key).cloned();
+        let Some(live) = live else {
+            return Err(MirrorError::NotDownloading(location.to_owned()));
+        };
+        if let Some((total, stream)) = live.follow().await? {
+            return Ok(FileBody::Live {
+                total,
+                stream: Box::pin(stream),
+            });
+        }
+        live.finished().await?;
+        Ok(FileBody::Ready(self.open_verified(&key).await?))
     }
 
     /// Computes the `h1:` of a verified archive once and stores it beside the archive. A
@@ -361,6 +511,16 @@ impl Mirror {
         self.record_h1(key).await;
         read().await
     }
+}
+
+/// Where an archive that matched its digest is kept.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    /// In the store: with a bucket, there too.
+    Everywhere,
+    /// On this host's disk only: the replica that downloaded it from upstream puts it in the
+    /// bucket.
+    HereOnly,
 }
 
 /// One archive to download: which, for which platform, and the digest it must have.

@@ -60,6 +60,10 @@ pub enum MirrorError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Layout(#[from] LayoutError),
+    #[error("not a replica of this mirror's bucket")]
+    PeerDenied,
+    #[error("no download of {0} is in progress on this replica")]
+    NotDownloading(String),
     #[error("internal error: {0}")]
     Internal(String),
 }

@@ -1,7 +1,8 @@
 //! Archive downloads in progress, shared by every client that asks for the archive meanwhile.
 //!
-//! One task per archive downloads it from upstream into a temp file, hashing as it writes,
-//! and publishes how far it got. Each client streams from that temp file — what is already on
+//! One task per archive downloads it from upstream (or, on a replica following another's
+//! download, from that replica: `cluster`) into a temp file, hashing as it writes, and
+//! publishes how far it got. Each client streams from that temp file — what is already on
 //! disk first, then following the download — so eight clients of a cold 100 MB archive cost
 //! one upstream download and each gets bytes as soon as upstream sends them. What no client
 //! gets before the digest has matched is the tail: the last `HOLDBACK` bytes are released only

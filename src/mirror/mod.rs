@@ -6,13 +6,16 @@
 //! method per answer and get one value: a rendered document, or a file that is either verified
 //! in the store or still streaming in from upstream. Concurrent misses for one key share one
 //! upstream fetch (moka's `try_get_with`), and archive downloads run in their own task, so a
-//! client that hangs up does not cancel a download other clients are waiting for.
+//! client that hangs up does not cancel a download other clients are waiting for. Replicas on
+//! one bucket with `[cluster]` share an archive's download too (`cluster`): one replica
+//! downloads it, the others follow that download.
 //!
 //! The operations (`crate::ops`) use the same core through the methods marked for them, so a
 //! prefetched or imported release is exactly what serving would have cached.
 
 mod archives;
 mod claims;
+mod cluster;
 mod completion;
 mod documents;
 mod error;
@@ -32,7 +35,7 @@ use std::{
 
 use moka::future::Cache;
 
-pub use archives::{FileBody, FileRequest, Wait};
+pub use archives::{FileBody, FileRequest, Wait, PRESIGNED_URL_TTL};
 pub use completion::Completion;
 pub use documents::{Document, JsonBody};
 pub use error::{MirrorError, SetupError, VerifyFailure};
@@ -44,8 +47,10 @@ pub use releases::{Release, Signature};
 pub use routes::{RouteTable, Via};
 pub use versions::VersionLists;
 
+pub use crate::upstream::peer::PEER_SECRET_HEADER;
+
 use crate::{
-    config::{Config, StorageConfig, StorageKind, UpstreamConfig, UpstreamKind},
+    config::{Config, StorageConfig, StorageKind, StorageRedirect, UpstreamConfig, UpstreamKind},
     protocol::{
         network_mirror::MirrorVersion, registry::Download, FileKey, HostPattern, ProviderKey,
         ReleaseKey, UpstreamName, Version,
@@ -126,6 +131,10 @@ struct Inner {
     quarantine: quarantine::Quarantine,
     /// `cache.complete_hashes`: the other platforms' archives fetched and hashed.
     completion: completion::HashCompletion,
+    /// `[cluster]` on a bucket: download leases and following other replicas' downloads.
+    cluster: Option<cluster::Cluster>,
+    /// `storage.redirect = "presigned"`: verified archives in the bucket are fetched from it.
+    presigned_redirects: bool,
 }
 
 impl Mirror {
@@ -133,11 +142,14 @@ impl Mirror {
     /// builds one HTTP client per upstream (timeouts are an upstream setting).
     pub async fn new(config: &Config) -> Result<Self, SetupError> {
         let (dir, min_free_space) = (&config.cache.dir, config.cache.min_free_space.as_u64());
-        let store = match bucket_settings(&config.storage)? {
-            None => Store::open_disk(dir, min_free_space).await?,
-            Some(bucket) => Store::open_shared(dir, min_free_space, &bucket).await?,
+        let (store, cluster) = match bucket_settings(&config.storage)? {
+            None => (Store::open_disk(dir, min_free_space).await?, None),
+            Some(bucket) => (
+                Store::open_shared(dir, min_free_space, &bucket).await?,
+                cluster_of(config)?,
+            ),
         };
-        Self::with_store(config, store).await
+        Self::build(config, store, cluster).await
     }
 
     /// The mirror for a command that exits when its own work is done (`prefetch`, `lock`,
@@ -148,11 +160,21 @@ impl Mirror {
         let mut config = config.clone();
         config.cache.protocol_fetches = 0;
         config.cache.complete_hashes = false;
+        // It serves nothing, so no replica could follow a download it holds a lease for.
+        config.cluster.advertise_url = None;
         Self::new(&config).await
     }
 
     /// Builds the mirror over a store of the caller's (a staging store, for imports).
     pub async fn with_store(config: &Config, store: Store) -> Result<Self, SetupError> {
+        Self::build(config, store, None).await
+    }
+
+    async fn build(
+        config: &Config,
+        store: Store,
+        cluster: Option<cluster::Cluster>,
+    ) -> Result<Self, SetupError> {
         let sources = sources(config).await?;
         let routes = routes::Routes::from_config(config);
         Ok(Self {
@@ -191,6 +213,8 @@ impl Mirror {
                 quarantine: quarantine::Quarantine::from_config(config),
                 completion: completion::HashCompletion::new(config.cache.complete_hashes),
                 key_changes: Default::default(),
+                cluster,
+                presigned_redirects: config.storage.redirect == StorageRedirect::Presigned,
                 downloads_json: Cache::builder()
                     .weigher(|key: &String, doc: &Arc<Document<Download>>| {
                         u32::try_from(key.len() + doc.json.len()).unwrap_or(u32::MAX)
@@ -235,6 +259,21 @@ impl Mirror {
             .iter()
             .map(|(name, s)| (name.to_string(), s.upstream.health()))
             .collect()
+    }
+
+    /// How this replica shares cold downloads with the others on its bucket, for the log.
+    pub fn cluster_mode(&self) -> Option<String> {
+        match &self.inner.cluster {
+            Some(cluster) => Some(format!(
+                "one upstream download across replicas: leases in the bucket, followers reach this replica at {}",
+                cluster.advertise_url()
+            )),
+            None if self.inner.store.describe().starts_with("s3://") => Some(
+                "no cluster.advertise_url: each replica downloads a cold archive from upstream on its own"
+                    .to_owned(),
+            ),
+            None => None,
+        }
     }
 
     /// Where the cache is: a directory, or a bucket with its local tier.
@@ -422,6 +461,20 @@ const MAX_REDIRECTS: u8 = 5;
 /// moka hands every waiter the same `Arc`ed error; callers want an owned one.
 fn unshare(error: Arc<MirrorError>) -> MirrorError {
     Arc::unwrap_or_clone(error)
+}
+
+/// `[cluster]` for a mirror on a bucket, when it has an `advertise_url`.
+fn cluster_of(config: &Config) -> Result<Option<cluster::Cluster>, SetupError> {
+    let Some(advertise) = &config.cluster.advertise_url else {
+        return Ok(None);
+    };
+    let trusted = config.tls.as_ref().map(|tls| tls.cert.as_path());
+    let peers = crate::upstream::peer::PeerClient::new(trusted, config.cluster.lease_ttl)?;
+    Ok(Some(cluster::Cluster::new(
+        advertise.clone(),
+        config.cluster.lease_ttl,
+        peers,
+    )))
 }
 
 /// The bucket `[storage]` names, with its secret read from its file; `None` for the disk.

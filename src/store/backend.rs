@@ -133,4 +133,14 @@ pub trait Backend: Send + Sync + fmt::Debug {
     /// Records that a file was just served, for least-recently-used eviction; in the
     /// background, never delaying the answer.
     fn touch_accessed(&self, at: &Location);
+
+    /// A URL a client may fetch a stored file from directly for `ttl`, where the backend has
+    /// such URLs (a bucket's presigned ones); `None` where it has not (a disk).
+    fn presigned_url<'a>(
+        &'a self,
+        _at: &'a Location,
+        _ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        Box::pin(async { Ok(None) })
+    }
 }

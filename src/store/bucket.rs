@@ -8,7 +8,8 @@
 //! - large files go up as multipart uploads, a few parts in memory at a time, and become
 //!   visible under their key only when the upload completes; one dropped or aborted leaves
 //!   nothing under the key (a service's lifecycle rule removes the parts of one a crash left);
-//! - nothing is listed on the request path: listings are for the operations.
+//! - nothing is listed on the request path: listings are for the operations;
+//! - a presigned `GET` URL of an object is signed here, for `storage.redirect = "presigned"`.
 //!
 //! Requests are retried briefly and time out quickly: a bucket that is down must turn into a
 //! clear answer in seconds, not hang a `terraform init`.
@@ -18,8 +19,11 @@ use std::{fmt, io, sync::Arc, time::Duration};
 use bytes::Bytes;
 use futures_util::{stream::BoxStream, StreamExt, TryStreamExt};
 use object_store::{
-    aws::AmazonS3Builder, path::Path as Key, BackoffConfig, ClientOptions, ObjectStore,
-    ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    aws::{AmazonS3, AmazonS3Builder},
+    path::Path as Key,
+    signer::{Method, Signer},
+    BackoffConfig, ClientOptions, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload,
+    RetryConfig, WriteMultipart,
 };
 use tokio::io::AsyncReadExt;
 
@@ -68,6 +72,8 @@ impl fmt::Debug for BucketSettings {
 #[derive(Clone)]
 pub struct Bucket {
     store: Arc<dyn ObjectStore>,
+    /// The same client, for presigned URLs (`storage.redirect = "presigned"`).
+    signer: Arc<AmazonS3>,
     name: String,
     /// `""` or segments ending in `/`.
     prefix: String,
@@ -120,8 +126,10 @@ impl Bucket {
             location: format!("s3://{}", settings.bucket),
             reason: e.to_string(),
         })?;
+        let store = Arc::new(store);
         Ok(Self {
-            store: Arc::new(store),
+            signer: store.clone(),
+            store,
             name: settings.bucket.clone(),
             prefix,
         })
@@ -179,6 +187,19 @@ impl Bucket {
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.error(at, &e)),
         }
+    }
+
+    /// A URL anyone may `GET` the object with for `ttl`, signed here (with static
+    /// credentials, no request is sent). It holds a signature, not the secret.
+    pub async fn presigned_get(
+        &self,
+        at: &Location,
+        ttl: Duration,
+    ) -> Result<url::Url, StoreError> {
+        self.signer
+            .signed_url(Method::GET, &self.key(at), ttl)
+            .await
+            .map_err(|e| self.error(at, &e))
     }
 
     /// Writes a small object, replacing any.

@@ -9,6 +9,8 @@
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.h1        h1: of a verified zip
 //! releases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>.sha256    SHA-256 the zip was verified against
 //! first-seen/<upstream>/[<namespace>/]terraform-provider-<type>/<version>               when this mirror first saw a version (written once)
+//! leases/<upstream>/[<namespace>/]terraform-provider-<type>/<version>/<zip>              which replica is downloading an archive (bucket only)
+//! cluster/secret                                                                          what replicas authenticate to each other with (bucket only)
 //! ```
 //! The namespace level exists only for upstreams with namespaces (registries); a releases
 //! site's providers sit right under the upstream, as they always have. A directory under an
@@ -32,6 +34,10 @@ use crate::protocol::{
 const RELEASES_DIR: &str = "releases";
 /// Apart from `releases/`, so that nothing reading releases mistakes these for release files.
 const FIRST_SEEN_DIR: &str = "first-seen";
+/// Apart from `releases/` too, and never copied to a disk: replicas coordinate through them.
+const LEASES_DIR: &str = "leases";
+const CLUSTER_DIR: &str = "cluster";
+const CLUSTER_SECRET_FILE: &str = "secret";
 const VERSIONS_FILE: &str = "versions.json";
 const RELEASE_RECORD_FILE: &str = "release.json";
 const SIGNING_KEYS_FILE: &str = "signing-keys.json";
@@ -59,6 +65,10 @@ pub enum Item<'a> {
     Digest(&'a FileKey),
     /// When this mirror first saw a version upstream (quarantine); created once, never moved.
     FirstSeen(&'a ReleaseKey),
+    /// Which replica is downloading an archive from upstream, until when.
+    Lease(&'a FileKey),
+    /// The secret replicas on one bucket authenticate to each other with.
+    ClusterSecret,
 }
 
 /// A place in a store: `/`-separated plain segments, relative to the store's root.
@@ -140,6 +150,19 @@ pub fn first_seen_dir(provider: &ProviderKey) -> Result<Location, LayoutError> {
     Location::from_segments(&segments)
 }
 
+/// Where the download leases of one release's archives live.
+fn lease_dir(release: &ReleaseKey) -> Result<Location, LayoutError> {
+    let provider = &release.provider;
+    let product = provider.provider.product_name();
+    let mut segments = vec![LEASES_DIR, provider.upstream.as_str()];
+    if let Some(ns) = &provider.namespace {
+        segments.push(ns.as_str());
+    }
+    segments.push(&product);
+    segments.push(release.version.as_str());
+    Location::from_segments(&segments)
+}
+
 /// Where one upstream's providers live.
 pub fn upstream_dir(upstream: &UpstreamName) -> Result<Location, LayoutError> {
     Location::from_segments(&[RELEASES_DIR, upstream.as_str()])
@@ -182,6 +205,8 @@ pub fn location(item: Item<'_>) -> Result<Location, LayoutError> {
         Item::FirstSeen(release) => {
             first_seen_dir(&release.provider)?.join(release.version.as_str())
         }
+        Item::Lease(file) => lease_dir(&file.release)?.join(file.file.as_str()),
+        Item::ClusterSecret => Location::from_segments(&[CLUSTER_DIR, CLUSTER_SECRET_FILE]),
     }
 }
 
@@ -195,12 +220,17 @@ pub enum Sharing {
     /// About one host's copy of a file (a digest record names the local file's entity tag):
     /// never shared.
     PerHost,
+    /// How replicas coordinate (download leases, their shared secret): only in the bucket,
+    /// never copied to a disk, where a stale copy would mislead.
+    BucketOnly,
 }
 
 /// How a location is shared between replicas.
 pub fn sharing(at: &Location) -> Sharing {
     let name = at.name();
-    if name.ends_with(DIGEST_SUFFIX) {
+    if matches!(at.segments().next(), Some(LEASES_DIR | CLUSTER_DIR)) {
+        Sharing::BucketOnly
+    } else if name.ends_with(DIGEST_SUFFIX) {
         Sharing::PerHost
     } else if name == VERSIONS_FILE || name == SIGNING_KEYS_FILE {
         Sharing::Mutable
@@ -295,6 +325,8 @@ mod tests {
             .file(FileName::try_from("terraform-provider-local_2.1.0_linux_amd64.zip").unwrap());
         let of = |item| sharing(&location(item).unwrap());
         assert_eq!(of(Item::Digest(&file)), Sharing::PerHost);
+        assert_eq!(of(Item::Lease(&file)), Sharing::BucketOnly);
+        assert_eq!(of(Item::ClusterSecret), Sharing::BucketOnly);
         assert_eq!(of(Item::VersionList(&provider)), Sharing::Mutable);
         assert_eq!(of(Item::SigningKeys(&provider)), Sharing::Mutable);
         for item in [
@@ -346,6 +378,18 @@ mod tests {
         // Never under releases/, where it would be read as a release's file.
         let at = location(Item::FirstSeen(&release)).unwrap();
         assert_eq!(file_key(&at), None);
+        let zip = release
+            .file(FileName::try_from("terraform-provider-local_2.1.0_linux_amd64.zip").unwrap());
+        let at = location(Item::Lease(&zip)).unwrap();
+        assert_eq!(
+            at.as_str(),
+            "leases/hashicorp/terraform-provider-local/2.1.0/terraform-provider-local_2.1.0_linux_amd64.zip"
+        );
+        assert_eq!(file_key(&at), None);
+        assert_eq!(
+            location(Item::ClusterSecret).unwrap().as_str(),
+            "cluster/secret"
+        );
     }
 
     #[test]
@@ -456,7 +500,7 @@ mod tests {
                     for ns in namespaces {
                         let provider = ProviderKey::new(u.clone(), ns, t.clone());
                         let file = provider.release(v.clone()).file(f.clone());
-                        for item in [Item::File(&file), Item::H1(&file), Item::Digest(&file), Item::VersionList(&provider)] {
+                        for item in [Item::File(&file), Item::H1(&file), Item::Digest(&file), Item::Lease(&file), Item::VersionList(&provider)] {
                             if let Ok(location) = location(item) {
                                 prop_assert!(stays_under(root, &location), "{location}");
                             }

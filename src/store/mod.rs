@@ -3,9 +3,10 @@
 //! Callers name what they want with typed keys (`layout::Item`); `layout` turns them into
 //! locations and a `Backend` keeps them: the local disk (`disk`), or an S3-compatible bucket
 //! shared by replicas with the local disk in front (`tiered`, `bucket`). Archives go in through
-//! [`Store::write_verified`], which hashes every chunk as it is written and commits the file
-//! only when it is complete, within its size limit and its SHA-256 equals the verified
-//! SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
+//! [`Store::write_verified`] (or [`Store::write_verified_here`], to this host's disk only, for
+//! an archive another replica puts in the bucket), which hashes every chunk as it is written
+//! and commits the file only when it is complete, within its size limit and its SHA-256 equals
+//! the verified SHA256SUMS entry, then records that digest beside it. A reader therefore never sees a
 //! half-written or unverified file, and [`Store::open_archive`] serves an archive only while
 //! it is the one the release's current SHA256SUMS names: existence is not verification.
 
@@ -500,6 +501,18 @@ impl Store {
             .await
     }
 
+    /// A URL a client may fetch a stored file from directly for `ttl` (a bucket's presigned
+    /// one), or `None` where the store has no such URLs. The caller has verified the file.
+    pub async fn presigned_url(
+        &self,
+        item: Item<'_>,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        self.backend
+            .presigned_url(&layout::location(item)?, ttl)
+            .await
+    }
+
     /// Records that a file was just served, for least-recently-used eviction.
     pub fn touch_accessed(&self, item: Item<'_>) {
         if let Ok(at) = layout::location(item) {
@@ -514,14 +527,46 @@ impl Store {
     pub async fn write_verified<E>(
         &self,
         item: Item<'_>,
+        chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        expected: Sha256Digest,
+        limit: u64,
+        size_hint: u64,
+        observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
+    ) -> Result<u64, IngestError<E>> {
+        let backend = self.backend.as_ref();
+        self.write_verified_to(backend, item, chunks, expected, limit, size_hint, observe)
+            .await
+    }
+
+    /// [`Store::write_verified`] to this host's disk only: for an archive another replica is
+    /// downloading from upstream and puts in the bucket itself (archives are content-addressed,
+    /// so one upload is enough). Where the disk is the only tier, the same thing.
+    pub async fn write_verified_here<E>(
+        &self,
+        item: Item<'_>,
+        chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        expected: Sha256Digest,
+        limit: u64,
+        size_hint: u64,
+        observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
+    ) -> Result<u64, IngestError<E>> {
+        let disk = self.disk.clone();
+        self.write_verified_to(&disk, item, chunks, expected, limit, size_hint, observe)
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_verified_to<E>(
+        &self,
+        backend: &dyn Backend,
+        item: Item<'_>,
         mut chunks: impl Stream<Item = Result<Bytes, E>> + Unpin,
         expected: Sha256Digest,
         limit: u64,
         size_hint: u64,
         observe: &mut (dyn FnMut(Option<&Partial>, u64) + Send),
     ) -> Result<u64, IngestError<E>> {
-        let mut upload = self
-            .backend
+        let mut upload = backend
             .upload(
                 &layout::location(item).map_err(StoreError::from)?,
                 size_hint,

@@ -9,7 +9,9 @@
 //! - mutable documents (version lists, signing keys seen) are read from the bucket, and the
 //!   local copy serves only while the bucket cannot be reached;
 //! - per-host records (an archive's digest record names the local file) stay on the disk:
-//!   each replica checks its own copy once, and none invalidates another's.
+//!   each replica checks its own copy once, and none invalidates another's;
+//! - what replicas coordinate with (download leases, their shared secret) is in the bucket
+//!   only and never copied to the disk.
 //!
 //! Writes go to the bucket first, then to the disk. An archive is streamed to a local temp
 //! file (which live followers read as before), committed locally after its digest matched,
@@ -106,6 +108,11 @@ impl Backend for Tiered {
         async move {
             match layout::sharing(at) {
                 Sharing::PerHost => self.local.read(at).await,
+                Sharing::BucketOnly => Ok(self
+                    .bucket
+                    .get(at)
+                    .await?
+                    .map(|(bytes, modified)| Document { bytes, modified })),
                 Sharing::Immutable => {
                     if let Some(document) = self.local.read(at).await? {
                         return Ok(Some(document));
@@ -141,8 +148,10 @@ impl Backend for Tiered {
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            if layout::sharing(at) != Sharing::PerHost {
-                self.bucket.put(at, bytes).await?;
+            match layout::sharing(at) {
+                Sharing::PerHost => {}
+                Sharing::BucketOnly => return self.bucket.put(at, bytes).await,
+                Sharing::Immutable | Sharing::Mutable => self.bucket.put(at, bytes).await?,
             }
             self.local.write(at, bytes).await
         }
@@ -155,8 +164,10 @@ impl Backend for Tiered {
         bytes: &'a [u8],
     ) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            if layout::sharing(at) == Sharing::PerHost {
-                return self.local.create(at, bytes).await;
+            match layout::sharing(at) {
+                Sharing::PerHost => return self.local.create(at, bytes).await,
+                Sharing::BucketOnly => return self.bucket.create(at, bytes).await,
+                Sharing::Immutable | Sharing::Mutable => {}
             }
             if !self.bucket.create(at, bytes).await? {
                 return Ok(false);
@@ -227,8 +238,10 @@ impl Backend for Tiered {
 
     fn remove<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            if layout::sharing(at) != Sharing::PerHost {
-                self.bucket.delete(at).await?;
+            match layout::sharing(at) {
+                Sharing::PerHost => {}
+                Sharing::BucketOnly => return self.bucket.delete(at).await,
+                Sharing::Immutable | Sharing::Mutable => self.bucket.delete(at).await?,
             }
             self.local.remove(at).await
         }
@@ -272,6 +285,20 @@ impl Backend for Tiered {
 
     fn touch_accessed(&self, at: &Location) {
         self.local.touch_accessed(at);
+    }
+
+    fn presigned_url<'a>(
+        &'a self,
+        at: &'a Location,
+        ttl: std::time::Duration,
+    ) -> BoxFuture<'a, Result<Option<String>, StoreError>> {
+        async move {
+            if layout::sharing(at) != Sharing::Immutable {
+                return Ok(None);
+            }
+            Ok(Some(self.bucket.presigned_get(at, ttl).await?.to_string()))
+        }
+        .boxed()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Upstreams: where releases come from. The mirror core knows them only through the
 //! [`Upstream`] interface; each kind of upstream implements it over the one HTTP client
-//! (`client`), which is the only code that names `reqwest`.
+//! (`client`), which with `peer` (another replica on the same bucket, as the source of an
+//! archive it is downloading) is the only code that names `reqwest`.
 //!
 //! The interface is shaped for more than the releases site (`releases`, the first kind): a
 //! provider key may carry a namespace, a listing may publish the keys that sign its provider,
@@ -9,6 +10,7 @@
 //! verifies every byte against a signed SHA256SUMS before it is cached or served.
 
 mod client;
+pub mod peer;
 pub mod registry;
 pub mod releases;
 

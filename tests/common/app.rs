@@ -121,10 +121,29 @@ upstream = "hashicorp"
     )
 }
 
+/// A generated config listening on `port` of 127.0.0.1.
+pub fn on_port(toml: &str, port: u16) -> String {
+    toml.replace(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+    )
+}
+
 impl TestApp {
     pub async fn spawn(options: MirrorOptions<'_>) -> Self {
         let toml = config_toml(&options);
-        let config = Config::from_toml(&toml).unwrap();
+        Self::spawn_toml(&toml, options.cache_dir).await
+    }
+
+    /// Listening on `port` instead of any free one: for a replica whose `advertise_url` has
+    /// to name its port before it starts.
+    pub async fn spawn_on_port(options: MirrorOptions<'_>, port: u16) -> Self {
+        let toml = on_port(&config_toml(&options), port);
+        Self::spawn_toml(&toml, options.cache_dir).await
+    }
+
+    async fn spawn_toml(toml: &str, cache_dir: &Path) -> Self {
+        let config = Config::from_toml(toml).unwrap();
         let server = tfmirror::server::start(&config).await.unwrap();
         let base = server.base_url();
         Self {
@@ -134,7 +153,7 @@ impl TestApp {
                 .danger_accept_invalid_certs(true)
                 .build()
                 .unwrap(),
-            cache_dir: options.cache_dir.to_path_buf(),
+            cache_dir: cache_dir.to_path_buf(),
         }
     }
 

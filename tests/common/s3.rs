@@ -60,7 +60,8 @@ fn provision() {
     assert!(ready(), "{PACKAGES:?} installed but not usable");
 }
 
-fn free_port() -> u16 {
+/// A port free right now (for a replica that must name its own port in its config).
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -242,6 +243,41 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
         keys
     }
 
+    /// One object's bytes, or `None` when there is none.
+    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
+        let script = r#"
+import sys, boto3
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], region_name="us-east-1",
+                  aws_access_key_id=sys.argv[3], aws_secret_access_key=sys.argv[4])
+try:
+    body = s3.get_object(Bucket=sys.argv[2], Key=sys.argv[5])["Body"].read()
+except s3.exceptions.NoSuchKey:
+    sys.exit(3)
+sys.stdout.buffer.write(body)
+"#;
+        let out = Command::new(bin("python"))
+            .args([
+                "-c",
+                script,
+                &self.endpoint,
+                BUCKET,
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+                key,
+            ])
+            .output()
+            .unwrap();
+        if out.status.code() == Some(3) {
+            return None;
+        }
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(out.stdout)
+    }
+
     /// The `[storage]` table for a replica on this server's bucket, its secret in a file
     /// under `dir`.
     pub fn storage_toml(&self, dir: &Path) -> String {
@@ -259,6 +295,15 @@ access_key_id = "{ACCESS_KEY_ID}"
 secret_access_key_file = {secret:?}
 "#,
             endpoint = self.endpoint,
+        )
+    }
+
+    /// `storage_toml` plus the `[cluster]` table of a replica listening on `port`, its
+    /// download leases lasting `lease_ttl` (humantime).
+    pub fn cluster_toml(&self, dir: &Path, port: u16, lease_ttl: &str) -> String {
+        format!(
+            "{}\n[cluster]\nadvertise_url = \"http://127.0.0.1:{port}\"\nlease_ttl = \"{lease_ttl}\"\n",
+            self.storage_toml(dir)
         )
     }
 

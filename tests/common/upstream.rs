@@ -36,6 +36,8 @@ struct UpstreamState {
     standing_faults: HashMap<String, Fault>,
     /// Paths whose body is sent `(chunk bytes, pause between chunks)` at a time.
     throttled: HashMap<String, (usize, std::time::Duration)>,
+    /// When the first chunk of a throttled path's body first went out.
+    first_sent: HashMap<String, std::time::Instant>,
     in_flight: usize,
     max_in_flight: usize,
     /// Share of all requests answered 503, at random.
@@ -136,11 +138,20 @@ async fn fake_upstream_answer(state: Arc<Mutex<UpstreamState>>, req: HttpRequest
             let len = body.len() as u64;
             let chunks: Vec<Bytes> = body.chunks(chunk).map(Bytes::copy_from_slice).collect();
             let stream = futures_util::stream::unfold(
-                (chunks.into_iter(), guard),
-                move |(mut rest, guard)| async move {
-                    let next = rest.next()?;
-                    tokio::time::sleep(pause).await;
-                    Some((Ok::<_, std::io::Error>(next), (rest, guard)))
+                (chunks.into_iter(), guard, true),
+                move |(mut rest, guard, first)| {
+                    let path = path.clone();
+                    async move {
+                        let next = rest.next()?;
+                        tokio::time::sleep(pause).await;
+                        if first {
+                            let mut s = guard.0.lock().unwrap();
+                            s.first_sent
+                                .entry(path)
+                                .or_insert_with(std::time::Instant::now);
+                        }
+                        Some((Ok::<_, std::io::Error>(next), (rest, guard, false)))
+                    }
                 },
             );
             HttpResponse::Ok().no_chunking(len).streaming(stream)
@@ -266,6 +277,11 @@ impl FakeUpstream {
 
     pub fn get(&self, path: &str) -> Option<Bytes> {
         self.state.lock().unwrap().files.get(path).cloned()
+    }
+
+    /// When the first byte of a throttled path's body first went out, if it has.
+    pub fn first_byte_sent(&self, path: &str) -> Option<std::time::Instant> {
+        self.state.lock().unwrap().first_sent.get(path).copied()
     }
 
     pub fn hits(&self, path: &str) -> usize {
