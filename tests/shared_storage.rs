@@ -576,6 +576,118 @@ async fn verify_and_export_on_a_fresh_disk_work_on_the_bucket() {
     assert!(names.iter().any(|n| n.ends_with(ZIP)), "{names:?}");
 }
 
+/// A host's config on the server's bucket under `prefix`, with `[[prefetch]]` `more`, written
+/// beside an empty cache for the binary's one-shot commands.
+fn one_shot_config(
+    upstream: &FakeUpstream,
+    s3: &S3Server,
+    dir: &Path,
+    prefix: &str,
+    more: &str,
+) -> std::path::PathBuf {
+    let cache = dir.join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let storage = s3
+        .storage_toml(dir)
+        .replace("prefix = \"mirror/\"", &format!("prefix = {prefix:?}"));
+    let config = dir.join("tfmirror.toml");
+    std::fs::write(
+        &config,
+        common::config_toml(&MirrorOptions {
+            extra: format!("{storage}{more}"),
+            ..MirrorOptions::new(upstream.url(), &cache)
+        }),
+    )
+    .unwrap();
+    config
+}
+
+fn assert_ran(out: &std::process::Output, expected: &str) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(expected),
+        "expected {expected:?}:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `prefetch` on one host fills the bucket for every replica; a bundle exported from it and
+/// imported on a host of another bucket (prefix) fills that one: with the upstream gone,
+/// replicas on empty disks serve both.
+#[actix_web::test]
+async fn prefetch_and_import_fill_the_bucket_for_every_replica() {
+    let _memory = MEMORY.read().await;
+    let s3 = S3Server::start(Flavour::Moto);
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = FakeUpstream::start().await;
+    let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
+
+    let prefetching = one_shot_config(
+        &upstream,
+        &s3,
+        &dir.path().join("p"),
+        "mirror/",
+        "\n[[prefetch]]\nprovider = \"hashicorp/local\"\nplatforms = [\"linux_amd64\"]\n",
+    );
+    assert_ran(
+        &common::serving::tfmirror(&["prefetch"], &prefetching).await,
+        "prefetch: 1 fetched",
+    );
+    assert!(
+        s3.keys().iter().any(|k| k == ZIP_KEY),
+        "the prefetched archive is not in the bucket: {:?}",
+        s3.keys()
+    );
+    let bundle = dir.path().join("bundle.tar");
+    assert_ran(
+        &common::serving::tfmirror(
+            &["export", "--output", bundle.to_str().unwrap()],
+            &prefetching,
+        )
+        .await,
+        "1 releases",
+    );
+    let importing = one_shot_config(&upstream, &s3, &dir.path().join("i"), "imported/", "");
+    assert_ran(
+        &common::serving::tfmirror(&["import", bundle.to_str().unwrap()], &importing).await,
+        "import: 1 releases, 5 files",
+    );
+    let upstream_hits = upstream.total_hits();
+    upstream.stop().await;
+
+    for prefix in ["mirror/", "imported/"] {
+        let name = prefix.trim_end_matches('/');
+        let cache = dir.path().join(name).join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let storage = s3
+            .storage_toml(&dir.path().join(name))
+            .replace("prefix = \"mirror/\"", &format!("prefix = {prefix:?}"));
+        let app = TestApp::spawn(MirrorOptions {
+            extra: storage,
+            ..MirrorOptions::new(upstream.url(), &cache)
+        })
+        .await;
+        let (status, body) = app.get_bytes(&format!("{FILE_URL}{ZIP}")).await;
+        assert_eq!(status, 200, "{prefix}: {}", String::from_utf8_lossy(&body));
+        assert_eq!(body, published.zips[ZIP], "{prefix}");
+        app.stop().await;
+    }
+    assert!(
+        s3.keys()
+            .iter()
+            .any(|k| k.starts_with("imported/") && k.ends_with(ZIP)),
+        "{:?}",
+        s3.keys()
+    );
+    assert_eq!(upstream.total_hits(), upstream_hits);
+    let out = common::serving::tfmirror(&["import", bundle.to_str().unwrap()], &importing).await;
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("added to s3://"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
 /// `storage.redirect = "presigned"`: a plain `GET` of an archive verified in the bucket is a
 /// redirect to a presigned URL of it; everything else (a download still live, `HEAD`, ranges,
 /// `SHA256SUMS`) still comes through the mirror.

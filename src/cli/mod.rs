@@ -240,6 +240,19 @@ async fn export(
     Ok(())
 }
 
+/// The cache one-shot commands work on, for their messages: `cache.dir`, or the bucket with
+/// `cache.dir` as its local tier.
+fn where_the_cache_is(config: &Config) -> String {
+    match (&config.storage.kind, &config.storage.bucket) {
+        (crate::config::StorageKind::S3, Some(bucket)) => format!(
+            "s3://{bucket}/{} (local tier {})",
+            config.storage.prefix,
+            config.cache.dir.display()
+        ),
+        _ => config.cache.dir.display().to_string(),
+    }
+}
+
 async fn import(config_path: Option<PathBuf>, bundle: &std::path::Path) -> anyhow::Result<()> {
     let (config, _) = load_config(config_path)?;
     let report = ops::import_bundle(&config, bundle, |line| eprintln!("{line}")).await?;
@@ -248,7 +261,7 @@ async fn import(config_path: Option<PathBuf>, bundle: &std::path::Path) -> anyho
         report.releases,
         report.files,
         bytesize::ByteSize(report.bytes),
-        config.cache.dir.display()
+        where_the_cache_is(&config)
     );
     Ok(())
 }
@@ -306,7 +319,7 @@ async fn verify(config_path: Option<PathBuf>, repair: bool) -> anyhow::Result<()
     let mirror = Mirror::for_command(&config)
         .await
         .context("cannot open the cache")?;
-    eprintln!("verifying the cache in {}", config.cache.dir.display());
+    eprintln!("verifying the cache in {}", where_the_cache_is(&config));
     let report = ops::audit(
         &mirror,
         if repair {
