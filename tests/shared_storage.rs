@@ -11,6 +11,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../benches/support/replicas.rs"]
+mod replicas;
 
 use std::{
     path::Path,
@@ -380,6 +382,33 @@ async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
     for app in replicas {
         app.stop().await;
     }
+}
+
+/// A small run of the cross-replica benchmark (`cargo bench --bench replicas`), so that it
+/// cannot rot: the real binary as two replica processes, with and without `[cluster]`.
+#[actix_web::test]
+async fn the_replica_benchmark_runs_end_to_end() {
+    let _memory = MEMORY.read().await;
+    let options = replicas::Options {
+        binary: env!("CARGO_BIN_EXE_tfmirror").into(),
+        flavour: Flavour::Moto,
+        archive_bytes: 2 << 20,
+        chunk: 64 * 1024,
+        pause: Duration::from_millis(5),
+        clients_per_replica: 3,
+    };
+    let (with, without, table) = replicas::run(&options).await;
+    eprintln!("{table}");
+    assert!(with.all_verified && without.all_verified, "{table}");
+    assert_eq!(
+        (with.upstream_gets, without.upstream_gets),
+        (1, 2),
+        "{table}"
+    );
+    assert!(
+        table.contains("| upstream GETs of the archive | 1 | 2 |"),
+        "{table}"
+    );
 }
 
 /// 64 KiB chunks of a 64 MiB archive made up on the fly (never whole in memory), the same
