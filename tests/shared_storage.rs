@@ -518,7 +518,9 @@ async fn gc_bounds_the_local_tier_and_the_bucket_keeps_what_it_evicts() {
     std::fs::create_dir_all(&cache).unwrap();
     let app = TestApp::spawn(MirrorOptions {
         extra: s3.storage_toml(&dir.path().join("a")),
-        cache_extra: "max_size = 1\ngc_interval = \"200ms\"\ngc_grace = \"0s\"",
+        // The grace lets the copy fetched back from the bucket be served before it is
+        // evicted again (with none, eviction may race the second request).
+        cache_extra: "max_size = 1\ngc_interval = \"200ms\"\ngc_grace = \"2s\"",
         ..MirrorOptions::new(upstream.url(), &cache)
     })
     .await;
