@@ -122,20 +122,57 @@ where
     }
 }
 
-/// `2026-01-02T03:04:05.678901Z`, as `tracing-subscriber`'s default timer writes it.
+/// `2026-01-02T03:04:05.678901Z`, as `tracing-subscriber`'s default timer writes it (years
+/// 0–9999; the digits are put in place by hand, `write!` with widths costs more than the rest
+/// of the line).
 fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
     let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = since.as_secs();
     let (year, month, day) = civil_from_days((secs / 86_400) as i64);
     let of_day = secs % 86_400;
-    write!(
-        writer,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        of_day / 3600,
-        of_day / 60 % 60,
-        of_day % 60,
-        since.subsec_micros()
-    )
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    // Only ASCII digits and separators were written.
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+/// `value` as `Debug` (and JSON) shows it, written without the general float formatter when
+/// it is a whole number of thousandths, as the request line's `elapsed_ms` is: for such a
+/// value below 2^53 thousandths the shortest form that reads back the same is that decimal,
+/// trailing zeros dropped (`3.031`, `12.5`, `0.0`). Anything else: `fallback`.
+fn write_thousandths(
+    writer: &mut Writer<'_>,
+    value: f64,
+    fallback: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+) -> fmt::Result {
+    let scaled = (value * 1000.0).round();
+    if !(0.0..9.0e15).contains(&scaled) || scaled / 1000.0 != value {
+        return fallback(writer);
+    }
+    let thousandths = scaled as u64;
+    let (whole, mut fraction) = (thousandths / 1000, thousandths % 1000);
+    write!(writer, "{whole}.")?;
+    if fraction == 0 {
+        return writer.write_char('0');
+    }
+    let mut digits = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    write!(writer, "{fraction:0digits$}")
 }
 
 /// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
@@ -206,6 +243,13 @@ impl tracing::field::Visit for TextFields<'_, '_> {
         }
     }
 
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write_thousandths(self.writer, value, |w| write!(w, "{value:?}"));
+        }
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         self.start(field);
         if self.result.is_ok() {
@@ -265,7 +309,7 @@ impl tracing::field::Visit for JsonFields<'_, '_> {
     fn record_f64(&mut self, field: &Field, value: f64) {
         self.start(field);
         if self.result.is_ok() {
-            self.result = write_json(self.writer, &value);
+            self.result = write_thousandths(self.writer, value, |w| write_json(w, &value));
         }
     }
 
@@ -543,10 +587,28 @@ mod tests {
         "/mirror/registry.terraform.io/hashicorp/aws/index.json?q=%2e",
     ];
 
+    /// Durations as `log_request` rounds them, and some it never makes (the general path).
+    const ELAPSED: [f64; 14] = [
+        3.031,
+        0.0,
+        0.001,
+        0.01,
+        0.1,
+        0.052,
+        12.5,
+        100.0,
+        1234.567,
+        99_999.999,
+        8.0e12,
+        1.0e-7,
+        0.123_456_7,
+        1.0e17,
+    ];
+
     #[test]
     fn request_lines_are_written_as_the_text_format_writes_them() {
         for path in AWKWARD_PATHS {
-            for elapsed in [3.031, 0.0, 12.5, 1234.567] {
+            for elapsed in ELAPSED {
                 let (theirs, ours) = both_formats(false, || log_request_line(path, elapsed));
                 assert!(theirs.contains("request method="), "{theirs}");
                 assert_eq!(without_timestamp(&ours), without_timestamp(&theirs));
@@ -557,7 +619,7 @@ mod tests {
     #[test]
     fn request_lines_are_written_as_the_json_format_writes_them() {
         for path in AWKWARD_PATHS {
-            for elapsed in [3.031, 0.0, 12.5, 1234.567] {
+            for elapsed in ELAPSED {
                 let (theirs, ours) = both_formats(true, || log_request_line(path, elapsed));
                 let value: serde_json::Value = serde_json::from_str(&ours).unwrap();
                 assert_eq!(value["fields"]["path"], path);
@@ -581,6 +643,21 @@ mod tests {
             );
             let lines = |text: &str| text.lines().map(without_timestamp).collect::<Vec<_>>();
             assert_eq!(lines(&ours), lines(&theirs));
+        }
+    }
+
+    #[test]
+    fn timestamps_have_the_default_timers_form() {
+        let cases = [
+            (1_780_000_000, 123_456, "2026-05-28T20:26:40.123456Z"),
+            (951_868_799, 7, "2000-02-29T23:59:59.000007Z"),
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+        ];
+        for (secs, micros, expected) in cases {
+            let at = UNIX_EPOCH + std::time::Duration::new(secs, micros * 1000);
+            let mut text = String::new();
+            write_timestamp(&mut Writer::new(&mut text), at).unwrap();
+            assert_eq!(text, expected);
         }
     }
 
