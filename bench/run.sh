@@ -8,7 +8,8 @@
 # reported), --big-mib N, --upstream-mibps N, and --hold SECS (after warm-up,
 # print the process ids and wait, to attach a profiler by hand), --profile DIR (perf profiles of
 # both servers for the big-archive and download-document measurements, with the top of each
-# report as text).
+# report as text), --only SECTION,... (only those parts of the table: json, log, tls, archives,
+# growth, idle, many, cold, startup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"

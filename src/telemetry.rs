@@ -1,5 +1,11 @@
 //! Logging setup: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as text or JSON.
 //!
+//! The request line (one per request, on as shipped) is formatted by hand (`RequestLines`):
+//! the same bytes as `tracing-subscriber`'s text and JSON formats, without their per-field
+//! `Debug` round trips, temporary maps and allocations. Every other event, a request line
+//! inside a span, and any line to a terminal (colours) go through `tracing-subscriber`'s
+//! formatters unchanged.
+//!
 //! Lines are not written to stderr by the thread that logs them: they are appended to one
 //! shared buffer, and a thread of its own, woken by the first line, waits `BATCH_WINDOW` and
 //! writes whatever has gathered in one `write` — hundreds of lines per write under load. A request's log
@@ -8,11 +14,22 @@
 //! logging thread writes them out itself. `flush` writes out what is left before exit.
 
 use std::{
+    fmt,
     io::{self, IsTerminal, Write},
     sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError},
+    time::{SystemTime, UNIX_EPOCH},
 };
 
-use tracing_subscriber::{fmt::MakeWriter, EnvFilter};
+use tracing::{field::Field, Event, Subscriber};
+use tracing_subscriber::{
+    fmt::{format::Writer, FmtContext, FormatEvent, FormatFields, MakeWriter},
+    registry::LookupSpan,
+    EnvFilter,
+};
+
+/// The name of the request line's event (`tracing::info!(name: REQUEST_EVENT, …)`): events of
+/// this name are formatted by `RequestLines`.
+pub const REQUEST_EVENT: &str = "request";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -28,9 +45,303 @@ pub fn init(format: LogFormat) {
         .with_writer(BufferedStderr);
     // A second init (tests) is harmless: the first subscriber stays.
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder
+            .event_format(RequestLines::text(tracing_subscriber::fmt::format()))
+            .try_init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(RequestLines::json(tracing_subscriber::fmt::format().json()))
+            .try_init(),
     };
+}
+
+/// An event format that writes `REQUEST_EVENT` lines by hand, as `inner` would write them,
+/// and hands every other event to `inner`.
+struct RequestLines<F> {
+    json: bool,
+    inner: F,
+}
+
+impl<F> RequestLines<F> {
+    /// Around `tracing-subscriber`'s full text format.
+    fn text(inner: F) -> Self {
+        Self { json: false, inner }
+    }
+
+    /// Around `tracing-subscriber`'s JSON format.
+    fn json(inner: F) -> Self {
+        Self { json: true, inner }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for RequestLines<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
+        let meta = event.metadata();
+        // Spans and colours are `inner`'s business; request lines have neither as deployed.
+        if meta.name() != REQUEST_EVENT || writer.has_ansi_escapes() || ctx.event_scope().is_some()
+        {
+            return self.inner.format_event(ctx, writer, event);
+        }
+        let now = SystemTime::now();
+        if self.json {
+            writer.write_str("{\"timestamp\":\"")?;
+            write_timestamp(&mut writer, now)?;
+            write!(writer, "\",\"level\":\"{}\",\"fields\":{{", meta.level())?;
+            let mut fields = JsonFields {
+                writer: &mut writer,
+                first: true,
+                result: Ok(()),
+            };
+            event.record(&mut fields);
+            fields.result?;
+            writer.write_str("},\"target\":")?;
+            write_json_str(&mut writer, meta.target())?;
+            writer.write_str("}\n")
+        } else {
+            write_timestamp(&mut writer, now)?;
+            write!(writer, " {:>5} {}: ", meta.level(), meta.target())?;
+            let mut fields = TextFields {
+                writer: &mut writer,
+                first: true,
+                result: Ok(()),
+            };
+            event.record(&mut fields);
+            fields.result?;
+            writer.write_char('\n')
+        }
+    }
+}
+
+/// `2026-01-02T03:04:05.678901Z`, as `tracing-subscriber`'s default timer writes it (years
+/// 0–9999; the digits are put in place by hand, `write!` with widths costs more than the rest
+/// of the line).
+fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
+    let since = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let of_day = secs % 86_400;
+    let mut text = *b"0000-00-00T00:00:00.000000Z";
+    let mut put = |at: usize, width: usize, mut value: u64| {
+        for i in (at..at + width).rev() {
+            text[i] = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    };
+    put(0, 4, year.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(month));
+    put(8, 2, u64::from(day));
+    put(11, 2, of_day / 3600);
+    put(14, 2, of_day / 60 % 60);
+    put(17, 2, of_day % 60);
+    put(20, 6, u64::from(since.subsec_micros()));
+    // Only ASCII digits and separators were written.
+    writer.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?)
+}
+
+/// `value` as `Debug` (and JSON) shows it, written without the general float formatter when
+/// it is a whole number of thousandths, as the request line's `elapsed_ms` is: for such a
+/// value below 2^53 thousandths the shortest form that reads back the same is that decimal,
+/// trailing zeros dropped (`3.031`, `12.5`, `0.0`). Anything else: `fallback`.
+fn write_thousandths(
+    writer: &mut Writer<'_>,
+    value: f64,
+    fallback: impl FnOnce(&mut Writer<'_>) -> fmt::Result,
+) -> fmt::Result {
+    let scaled = (value * 1000.0).round();
+    if !(0.0..9.0e15).contains(&scaled) || scaled / 1000.0 != value {
+        return fallback(writer);
+    }
+    let thousandths = scaled as u64;
+    let (whole, mut fraction) = (thousandths / 1000, thousandths % 1000);
+    write!(writer, "{whole}.")?;
+    if fraction == 0 {
+        return writer.write_char('0');
+    }
+    let mut digits = 3;
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        digits -= 1;
+    }
+    write!(writer, "{fraction:0digits$}")
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// A request line's fields as the text format writes them: `message` bare, then
+/// `name=value` with values as `Debug` shows them (strings quoted), separated by spaces.
+struct TextFields<'w, 'a> {
+    writer: &'w mut Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl TextFields<'_, '_> {
+    /// The separator and `name=`; `false` for the `message` field, written bare.
+    fn start(&mut self, field: &Field) -> bool {
+        if self.first {
+            self.first = false;
+        } else if self.result.is_ok() {
+            self.result = self.writer.write_char(' ');
+        }
+        let name = field.name();
+        if name == "message" || self.result.is_err() {
+            return false;
+        }
+        let name = name.strip_prefix("r#").unwrap_or(name);
+        self.result = self
+            .writer
+            .write_str(name)
+            .and_then(|()| self.writer.write_char('='));
+        true
+    }
+}
+
+impl tracing::field::Visit for TextFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.start(field) {
+            // `Debug` of a string that needs no escaping is the string in quotes.
+            let plain = value
+                .bytes()
+                .all(|b| (b' '..=b'~').contains(&b) && b != b'"' && b != b'\\');
+            self.result = if plain {
+                write!(self.writer, "\"{value}\"")
+            } else {
+                write!(self.writer, "{value:?}")
+            };
+        } else if self.result.is_ok() {
+            self.result = self.writer.write_str(value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{value}");
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write_thousandths(self.writer, value, |w| write!(w, "{value:?}"));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{value:?}");
+        }
+    }
+}
+
+/// A request line's fields as the JSON format writes them: in order, strings and numbers as
+/// JSON, anything else as its `Debug` text in a string.
+struct JsonFields<'w, 'a> {
+    writer: &'w mut Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn start(&mut self, field: &Field) {
+        if self.result.is_err() {
+            return;
+        }
+        if !self.first {
+            self.result = self.writer.write_char(',');
+        }
+        self.first = false;
+        if self.result.is_ok() {
+            self.result = write_json_str(self.writer, field.name());
+        }
+        if self.result.is_ok() {
+            self.result = self.writer.write_char(':');
+        }
+    }
+}
+
+impl tracing::field::Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write_json_str(self.writer, value);
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{value}");
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{value}");
+        }
+    }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write_thousandths(self.writer, value, |w| write_json(w, &value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write!(self.writer, "{value}");
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.start(field);
+        if self.result.is_ok() {
+            self.result = write_json_str(self.writer, &format!("{value:?}"));
+        }
+    }
+}
+
+/// A JSON string: as it is when nothing needs escaping, else escaped by `serde_json`.
+fn write_json_str(writer: &mut Writer<'_>, value: &str) -> fmt::Result {
+    if value.bytes().all(|b| b >= b' ' && b != b'"' && b != b'\\') {
+        writer.write_char('"')?;
+        writer.write_str(value)?;
+        writer.write_char('"')
+    } else {
+        write_json(writer, value)
+    }
+}
+
+fn write_json(writer: &mut Writer<'_>, value: &(impl serde::Serialize + ?Sized)) -> fmt::Result {
+    let text = serde_json::to_string(value).map_err(|_| fmt::Error)?;
+    writer.write_str(&text)
 }
 
 /// Writes out every log line still waiting. Call before the process exits.
@@ -190,6 +501,179 @@ impl Write for BufferedStderr {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    /// What a subscriber writes, for comparing formats.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            lock(&self.0).extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// A request line as `log_request` logs it, with `path` as given.
+    fn log_request_line(path: &str, elapsed_ms: f64) {
+        tracing::info!(
+            name: REQUEST_EVENT,
+            target: "tfmirror::http",
+            method = "GET",
+            path,
+            version = "HTTP/1.1",
+            status = 200_u16,
+            bytes = 268_u64,
+            elapsed_ms,
+            cache = "hit",
+            "request"
+        );
+    }
+
+    /// The line written by `tracing-subscriber`'s own format and by `RequestLines`, each
+    /// subscriber built as `init` builds it.
+    fn both_formats(json: bool, log: impl Fn()) -> (String, String) {
+        let (theirs, ours) = (Captured::default(), Captured::default());
+        let builder = |to: Captured| tracing_subscriber::fmt().with_ansi(false).with_writer(to);
+        if json {
+            let reference = builder(theirs.clone()).json().finish();
+            tracing::subscriber::with_default(reference, &log);
+            let fast = builder(ours.clone())
+                .json()
+                .event_format(RequestLines::json(tracing_subscriber::fmt::format().json()))
+                .finish();
+            tracing::subscriber::with_default(fast, &log);
+        } else {
+            let reference = builder(theirs.clone()).finish();
+            tracing::subscriber::with_default(reference, &log);
+            let fast = builder(ours.clone())
+                .event_format(RequestLines::text(tracing_subscriber::fmt::format()))
+                .finish();
+            tracing::subscriber::with_default(fast, &log);
+        }
+        let text = |c: &Captured| String::from_utf8(lock(&c.0).clone()).unwrap();
+        (text(&theirs), text(&ours))
+    }
+
+    /// The line with its timestamp (`2026-01-02T03:04:05.678901Z`) replaced by `T`, after
+    /// checking its shape.
+    fn without_timestamp(line: &str) -> String {
+        let start = line.find("20").expect("a timestamp");
+        let stamp = &line[start..start + 27];
+        let shape: String = stamp
+            .chars()
+            .map(|c| if c.is_ascii_digit() { '0' } else { c })
+            .collect();
+        assert_eq!(shape, "0000-00-00T00:00:00.000000Z", "{line}");
+        format!("{}T{}", &line[..start], &line[start + 27..])
+    }
+
+    const AWKWARD_PATHS: [&str; 5] = [
+        "/v1/providers/hashicorp/aws/versions",
+        "/v1/providers/a\"b/c\\d/versions",
+        "/v1/providers/ünïcødé/x/versions",
+        "/v1/providers/tab\there/nl\n/versions",
+        "/mirror/registry.terraform.io/hashicorp/aws/index.json?q=%2e",
+    ];
+
+    /// Durations as `log_request` rounds them, and some it never makes (the general path).
+    const ELAPSED: [f64; 14] = [
+        3.031,
+        0.0,
+        0.001,
+        0.01,
+        0.1,
+        0.052,
+        12.5,
+        100.0,
+        1234.567,
+        99_999.999,
+        8.0e12,
+        1.0e-7,
+        0.123_456_7,
+        1.0e17,
+    ];
+
+    #[test]
+    fn request_lines_are_written_as_the_text_format_writes_them() {
+        for path in AWKWARD_PATHS {
+            for elapsed in ELAPSED {
+                let (theirs, ours) = both_formats(false, || log_request_line(path, elapsed));
+                assert!(theirs.contains("request method="), "{theirs}");
+                assert_eq!(without_timestamp(&ours), without_timestamp(&theirs));
+            }
+        }
+    }
+
+    #[test]
+    fn request_lines_are_written_as_the_json_format_writes_them() {
+        for path in AWKWARD_PATHS {
+            for elapsed in ELAPSED {
+                let (theirs, ours) = both_formats(true, || log_request_line(path, elapsed));
+                let value: serde_json::Value = serde_json::from_str(&ours).unwrap();
+                assert_eq!(value["fields"]["path"], path);
+                assert_eq!(without_timestamp(&ours), without_timestamp(&theirs));
+            }
+        }
+    }
+
+    #[test]
+    fn other_events_and_request_lines_inside_spans_keep_the_full_format() {
+        for json in [false, true] {
+            let (theirs, ours) = both_formats(json, || {
+                tracing::warn!(target: "tfmirror::mirror", key = %"aws", error = "boom", "refresh failed");
+                let span = tracing::info_span!("versions", provider = %"aws");
+                let _entered = span.enter();
+                log_request_line("/in/a/span", 1.0);
+            });
+            assert!(
+                ours.contains("refresh failed") && ours.contains("versions"),
+                "{ours}"
+            );
+            let lines = |text: &str| text.lines().map(without_timestamp).collect::<Vec<_>>();
+            assert_eq!(lines(&ours), lines(&theirs));
+        }
+    }
+
+    #[test]
+    fn timestamps_have_the_default_timers_form() {
+        let cases = [
+            (1_780_000_000, 123_456, "2026-05-28T20:26:40.123456Z"),
+            (951_868_799, 7, "2000-02-29T23:59:59.000007Z"),
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+        ];
+        for (secs, micros, expected) in cases {
+            let at = UNIX_EPOCH + std::time::Duration::new(secs, micros * 1000);
+            let mut text = String::new();
+            write_timestamp(&mut Writer::new(&mut text), at).unwrap();
+            assert_eq!(text, expected);
+        }
+    }
+
+    #[test]
+    fn days_become_dates_across_leap_years_and_centuries() {
+        for (days, date) in [
+            (0, (1970, 1, 1)),
+            (11_016, (2000, 2, 29)),
+            (11_017, (2000, 3, 1)),
+            (-25_508, (1900, 3, 1)),
+            (20_818, (2026, 12, 31)),
+            (47_540, (2100, 2, 28)),
+        ] {
+            assert_eq!(civil_from_days(days), date, "day {days}");
+        }
+    }
 
     static WRITTEN: Mutex<Vec<u8>> = Mutex::new(Vec::new());
 

@@ -23,6 +23,7 @@ async fn the_benchmark_runs_end_to_end() {
         binary: env!("CARGO_BIN_EXE_tfmirror").into(),
         hold: 0,
         profile: None,
+        only: None,
     };
     let table = run(&options).await;
     let text = table.render();

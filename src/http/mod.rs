@@ -186,6 +186,7 @@ pub async fn log_request(
         .inc_by(bytes);
     m.http_versions.with_label_values(&[version]).inc();
     tracing::info!(
+        name: crate::telemetry::REQUEST_EVENT,
         method = method.as_str(),
         path = request.path(),
         version,
