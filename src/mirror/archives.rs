@@ -140,6 +140,18 @@ impl Mirror {
             Located::Downloading(live) => live,
         };
         self.count_hit(&key);
+        self.live_body(&live, &key, wait).await
+    }
+
+    /// A download in progress as a body: followed as it arrives when `wait` allows, else (or
+    /// when upstream announced no length, so no tail can be held back) the verified file once
+    /// the download is done.
+    async fn live_body(
+        &self,
+        live: &LiveDownload,
+        key: &FileKey,
+        wait: Wait,
+    ) -> Result<FileBody, MirrorError> {
         if wait == Wait::FirstBytes {
             if let Some((total, stream)) = live.follow().await? {
                 return Ok(FileBody::Live {
@@ -147,10 +159,9 @@ impl Mirror {
                     stream: Box::pin(stream),
                 });
             }
-            // No announced length: no way to hold back a tail; wait for the file.
         }
         live.finished().await?;
-        Ok(FileBody::Ready(self.open_verified(&key).await?))
+        Ok(FileBody::Ready(self.open_verified(key).await?))
     }
 
     async fn open_verified(&self, key: &FileKey) -> Result<Object, MirrorError> {
@@ -440,14 +451,7 @@ impl Mirror {
         let Some(live) = live else {
             return Err(MirrorError::NotDownloading(location.to_owned()));
         };
-        if let Some((total, stream)) = live.follow().await? {
-            return Ok(FileBody::Live {
-                total,
-                stream: Box::pin(stream),
-            });
-        }
-        live.finished().await?;
-        Ok(FileBody::Ready(self.open_verified(&key).await?))
+        self.live_body(&live, &key, Wait::FirstBytes).await
     }
 
     /// Computes the `h1:` of a verified archive once and stores it beside the archive. A
