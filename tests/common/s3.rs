@@ -178,17 +178,7 @@ while True:
         time.sleep(0.2)
 "#;
         let started = Instant::now();
-        let out = Command::new(bin("python"))
-            .args([
-                "-c",
-                script,
-                &self.endpoint,
-                BUCKET,
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-            ])
-            .output()
-            .unwrap();
+        let out = self.boto(script, &[]);
         if let Ok(Some(status)) = self.child.try_wait() {
             panic!("{:?} exited with {status}:\n{}", self.flavour, self.log());
         }
@@ -208,6 +198,23 @@ while True:
         );
     }
 
+    /// Runs a boto3 `script` against the bucket: `sys.argv[1..5]` are the endpoint, the bucket
+    /// and the credentials, then `extra`.
+    fn boto(&self, script: &str, extra: &[&str]) -> std::process::Output {
+        Command::new(bin("python"))
+            .args([
+                "-c",
+                script,
+                &self.endpoint,
+                BUCKET,
+                ACCESS_KEY_ID,
+                SECRET_ACCESS_KEY,
+            ])
+            .args(extra)
+            .output()
+            .unwrap()
+    }
+
     /// The object keys in the bucket, sorted.
     pub fn keys(&self) -> Vec<String> {
         let script = r#"
@@ -218,17 +225,7 @@ for page in s3.get_paginator("list_objects_v2").paginate(Bucket=sys.argv[2]):
     for o in page.get("Contents", []):
         print(o["Key"])
 "#;
-        let out = Command::new(bin("python"))
-            .args([
-                "-c",
-                script,
-                &self.endpoint,
-                BUCKET,
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-            ])
-            .output()
-            .unwrap();
+        let out = self.boto(script, &[]);
         assert!(
             out.status.success(),
             "{}",
@@ -255,18 +252,7 @@ except s3.exceptions.NoSuchKey:
     sys.exit(3)
 sys.stdout.buffer.write(body)
 "#;
-        let out = Command::new(bin("python"))
-            .args([
-                "-c",
-                script,
-                &self.endpoint,
-                BUCKET,
-                ACCESS_KEY_ID,
-                SECRET_ACCESS_KEY,
-                key,
-            ])
-            .output()
-            .unwrap();
+        let out = self.boto(script, &[key]);
         if out.status.code() == Some(3) {
             return None;
         }
