@@ -8,6 +8,10 @@ use std::collections::BTreeSet;
 
 use common::{publisher_key, start_with_fake_upstream, FakeRelease};
 
+/// The tests here take turns: each server's start-up sweep sets the process-wide cache size
+/// gauges to its own (empty) cache's, which would undo another test's stored files.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The value of the metric line that starts with `series` (name and labels), if any.
 fn metric(text: &str, series: &str) -> Option<f64> {
     text.lines()
@@ -17,6 +21,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 #[actix_web::test]
 async fn metrics_count_requests_cache_outcomes_upstream_and_verification() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (upstream, app) = start_with_fake_upstream(dir.path()).await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
@@ -113,6 +118,7 @@ const ROUTES: &[&str] = &[
 
 #[actix_web::test]
 async fn request_labels_stay_bounded_whatever_methods_and_paths_clients_send() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (_upstream, app) = start_with_fake_upstream(dir.path()).await;
     let methods = [
@@ -165,6 +171,7 @@ async fn request_labels_stay_bounded_whatever_methods_and_paths_clients_send() {
 
 #[actix_web::test]
 async fn refused_targets_and_headers_are_counted_like_any_other_answer() {
+    let _turn = ONE_AT_A_TIME.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let (_upstream, app) = start_with_fake_upstream(dir.path()).await;
     let count = |text: &str, status: &str| -> f64 {
