@@ -335,7 +335,18 @@ async fn transient_upstream_errors_are_retried_and_404_is_not() {
 #[actix_web::test]
 async fn retry_after_is_honoured_and_a_long_one_is_not_waited_for() {
     let dir = tempfile::tempdir().unwrap();
-    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    let upstream = FakeUpstream::start().await;
+    let cache = dir.path().join("cache");
+    // No background verification of listed releases: the 2.1.0 release must be fetched by the
+    // request below, into the fault set for it, not before by the version list's follow-up.
+    let app = spawn(
+        &upstream,
+        MirrorOptions {
+            cache_extra: "protocol_fetches = 0\n",
+            ..MirrorOptions::new(String::new(), &cache)
+        },
+    )
+    .await;
     let published = FakeRelease::new("local", "2.1.0").publish(&upstream, publisher_key());
     let index = "/terraform-provider-local/index.json";
     upstream.fail_next(index, [Fault::Status(429, Some(1))]);
