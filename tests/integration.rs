@@ -18,6 +18,7 @@ mod complete_hashes;
 mod crash_and_verify;
 mod gc;
 mod hostile_input;
+mod http2_framing;
 mod network_mirror;
 mod offline;
 mod operations;
