@@ -4,7 +4,9 @@
 //! the same bytes as `tracing-subscriber`'s text and JSON formats, without their per-field
 //! `Debug` round trips, temporary maps and allocations. Every other event, a request line
 //! inside a span, and any line to a terminal (colours) go through `tracing-subscriber`'s
-//! formatters unchanged.
+//! formatters unchanged. Handlers' spans are at `debug`, so with the log as shipped a request
+//! creates no span at all: its line names what it asked for, and the mirror's own `info` spans
+//! (an upstream fetch, a release being verified) give the events of a miss their context.
 //!
 //! Lines are not written to stderr by the thread that logs them: they are appended to one
 //! shared buffer, and a thread of its own, woken by the first line, waits `BATCH_WINDOW` and

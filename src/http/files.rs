@@ -25,7 +25,7 @@ pub struct FilePath {
 /// Verified release files never change.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-#[tracing::instrument(name = "file", skip_all, fields(provider = %path.provider_type, version = %path.version, file = %path.file))]
+#[tracing::instrument(name = "file", level = "debug", skip_all, fields(provider = %path.provider_type, version = %path.version, file = %path.file))]
 pub async fn release_file(
     _: FileAccess,
     req: HttpRequest,

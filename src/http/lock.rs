@@ -23,7 +23,7 @@ pub struct LockPath {
     version: Version,
 }
 
-#[tracing::instrument(name = "lock", skip_all, fields(provider = %path.provider_type, version = %path.version))]
+#[tracing::instrument(name = "lock", level = "debug", skip_all, fields(provider = %path.provider_type, version = %path.version))]
 pub async fn lock_block(
     _: Authorized,
     req: HttpRequest,

@@ -27,7 +27,7 @@ pub struct MirrorPath {
 }
 
 /// `index.json`, `<version>.json` or an archive, by the last segment.
-#[tracing::instrument(name = "mirror", skip_all, fields(origin = %path.hostname, provider = %path.provider_type, file = %path.file))]
+#[tracing::instrument(name = "mirror", level = "debug", skip_all, fields(origin = %path.hostname, provider = %path.provider_type, file = %path.file))]
 pub async fn mirror_file(
     req: HttpRequest,
     mirror: web::Data<Mirror>,

@@ -28,7 +28,7 @@ pub struct DownloadPath {
     arch: Arch,
 }
 
-#[tracing::instrument(name = "versions", skip_all, fields(namespace = %path.namespace, provider = %path.provider_type))]
+#[tracing::instrument(name = "versions", level = "debug", skip_all, fields(namespace = %path.namespace, provider = %path.provider_type))]
 pub async fn versions(
     _: Authorized,
     req: HttpRequest,
@@ -40,7 +40,7 @@ pub async fn versions(
     Ok(json_list(&req, &lists.registry))
 }
 
-#[tracing::instrument(name = "download", skip_all, fields(provider = %path.provider_type, version = %path.version))]
+#[tracing::instrument(name = "download", level = "debug", skip_all, fields(provider = %path.provider_type, version = %path.version))]
 pub async fn download(
     access: Authorized,
     mirror: web::Data<Mirror>,
