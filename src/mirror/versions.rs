@@ -30,8 +30,9 @@ use std::{
 };
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 
-use super::{unshare, JsonBody, Mirror, MirrorError, NotFoundKey, Via};
+use super::{unshare, JsonBody, Mirror, MirrorError, NotFoundKey, Release, Via};
 use crate::{
     metrics::{metrics, note_cache, CacheOutcome},
     protocol::{
@@ -48,6 +49,9 @@ const STALE_RETRY_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Releases verified at once, across the mirror, to learn the protocols of listed versions.
 pub(super) const PROTOCOL_FETCH_CONCURRENCY: usize = 2;
+
+/// Versions of one list looked up in the store at once, to fill in their protocols.
+const STORED_RELEASE_LOOKUPS: usize = 16;
 
 /// How long a version whose release upstream does not have, or that failed verification, is
 /// left out of the background protocol fetches.
@@ -335,43 +339,45 @@ impl Mirror {
 
     /// Sets `protocols` of each version that has none and whose release is verified with a
     /// manifest (never from anything else). Whether any was set, and the versions whose release
-    /// is not verified yet, newest first. Never asks upstream.
+    /// is not verified yet, newest first. Never asks upstream. The store is asked about
+    /// `STORED_RELEASE_LOOKUPS` versions at once: an aws-sized list has hundreds, and on a
+    /// bucket each is a round trip.
     async fn fill_known_protocols(
         &self,
         key: &ProviderKey,
         list: &mut VersionList,
     ) -> (bool, Vec<Version>) {
+        let wanted: Vec<(usize, Version)> = list
+            .versions
+            .iter()
+            .enumerate()
+            .filter(|(_, entry)| entry.protocols.is_none())
+            .filter_map(|(i, entry)| Some((i, Version::try_from(entry.version.as_str()).ok()?)))
+            .collect();
+        // Made before they are streamed: a stream that builds them in a closure over borrowed
+        // entries is not `Send` to the compiler.
+        let lookups: Vec<_> = wanted
+            .into_iter()
+            .map(|(i, version)| async move {
+                let release_key = key.release(version.clone());
+                let release = self.known_release(&release_key).await.unwrap_or_else(|e| {
+                    tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
+                    None
+                });
+                (i, version, release)
+            })
+            .collect();
+        let found: Vec<(usize, Version, Option<Arc<Release>>)> =
+            futures_util::stream::iter(lookups)
+                .buffered(STORED_RELEASE_LOOKUPS)
+                .collect()
+                .await;
         let mut filled = false;
         let mut unknown = Vec::new();
-        for entry in &mut list.versions {
-            if entry.protocols.is_some() {
-                continue;
-            }
-            let Ok(version) = Version::try_from(entry.version.as_str()) else {
-                continue;
-            };
-            let release_key = key.release(version.clone());
-            let release = match self.inner.releases.get(&release_key).await {
-                Some(release) => Some(release),
-                None => match self.stored_release(&release_key).await {
-                    Ok(Some(release)) => {
-                        let release = Arc::new(release);
-                        self.inner
-                            .releases
-                            .insert(release_key, release.clone())
-                            .await;
-                        Some(release)
-                    }
-                    Ok(None) => None,
-                    Err(e) => {
-                        tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
-                        None
-                    }
-                },
-            };
+        for (i, version, release) in found {
             match release {
                 Some(release) if release.manifest_file.is_some() => {
-                    entry.protocols = Some(release.protocols.clone());
+                    list.versions[i].protocols = Some(release.protocols.clone());
                     filled = true;
                 }
                 Some(_) => {}
