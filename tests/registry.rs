@@ -369,6 +369,20 @@ async fn version_lists_learn_protocols_from_verified_manifests_in_the_background
     assert_eq!(status, 200, "{doc}");
     assert_eq!(doc["protocols"], serde_json::json!(["5.0"]));
     assert_eq!(listed_protocols(&app).await["0.9.0"], None);
+
+    // Restarted on the same cache, with nothing learned in the background this time: the
+    // first list already carries them, from the releases stored and verified again (one
+    // listing of the provider's stored versions, then their records), and asks upstream for
+    // no release.
+    app.stop().await;
+    let cache = dir.path().join("cache");
+    let mut options = MirrorOptions::new(upstream.url(), &cache);
+    options.cache_extra = "protocol_fetches = 0\n";
+    let again = TestApp::spawn(options).await;
+    assert_eq!(listed_protocols(&again).await, expected);
+    for (version, sums, dir) in &dirs {
+        assert_eq!(upstream.hits(&format!("{dir}/{sums}")), 1, "{version}");
+    }
 }
 
 #[actix_web::test]

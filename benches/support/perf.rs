@@ -852,6 +852,9 @@ fn nginx_processes(master: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Providers listed like `aws`, each asked for once, cold, for the cold-list row's median.
+const COLD_LISTINGS: [&str; 4] = ["aws-b", "aws-c", "aws-d", "aws-e"];
+
 /// Registers `versions` × `platforms` versions of `product` on the upstream, listed only (no
 /// files): an aws-sized listing.
 fn register_listing(upstream: &FakeUpstream, product: &str, versions: usize, platforms: usize) {
@@ -1013,12 +1016,16 @@ pub async fn run(options: &Options) -> Table {
     std::fs::create_dir_all(&static_dir).unwrap();
     std::fs::write(static_dir.join(&big_zip), &big.zips[&big_zip]).unwrap();
     let (listed_versions, listed_platforms) = if options.smoke { (20, 14) } else { (600, 14) };
-    register_listing(
-        &upstream,
-        "terraform-provider-aws",
-        listed_versions,
-        listed_platforms,
-    );
+    // `aws` for the hot row and the memory row; the same listing under more names, so the
+    // cold row is a median of several cold lists and not one sample.
+    for product in std::iter::once("aws".to_owned()).chain(COLD_LISTINGS.map(String::from)) {
+        register_listing(
+            &upstream,
+            &format!("terraform-provider-{product}"),
+            listed_versions,
+            listed_platforms,
+        );
+    }
 
     // tfmirror three times: plain HTTP with the request log as shipped, the same with it
     // off, and over TLS (as shipped); nginx with the TLS one's certificate.
@@ -1388,11 +1395,35 @@ pub async fn run(options: &Options) -> Table {
             upstream_json.len() / 1000,
             list.len() / 1000
         );
+            // More cold lists, each timed against its own upstream fetch just before it.
+            let mut colds = vec![(cold_list, upstream_fetch)];
+            for product in COLD_LISTINGS {
+                let index = format!("{}/terraform-provider-{product}/index.json", upstream.url());
+                let started = Instant::now();
+                let fetched = reqwest::Client::new().get(&index).send().await.unwrap();
+                fetched.bytes().await.unwrap();
+                let fetch = started.elapsed();
+                let url = format!("{}/v1/providers/myproviders/{product}/versions", tls.base);
+                let started = Instant::now();
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                response.bytes().await.unwrap();
+                colds.push((started.elapsed(), fetch));
+                wait_until_idle(tls.pid());
+            }
+            let ratio = |(list, fetch): &(Duration, Duration)| {
+                list.as_secs_f64() / fetch.as_secs_f64().max(1e-6)
+            };
+            colds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+            let median = colds[colds.len() / 2];
             table.row(
-                &format!("growth, {shape}: cold version list vs one upstream fetch of it"),
-                format!("{:.1} ms", cold_list.as_secs_f64() * 1e3),
-                format!("{:.1} ms (upstream)", upstream_fetch.as_secs_f64() * 1e3),
-                cold_list.as_secs_f64() / upstream_fetch.as_secs_f64().max(1e-6),
+                &format!(
+                    "growth, {shape}: cold version list vs one upstream fetch of it (median of {})",
+                    colds.len()
+                ),
+                format!("{:.1} ms", median.0.as_secs_f64() * 1e3),
+                format!("{:.1} ms (upstream)", median.1.as_secs_f64() * 1e3),
+                ratio(&median),
                 "≤ 2×",
             );
             table.row(

@@ -339,14 +339,23 @@ impl Mirror {
 
     /// Sets `protocols` of each version that has none and whose release is verified with a
     /// manifest (never from anything else). Whether any was set, and the versions whose release
-    /// is not verified yet, newest first. Never asks upstream. The store is asked about
-    /// `STORED_RELEASE_LOOKUPS` versions at once: an aws-sized list has hundreds, and on a
-    /// bucket each is a round trip.
+    /// is not verified yet, newest first. Never asks upstream.
+    ///
+    /// An aws-sized list names hundreds of versions, and on a bucket every lookup is a round
+    /// trip: one listing of the provider's stored versions first, so a version never fetched
+    /// costs nothing, and the rest are looked up `STORED_RELEASE_LOOKUPS` at a time.
     async fn fill_known_protocols(
         &self,
         key: &ProviderKey,
         list: &mut VersionList,
     ) -> (bool, Vec<Version>) {
+        let stored = match self.inner.store.stored_versions(key).await {
+            Ok(stored) => Some(stored),
+            Err(e) => {
+                tracing::debug!(provider = %key, error = %e, "cannot list the stored releases");
+                None
+            }
+        };
         let wanted: Vec<(usize, Version)> = list
             .versions
             .iter()
@@ -358,13 +367,20 @@ impl Mirror {
         // entries is not `Send` to the compiler.
         let lookups: Vec<_> = wanted
             .into_iter()
-            .map(|(i, version)| async move {
-                let release_key = key.release(version.clone());
-                let release = self.known_release(&release_key).await.unwrap_or_else(|e| {
-                    tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
-                    None
-                });
-                (i, version, release)
+            .map(|(i, version)| {
+                let in_store = stored.as_ref().is_none_or(|s| s.contains(&version));
+                async move {
+                    let release_key = key.release(version.clone());
+                    let release = if in_store {
+                        self.known_release(&release_key).await.unwrap_or_else(|e| {
+                            tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
+                            None
+                        })
+                    } else {
+                        self.inner.releases.get(&release_key).await
+                    };
+                    (i, version, release)
+                }
             })
             .collect();
         let found: Vec<(usize, Version, Option<Arc<Release>>)> =

@@ -18,6 +18,7 @@ pub mod layout;
 pub mod tiered;
 
 use std::{
+    collections::HashSet,
     io,
     path::{Path, PathBuf},
     sync::Arc,
@@ -661,6 +662,20 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The versions of `provider` with anything stored (a release directory), from one
+    /// listing: where a release record can be, and nowhere else.
+    pub async fn stored_versions(
+        &self,
+        provider: &ProviderKey,
+    ) -> Result<HashSet<Version>, StoreError> {
+        let mut releases = Vec::new();
+        self.versions_of(provider, &mut releases).await?;
+        Ok(releases
+            .into_iter()
+            .map(|release| release.version)
+            .collect())
     }
 
     async fn versions_of(
