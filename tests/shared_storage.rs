@@ -310,17 +310,15 @@ async fn a_cold_miss_on_two_replicas_streams_to_every_client_at_once() {
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let release = FakeRelease {
-        payload_bytes: 32 * 1024 * 1024,
-        platforms: vec![("linux", "amd64")],
-        ..FakeRelease::new("local", "2.1.0")
-    };
-    let published = release.publish(&upstream, publisher_key());
-    let zip_path = format!("{}/{ZIP}", published.dir);
-    let size = published.zips[ZIP].len() as u64;
-    let digest = sha2::Sha256::digest(&published.zips[ZIP]).to_vec();
     // 64 KiB every 6 ms: about 10 MB/s, 3 s for the archive.
-    upstream.throttle(&zip_path, 64 * 1024, Duration::from_millis(6));
+    let (zip, zip_path) = FakeRelease::publish_paced(
+        &upstream,
+        32 * 1024 * 1024,
+        64 * 1024,
+        Duration::from_millis(6),
+    );
+    let size = zip.len() as u64;
+    let digest = sha2::Sha256::digest(&zip).to_vec();
     let replicas = [
         cluster_replica(&upstream, &s3, dir.path(), "a", "30s").await,
         cluster_replica(&upstream, &s3, dir.path(), "b", "30s").await,
@@ -839,24 +837,13 @@ async fn fetch(
 
 /// Publishes `local 2.1.0` for linux_amd64 with a `payload`-byte archive sent at
 /// `64 KiB / pause`; returns the archive and its upstream path.
-fn publish(upstream: &FakeUpstream, payload: usize, pause: Duration) -> (Vec<u8>, String) {
-    let release = FakeRelease {
-        payload_bytes: payload,
-        platforms: vec![("linux", "amd64")],
-        ..FakeRelease::new("local", "2.1.0")
-    };
-    let published = release.publish(upstream, publisher_key());
-    let path = format!("{}/{ZIP}", published.dir);
-    upstream.throttle(&path, 64 * 1024, pause);
-    (published.zips[ZIP].to_vec(), path)
-}
-
 async fn sixteen_clients_cost_one_upstream_download(flavour: Flavour) {
     let s3 = S3Server::start(flavour);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
     // 8 MiB at ~10 MB/s: about 0.8 s.
-    let (zip, path) = publish(&upstream, 8 << 20, Duration::from_millis(6));
+    let (zip, path) =
+        FakeRelease::publish_paced(&upstream, 8 << 20, 64 * 1024, Duration::from_millis(6));
     let digest = sha2::Sha256::digest(&zip).to_vec();
     let replicas = [
         cluster_replica(&upstream, &s3, dir.path(), "a", "30s").await,
@@ -931,7 +918,8 @@ async fn a_tampered_archive_fails_the_followers_clients_and_leaves_nothing_in_th
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let (mut zip, path) = publish(&upstream, 2 << 20, Duration::from_millis(10));
+    let (mut zip, path) =
+        FakeRelease::publish_paced(&upstream, 2 << 20, 64 * 1024, Duration::from_millis(10));
     let last = zip.len() - 1;
     zip[last] ^= 0xff;
     upstream.put(&path, zip.clone());
@@ -980,7 +968,8 @@ async fn kill_9_of_the_lease_holder_fails_its_followers_and_the_lease_expires() 
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
     // 4 MiB at ~6.5 MB/s: the holder is still downloading when it is killed.
-    let (zip, path) = publish(&upstream, 4 << 20, Duration::from_millis(10));
+    let (zip, path) =
+        FakeRelease::publish_paced(&upstream, 4 << 20, 64 * 1024, Duration::from_millis(10));
     let digest = sha2::Sha256::digest(&zip).to_vec();
 
     // The holder: the real binary, in a process of its own.
@@ -1079,7 +1068,8 @@ async fn the_private_route_needs_the_replicas_shared_secret() {
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let (zip, _) = publish(&upstream, 256 << 10, Duration::from_millis(1));
+    let (zip, _) =
+        FakeRelease::publish_paced(&upstream, 256 << 10, 64 * 1024, Duration::from_millis(1));
     let app = cluster_replica(&upstream, &s3, dir.path(), "a", "30s").await;
     let live = format!(
         "{}/_cluster/live/releases/hashicorp/terraform-provider-local/2.1.0/{ZIP}",
@@ -1150,7 +1140,8 @@ async fn replicas_follow_each_other_over_tls_with_their_shared_certificate() {
     let s3 = S3Server::start(Flavour::Moto);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let (zip, path) = publish(&upstream, 1 << 20, Duration::from_millis(10));
+    let (zip, path) =
+        FakeRelease::publish_paced(&upstream, 1 << 20, 64 * 1024, Duration::from_millis(10));
     let certs = dir.path().join("certs");
     let mut replicas = Vec::new();
     for name in ["a", "b"] {

@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use sha2::Digest;
 
 use crate::common::{
-    self, publisher_key,
+    self,
     s3::{free_port, Flavour, S3Server},
     serving::Serving,
     FakeRelease, FakeUpstream, MirrorOptions,
@@ -144,16 +144,14 @@ pub async fn cold_miss(options: &Options, cluster: bool) -> ColdMiss {
     let s3 = S3Server::start(options.flavour);
     let dir = tempfile::tempdir().unwrap();
     let upstream = FakeUpstream::start().await;
-    let release = FakeRelease {
-        payload_bytes: options.archive_bytes,
-        platforms: vec![("linux", "amd64")],
-        ..FakeRelease::new("local", "2.1.0")
-    };
-    let published = release.publish(&upstream, publisher_key());
-    let zip_path = format!("{}/{ZIP}", published.dir);
-    let size = published.zips[ZIP].len() as u64;
-    let digest = sha2::Sha256::digest(&published.zips[ZIP]).to_vec();
-    upstream.throttle(&zip_path, options.chunk, options.pause);
+    let (zip, zip_path) = FakeRelease::publish_paced(
+        &upstream,
+        options.archive_bytes,
+        options.chunk,
+        options.pause,
+    );
+    let size = zip.len() as u64;
+    let digest = sha2::Sha256::digest(&zip).to_vec();
 
     let replicas = [
         replica(options, &upstream, &s3, &dir.path().join("a"), cluster),

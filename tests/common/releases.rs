@@ -111,6 +111,27 @@ impl FakeRelease {
         }
     }
 
+    /// `local` 2.1.0 for `linux_amd64` only, with `payload` random bytes in its binary,
+    /// published (signed by the trusted publisher) with its archive sent `chunk` bytes every
+    /// `pause`: a slow upstream download. The archive's bytes and its path on the upstream.
+    pub fn publish_paced(
+        upstream: &FakeUpstream,
+        payload: usize,
+        chunk: usize,
+        pause: std::time::Duration,
+    ) -> (Vec<u8>, String) {
+        let release = FakeRelease {
+            payload_bytes: payload,
+            platforms: vec![("linux", "amd64")],
+            ..FakeRelease::new("local", "2.1.0")
+        };
+        let published = release.publish(upstream, super::keys::publisher_key());
+        let (name, zip) = published.zips.into_iter().next().expect("one platform");
+        let path = format!("{}/{name}", published.dir);
+        upstream.throttle(&path, chunk, pause);
+        (zip, path)
+    }
+
     /// Builds the zips, SHA256SUMS (signed by `key`), manifest and indexes, and serves them.
     pub fn publish(&self, upstream: &FakeUpstream, key: &TestKey) -> Published {
         let product = self.product();
