@@ -541,8 +541,8 @@ fn compare(
                         with_cpu(theirs.pids, theirs.load)
                     }));
             }
-            // Each side goes first in every other round: what one run leaves behind (a log
-            // file's writeback, a warm cache) lands on both sides alike.
+            // Each side goes first in every other round: what one run leaves behind (work
+            // still finishing, a warm cache) lands on both sides alike.
             None if round % 2 == 1 => {
                 runs.1.push(with_cpu(theirs.pids, theirs.load));
                 runs.0.push(with_cpu(ours.pids, ours.load));
@@ -1124,9 +1124,8 @@ pub async fn run(options: &Options) -> Table {
     }
 
     let (d, rounds) = (options.duration, options.rounds);
-    // The rows whose run-to-run spread is widest on a shared two-core host (the request log,
-    // whose file's writeback lands on the same cores; the growth list over HTTP/2) take more
-    // rounds for their medians.
+    // The rows whose run-to-run spread is widest on a shared two-core host (the request log
+    // on against off, the growth list over HTTP/2) take more rounds for their medians.
     let noisy_rounds = if options.smoke { rounds } else { rounds.max(5) };
     // Large bodies need a little longer to settle, except in the smoke run.
     let big_d = if options.smoke { d } else { d.max(2) };

@@ -349,8 +349,8 @@ impl Mirror {
         key: &ProviderKey,
         list: &mut VersionList,
     ) -> (bool, Vec<Version>) {
-        let stored = match self.inner.store.stored_versions(key).await {
-            Ok(stored) => Some(stored),
+        let stored: Option<HashSet<Version>> = match self.inner.store.stored_versions(key).await {
+            Ok(stored) => Some(stored.into_iter().collect()),
             Err(e) => {
                 tracing::debug!(provider = %key, error = %e, "cannot list the stored releases");
                 None

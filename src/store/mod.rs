@@ -18,7 +18,6 @@ pub mod layout;
 pub mod tiered;
 
 use std::{
-    collections::HashSet,
     io,
     path::{Path, PathBuf},
     sync::Arc,
@@ -664,17 +663,18 @@ impl Store {
         Ok(())
     }
 
-    /// The versions of `provider` with anything stored (a release directory), from one
-    /// listing: where a release record can be, and nowhere else.
+    /// The versions of `provider` with anything stored (a release directory), sorted, from
+    /// one listing: where a release record can be, and nowhere else.
     pub async fn stored_versions(
         &self,
         provider: &ProviderKey,
-    ) -> Result<HashSet<Version>, StoreError> {
-        let mut releases = Vec::new();
-        self.versions_of(provider, &mut releases).await?;
-        Ok(releases
-            .into_iter()
-            .map(|release| release.version)
+    ) -> Result<Vec<Version>, StoreError> {
+        let dir = layout::provider_dir(provider)?;
+        let listing = self.backend.list(&dir).await?;
+        Ok(listing
+            .dirs
+            .iter()
+            .filter_map(|version| Version::try_from(version.as_str()).ok())
             .collect())
     }
 
@@ -683,12 +683,12 @@ impl Store {
         provider: &ProviderKey,
         out: &mut Vec<ReleaseKey>,
     ) -> Result<(), StoreError> {
-        let dir = layout::provider_dir(provider)?;
-        for version in self.backend.list(&dir).await?.dirs {
-            if let Ok(version) = Version::try_from(version.as_str()) {
-                out.push(provider.release(version));
-            }
-        }
+        let versions = self.stored_versions(provider).await?;
+        out.extend(
+            versions
+                .into_iter()
+                .map(|version| provider.release(version)),
+        );
         Ok(())
     }
 
