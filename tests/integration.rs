@@ -30,6 +30,7 @@ mod registry_operations;
 mod registry_upstream;
 mod reliability;
 mod secrets;
+mod sendfile;
 mod soak_smoke;
 mod status_page;
 mod streaming;

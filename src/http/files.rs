@@ -102,7 +102,10 @@ fn send_object(req: &HttpRequest, object: Object) -> HttpResponse {
 /// A plain `GET` of a whole verified file, read in `chunks::CHUNK` steps from the page cache
 /// on the worker thread when it can (`store::chunks`; actix-files reads 64 KiB per blocking
 /// task, which caps a download at a few hundred MB/s), with the same `ETag` and
-/// `Last-Modified` that actix-files gives `HEAD` and conditional requests.
+/// `Last-Modified` that actix-files gives `HEAD` and conditional requests. When the file is in
+/// the page cache (all but a few pages) the response also carries it as a `SendFile`: on a plain HTTP/1.1
+/// connection the kernel then sends it straight from the page cache, as nginx's `sendfile`
+/// does, and the chunks are never read.
 fn whole_file(object: Object) -> HttpResponse {
     let len = object.len();
     let mut response = HttpResponse::Ok();
@@ -123,5 +126,12 @@ fn whole_file(object: Object) -> HttpResponse {
     // One chunk size for every file: a response then holds at most one chunk in our buffer
     // and one in actix's write buffer, whatever the file's size.
     let chunk = chunks::CHUNK.min(len as usize).max(1);
-    response.no_chunking(len).streaming(object.stream(chunk))
+    let (stream, cached) = object.stream_and_cached_file(chunk);
+    let mut response = response.no_chunking(len).streaming(stream);
+    if let Some(file) = cached {
+        response
+            .extensions_mut()
+            .insert(actix_http::h1::SendFile::new(file, 0, len));
+    }
+    response
 }

@@ -163,8 +163,23 @@ impl Object {
 
     /// The whole file as a stream of chunks of up to `chunk` bytes.
     pub fn stream(self, chunk: usize) -> impl Stream<Item = io::Result<Bytes>> {
-        let len = self.len;
-        FileChunks::new(self.file).stream(len, chunk)
+        self.stream_and_cached_file(chunk).0
+    }
+
+    /// The whole file as [`Object::stream`] gives it, and the open file too when it is in the
+    /// page cache now (`chunks::nearly_all_cached`): then the server may hand the file to the
+    /// kernel to send instead of reading it, without that waiting on the disk for more than a
+    /// few pages.
+    pub fn stream_and_cached_file(
+        self,
+        chunk: usize,
+    ) -> (
+        impl Stream<Item = io::Result<Bytes>>,
+        Option<Arc<std::fs::File>>,
+    ) {
+        let file = Arc::new(self.file);
+        let cached = chunks::nearly_all_cached(&file, self.len).then(|| file.clone());
+        (FileChunks::shared(file).stream(self.len, chunk), cached)
     }
 
     /// The open file and its name, for answering ranged and conditional requests with a

@@ -103,6 +103,18 @@ impl Codec {
     pub fn config(&self) -> &ServiceConfig {
         &self.config
     }
+
+    /// Whether the response body still to come is exactly `len` bytes under `Content-Length`
+    /// (this copy's addition, for `SendFile`).
+    pub(crate) fn expects_body_of(&self, len: u64) -> bool {
+        self.encoder.expects_exactly(len)
+    }
+
+    /// Counts `len` body bytes as written straight to the connection (this copy's addition, for
+    /// `SendFile`).
+    pub(crate) fn body_sent_elsewhere(&mut self, len: u64) {
+        self.encoder.sent_elsewhere(len)
+    }
 }
 
 impl Decoder for Codec {

@@ -1,4 +1,5 @@
 use std::{
+    any::Any,
     collections::VecDeque,
     fmt,
     future::Future,
@@ -25,6 +26,7 @@ use super::{
     codec::Codec,
     decoder::MAX_BUFFER_SIZE,
     payload::{Payload, PayloadSender, PayloadStatus},
+    sendfile::{Outcome, SendFile, Transfer},
     timer::TimerState,
     Message, MessageType,
 };
@@ -192,6 +194,10 @@ pin_project! {
         // True if backing allocation of `write_buf` needs to be released.
         write_buf_needs_reset: bool,
 
+        // The response body being sent with `sendfile` instead of from `State::SendPayload`'s
+        // body (this copy's addition).
+        sendfile: Option<Transfer>,
+
         codec: Codec,
     }
 }
@@ -308,6 +314,7 @@ where
                     write_buf: BytesMut::with_capacity(HW_BUFFER_SIZE),
                     h1_write_buffer_size: config.h1_write_buffer_size(),
                     write_buf_needs_reset: false,
+                    sendfile: None,
                     codec: Codec::new(config),
                 },
             },
@@ -320,7 +327,7 @@ where
 
 impl<T, S, B, X, U> InnerDispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,
@@ -512,6 +519,7 @@ where
             res.head_mut().set_connection_type(ConnectionType::Close);
         }
 
+        let send_file = res.extensions_mut().remove::<SendFile>();
         let size = self.as_mut().send_response_inner(res, &body)?;
         match size {
             BodySize::None | BodySize::Sized(0) => {
@@ -529,11 +537,24 @@ where
 
                 this.state.set(State::None);
             }
-            _ => self
-                .as_mut()
-                .project()
-                .state
-                .set(State::SendPayload { body }),
+            _ => {
+                let mut this = self.as_mut().project();
+                // The body goes out with `sendfile` only where that sends the same bytes: a
+                // plain TCP connection, and the file region is exactly the body still to come
+                // (not a `HEAD` response, not chunked).
+                let plain_tcp = this
+                    .io
+                    .as_ref()
+                    .is_some_and(|io| (io as &dyn Any).is::<tokio::net::TcpStream>());
+                *this.sendfile = send_file
+                    .filter(|file| {
+                        plain_tcp
+                            && size == BodySize::Sized(file.len)
+                            && this.codec.expects_body_of(file.len)
+                    })
+                    .map(Transfer::new);
+                this.state.set(State::SendPayload { body });
+            }
         }
 
         Ok(())
@@ -681,6 +702,48 @@ where
                 }
 
                 StateProj::SendPayload { mut body } => {
+                    if let Some(transfer) = this.sendfile.as_mut() {
+                        let Some(tcp) = this
+                            .io
+                            .as_ref()
+                            .and_then(|io| (io as &dyn Any).downcast_ref::<tokio::net::TcpStream>())
+                        else {
+                            unreachable!("sendfile is only chosen for a plain TCP connection");
+                        };
+                        match transfer.poll_send(tcp, this.write_buf, cx) {
+                            Poll::Pending => return Ok(PollResponse::DoNothing),
+                            Poll::Ready(Err(err)) => {
+                                *this.sendfile = None;
+                                this.flags.insert(Flags::FINISHED);
+                                return Err(DispatchError::Io(err));
+                            }
+                            // Nothing was sent: the body below sends it all.
+                            Poll::Ready(Ok(Outcome::Unsupported)) => *this.sendfile = None,
+                            Poll::Ready(Ok(Outcome::Sent)) => {
+                                this.codec.body_sent_elsewhere(transfer.len());
+                                *this.sendfile = None;
+                                // As when the body below ends.
+                                this.codec.encode(Message::Chunk(None), this.write_buf)?;
+                                let close_for_unread_payload = should_close_for_unread_payload(
+                                    this.payload.as_ref(),
+                                    *this.payload_drainable,
+                                );
+                                let not_pipelined = this.messages.is_empty();
+                                this.state.set(State::None);
+                                if not_pipelined && close_for_unread_payload {
+                                    if this.config.client_disconnect_deadline().is_some() {
+                                        Self::enter_linger(this.flags);
+                                    } else {
+                                        this.flags.insert(Flags::SHUTDOWN | Flags::FINISHED);
+                                    }
+                                } else {
+                                    this.flags.insert(Flags::FINISHED);
+                                }
+                                continue 'res;
+                            }
+                        }
+                    }
+
                     // keep populate writer buffer until buffer size limit hit,
                     // get blocked or finished.
                     while this.write_buf.len() < *this.h1_write_buffer_size {
@@ -1290,7 +1353,7 @@ where
 
 impl<T, S, B, X, U> Future for Dispatcher<T, S, B, X, U>
 where
-    T: AsyncRead + AsyncWrite + Unpin,
+    T: AsyncRead + AsyncWrite + Unpin + 'static,
 
     S: Service<Request>,
     S::Error: Into<Response<BoxBody>>,

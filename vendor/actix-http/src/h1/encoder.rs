@@ -359,6 +359,20 @@ impl<T: MessageType> MessageEncoder<T> {
         self.te.encode_eof(buf)
     }
 
+    /// Whether the body still to come is exactly `len` bytes under `Content-Length` (this
+    /// copy's addition, for `SendFile`).
+    pub(crate) fn expects_exactly(&self, len: u64) -> bool {
+        self.te.kind == TransferEncodingKind::Length(len)
+    }
+
+    /// Counts `len` bytes as sent by other means than `encode_chunk` (this copy's addition, for
+    /// `SendFile`); only after `expects_exactly(len)`.
+    pub(crate) fn sent_elsewhere(&mut self, len: u64) {
+        if let TransferEncodingKind::Length(ref mut remaining) = self.te.kind {
+            *remaining = remaining.saturating_sub(len);
+        }
+    }
+
     /// Encode message.
     pub fn encode(
         &mut self,
