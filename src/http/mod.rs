@@ -185,17 +185,16 @@ pub async fn log_request(
         .with_label_values(&[route])
         .inc_by(bytes);
     m.http_versions.with_label_values(&[version]).inc();
-    tracing::info!(
-        name: crate::telemetry::REQUEST_EVENT,
-        method = method.as_str(),
-        path = request.path(),
+    crate::telemetry::RequestLine {
+        method: method.as_str(),
+        path: request.path(),
         version,
-        status = status.as_u16(),
+        status: status.as_u16(),
         bytes,
-        elapsed_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
-        cache = cache.map_or("-", CacheOutcome::as_str),
-        "request"
-    );
+        elapsed,
+        cache: cache.map_or("-", CacheOutcome::as_str),
+    }
+    .log();
     Ok(response)
 }
 
