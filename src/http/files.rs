@@ -1,7 +1,8 @@
 //! Release files (archives, SHA256SUMS, signatures), sent from the verified cache with Range,
-//! HEAD, ETag and Last-Modified support, or followed while their download is live. Never a
-//! redirect to upstream; with `storage.redirect = "presigned"`, a verified archive in the
-//! bucket is a redirect to a presigned URL of it.
+//! HEAD, ETag and Last-Modified support (a whole file in the page cache by `sendfile` on plain
+//! HTTP/1.1), or followed while their download is live. Never a redirect to upstream; with
+//! `storage.redirect = "presigned"`, a verified archive in the bucket is a redirect to a
+//! presigned URL of it.
 
 use actix_files::NamedFile;
 use actix_web::{http::header, web, HttpRequest, HttpResponse, Responder};
