@@ -6,9 +6,10 @@
 //! cost about 6% of a cached hit's throughput. It is still filtered by `RUST_LOG` like any
 //! event of its target. A request line inside a span or to a terminal (colours) is an ordinary
 //! event, formatted by `RequestLines` (the same bytes again, through `tracing`); every other
-//! event goes through `tracing-subscriber`'s formatters unchanged. Handlers' spans are at `debug`, so with the log as shipped a request
-//! creates no span at all: its line names what it asked for, and the mirror's own `info` spans
-//! (an upstream fetch, a release being verified) give the events of a miss their context.
+//! event goes through `tracing-subscriber`'s formatters unchanged. Handlers' spans are at
+//! `debug`, so with the log as shipped a request creates no span at all: its line names what it
+//! asked for, and the mirror's own `info` spans (an upstream fetch, a release being verified)
+//! give the events of a miss their context.
 //!
 //! Lines are not written to stderr by the thread that logs them: they are appended to one
 //! shared buffer, and a thread of its own, woken by the first line, waits `BATCH_WINDOW` and

@@ -17,7 +17,8 @@
 //!   nginx's `sendfile` behaves; a cold disk never stalls it.
 //!
 //! It also tells whether a file is (nearly) all in the page cache (`nearly_all_cached`), so that
-//! a hot file can be handed to the kernel to send (`sendfile`) with no read at all.
+//! a hot file can be handed to the kernel to send (`sendfile`) with no read at all; at most
+//! `MAX_UNCACHED_BYTES` of it may then be read from disk inside `sendfile`, on the worker.
 //!
 //! This is the crate's only `unsafe` code: the system calls and telling the buffer how
 //! much of it the kernel filled.
@@ -127,9 +128,9 @@ impl FileChunks {
 pub const MAX_UNCACHED_BYTES: u64 = 1024 * 1024;
 
 /// Whether all of the first `len` bytes of `file` but at most `MAX_UNCACHED_BYTES` are in the
-/// page cache now (Linux's `cachestat`, 6.5 and later); the missing ones are then asked for in
-/// the background (`POSIX_FADV_WILLNEED`). `false` wherever that cannot be told: an older
-/// kernel, another system, an error.
+/// page cache now (Linux's `cachestat`, or `mincore` on kernels before 6.5); the missing ones
+/// are then asked for in the background (`POSIX_FADV_WILLNEED`). `false` wherever that cannot
+/// be told: another system, an error.
 pub fn nearly_all_cached(file: &File, len: u64) -> bool {
     #[cfg(target_os = "linux")]
     {
@@ -173,7 +174,7 @@ mod linux {
     static MISSING: AtomicBool = AtomicBool::new(false);
 
     pub(super) fn nearly_all_cached(file: &File, len: u64) -> bool {
-        if len == 0 || MISSING.load(Ordering::Relaxed) {
+        if len == 0 {
             return false;
         }
         // SAFETY: `sysconf` has no preconditions.
@@ -184,6 +185,19 @@ mod linux {
         if page == 0 {
             return false;
         }
+        let cached = if MISSING.load(Ordering::Relaxed) {
+            None
+        } else {
+            cachestat_pages(file, len)
+        };
+        let Some(cached) = cached.or_else(|| mincore_pages(file, len, page)) else {
+            return false;
+        };
+        nearly_all(file, len, page, cached)
+    }
+
+    /// Pages of the first `len` bytes in the page cache, by `cachestat` (Linux 6.5 and later).
+    fn cachestat_pages(file: &File, len: u64) -> Option<u64> {
         let range = CachestatRange { off: 0, len };
         let mut stat = Cachestat::default();
         // SAFETY: `range` and `stat` are valid for the call, laid out as the kernel's
@@ -201,13 +215,49 @@ mod linux {
             if std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
                 MISSING.store(true, Ordering::Relaxed);
             }
-            return false;
+            return None;
         }
+        Some(stat.nr_cache)
+    }
+
+    /// The same by `mincore` over a mapping of the file, for kernels before `cachestat`. (It
+    /// tells the page cache's state only for files this process owns or may write, as the
+    /// cache's are; for others it undercounts, which only means no `sendfile`.)
+    pub(super) fn mincore_pages(file: &File, len: u64, page: u64) -> Option<u64> {
+        let bytes = usize::try_from(len).ok()?;
+        let pages = usize::try_from(len.div_ceil(page)).ok()?;
+        // SAFETY: a new shared read-only mapping of an open descriptor; nothing else uses it,
+        // and it is unmapped below. Its memory is never read here.
+        let map = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if map == libc::MAP_FAILED {
+            return None;
+        }
+        let mut resident = vec![0u8; pages];
+        // SAFETY: `map` is a mapping of `bytes` bytes, and `resident` has one byte for each
+        // of its pages.
+        let result = unsafe { libc::mincore(map, bytes, resident.as_mut_ptr()) };
+        // SAFETY: `map` and `bytes` are the mapping made above, unmapped once.
+        unsafe { libc::munmap(map, bytes) };
+        (result == 0).then(|| resident.iter().filter(|&&b| b & 1 != 0).count() as u64)
+    }
+
+    /// Whether `cached` pages of `len` bytes are all but `MAX_UNCACHED_BYTES`; the missing
+    /// ones are then asked for in the background.
+    fn nearly_all(file: &File, len: u64, page: u64, cached: u64) -> bool {
         let pages = len.div_ceil(page);
-        if stat.nr_cache >= pages {
+        if cached >= pages {
             return true;
         }
-        if stat.nr_cache + super::MAX_UNCACHED_BYTES / page < pages {
+        if cached + super::MAX_UNCACHED_BYTES / page < pages {
             return false;
         }
         let len = libc::off_t::try_from(len).unwrap_or(0);
@@ -390,5 +440,21 @@ mod tests {
             64 * 1024 + 2 * MAX_UNCACHED_BYTES
         ));
         assert!(!nearly_all_cached(&file, 0));
+    }
+
+    /// The fallback for kernels without `cachestat` counts the same pages.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn mincore_counts_the_pages_of_a_file_just_written() {
+        // SAFETY: `sysconf` has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u64;
+        let (_temp, file) = file_with(&[7u8; 64 * 1024]);
+        let pages = 64 * 1024 / page;
+        assert_eq!(linux::mincore_pages(&file, 64 * 1024, page), Some(pages));
+        // Past the end of the file, no page is cached.
+        assert_eq!(
+            linux::mincore_pages(&file, 64 * 1024 + 2 * MAX_UNCACHED_BYTES, page),
+            Some(pages)
+        );
     }
 }
