@@ -6,8 +6,9 @@
 //! dispatcher then sends the region from the file to the socket inside the kernel, with no copy
 //! through user space, when it can: a plain `tokio::net::TcpStream` on Linux, a `Content-Length`
 //! body of exactly the region's length, and not a `HEAD` response. Everywhere else (TLS,
-//! HTTP/2, systems other than Linux, a file system that refuses `sendfile` before the first byte) the
-//! ordinary body is sent as before, so the extension never changes what a client receives.
+//! HTTP/2, systems other than Linux, a file system that refuses `sendfile` before the first
+//! byte) the ordinary body is sent as before, so the extension never changes what a client
+//! receives.
 
 use std::{fs::File, sync::Arc};
 
