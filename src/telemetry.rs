@@ -132,55 +132,62 @@ impl RequestLine<'_> {
 
     /// The line as `RequestLines` writes the event in `format`, at `now`.
     fn write(&self, format: LogFormat, now: SystemTime, out: &mut Vec<u8>) {
-        let mut numbers = itoa::Buffer::new();
         // The nearest microsecond, as `elapsed_ms` rounds.
         let micros = u64::try_from((self.elapsed.as_nanos() + 500) / 1000).unwrap_or(u64::MAX);
-        match format {
-            LogFormat::Text => {
-                out.extend_from_slice(&timestamp(now));
-                out.extend_from_slice(b"  INFO ");
-                out.extend_from_slice(REQUEST_TARGET.as_bytes());
-                out.extend_from_slice(b": request method=");
-                text_str(out, self.method);
-                out.extend_from_slice(b" path=");
-                text_str(out, self.path);
-                out.extend_from_slice(b" version=");
-                text_str(out, self.version);
-                out.extend_from_slice(b" status=");
-                out.extend_from_slice(numbers.format(self.status).as_bytes());
-                out.extend_from_slice(b" bytes=");
-                out.extend_from_slice(numbers.format(self.bytes).as_bytes());
-                out.extend_from_slice(b" elapsed_ms=");
-                write_micros_as_ms(out, micros, self.elapsed_ms());
-                out.extend_from_slice(b" cache=");
-                text_str(out, self.cache);
-                out.push(b'\n');
+        let fields = [
+            ("method", LineValue::Str(self.method)),
+            ("path", LineValue::Str(self.path)),
+            ("version", LineValue::Str(self.version)),
+            ("status", LineValue::Number(self.status.into())),
+            ("bytes", LineValue::Number(self.bytes)),
+            ("elapsed_ms", LineValue::Micros(micros)),
+            ("cache", LineValue::Str(self.cache)),
+        ];
+        let json = format == LogFormat::Json;
+        if json {
+            out.extend_from_slice(b"{\"timestamp\":\"");
+            out.extend_from_slice(&timestamp(now));
+            out.extend_from_slice(b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\"");
+        } else {
+            out.extend_from_slice(&timestamp(now));
+            out.extend_from_slice(b"  INFO ");
+            out.extend_from_slice(REQUEST_TARGET.as_bytes());
+            out.extend_from_slice(b": request");
+        }
+        let mut numbers = itoa::Buffer::new();
+        for (name, value) in fields {
+            if json {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(name.as_bytes());
+                out.extend_from_slice(b"\":");
+            } else {
+                out.push(b' ');
+                out.extend_from_slice(name.as_bytes());
+                out.push(b'=');
             }
-            LogFormat::Json => {
-                out.extend_from_slice(b"{\"timestamp\":\"");
-                out.extend_from_slice(&timestamp(now));
-                out.extend_from_slice(
-                    b"\",\"level\":\"INFO\",\"fields\":{\"message\":\"request\",\"method\":",
-                );
-                json_str(out, self.method);
-                out.extend_from_slice(b",\"path\":");
-                json_str(out, self.path);
-                out.extend_from_slice(b",\"version\":");
-                json_str(out, self.version);
-                out.extend_from_slice(b",\"status\":");
-                out.extend_from_slice(numbers.format(self.status).as_bytes());
-                out.extend_from_slice(b",\"bytes\":");
-                out.extend_from_slice(numbers.format(self.bytes).as_bytes());
-                out.extend_from_slice(b",\"elapsed_ms\":");
-                write_micros_as_ms(out, micros, self.elapsed_ms());
-                out.extend_from_slice(b",\"cache\":");
-                json_str(out, self.cache);
-                out.extend_from_slice(b"},\"target\":\"");
-                out.extend_from_slice(REQUEST_TARGET.as_bytes());
-                out.extend_from_slice(b"\"}\n");
+            match value {
+                LineValue::Str(text) if json => json_str(out, text),
+                LineValue::Str(text) => text_str(out, text),
+                LineValue::Number(n) => out.extend_from_slice(numbers.format(n).as_bytes()),
+                LineValue::Micros(n) => write_micros_as_ms(out, n, self.elapsed_ms()),
             }
         }
+        if json {
+            out.extend_from_slice(b"},\"target\":\"");
+            out.extend_from_slice(REQUEST_TARGET.as_bytes());
+            out.extend_from_slice(b"\"}\n");
+        } else {
+            out.push(b'\n');
+        }
     }
+}
+
+/// A request line's field value, as `RequestLine::write` writes it.
+enum LineValue<'a> {
+    Str(&'a str),
+    Number(u64),
+    /// Microseconds, written as milliseconds.
+    Micros(u64),
 }
 
 /// A string field as the text format writes it: in quotes, or as `Debug` escapes it.
