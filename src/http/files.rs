@@ -82,7 +82,7 @@ fn send_object(req: &HttpRequest, object: Object) -> HttpResponse {
     .iter()
     .any(|h| req.headers().contains_key(h));
     if req.method() == actix_web::http::Method::GET && !conditional {
-        return whole_file(object);
+        return whole_file(req, object);
     }
     // Ranges, conditional requests and HEAD: actix-files implements them all over the file.
     let (file, path) = object.into_file();
@@ -107,7 +107,7 @@ fn send_object(req: &HttpRequest, object: Object) -> HttpResponse {
 /// the page cache (all but a few pages) the response also carries it as a `SendFile`: on a plain HTTP/1.1
 /// connection the kernel then sends it straight from the page cache, as nginx's `sendfile`
 /// does, and the chunks are never read.
-fn whole_file(object: Object) -> HttpResponse {
+fn whole_file(req: &HttpRequest, object: Object) -> HttpResponse {
     let len = object.len();
     let mut response = HttpResponse::Ok();
     response
@@ -127,6 +127,12 @@ fn whole_file(object: Object) -> HttpResponse {
     // One chunk size for every file: a response then holds at most one chunk in our buffer
     // and one in actix's write buffer, whatever the file's size.
     let chunk = chunks::CHUNK.min(len as usize).max(1);
+    // Only plain HTTP/1.x can use `SendFile`: elsewhere the page cache is not asked.
+    let plain_http1 =
+        !req.app_config().secure() && req.version() < actix_web::http::Version::HTTP_2;
+    if !plain_http1 {
+        return response.no_chunking(len).streaming(object.stream(chunk));
+    }
     let (stream, cached) = object.stream_and_cached_file(chunk);
     let mut response = response.no_chunking(len).streaming(stream);
     if let Some(file) = cached {
