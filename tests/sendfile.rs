@@ -135,10 +135,11 @@ async fn a_hot_archive_is_sent_with_sendfile_and_the_connection_stays_right() {
             assert_eq!(body.len(), want.len());
             assert!(body == want, "a hot download has the wrong bytes");
             assert!(header(&headers, "etag").is_some());
-            // Read in 96 KiB chunks this would be 40 or more reads; two `sendfile` calls of
-            // at most 2 MiB each send it.
+            // Read in 96 KiB chunks this is 45 reads. With `sendfile` it is two calls of at
+            // most 2 MiB, plus one for each time a full socket cuts a call short (a few under
+            // load), plus whatever else the server reads meanwhile.
             assert!(
-                reads <= 6,
+                reads <= 20,
                 "{reads} read calls for a 4 MiB hot archive: not sent with sendfile"
             );
         }
