@@ -6,7 +6,7 @@
 //! the cache layout. Namespace, type, OS and arch are compared case-insensitively by Terraform
 //! and the public registries, so they are stored lowercase.
 
-use std::fmt;
+use std::{fmt, marker::PhantomData};
 
 use serde::{Deserialize, Serialize};
 
@@ -62,12 +62,50 @@ fn check_segment(
     Ok(())
 }
 
+/// Serde for a name: written as its text, read from a string (borrowed or not) through its
+/// `TryFrom<&str>`, so reading one makes no `String` just to check and copy it, and writing
+/// one copies nothing. Long listings hold thousands of names.
+macro_rules! serde_as_text {
+    ($name:ident) => {
+        impl Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                deserializer.deserialize_str(NameVisitor(PhantomData))
+            }
+        }
+    };
+}
+
+/// Reads a string into a name `N`, refusing it with the name's own error.
+struct NameVisitor<N>(PhantomData<N>);
+
+impl<N> serde::de::Visitor<'_> for NameVisitor<N>
+where
+    N: for<'a> TryFrom<&'a str, Error = NameError>,
+{
+    type Value = N;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<N, E> {
+        N::try_from(text).map_err(E::custom)
+    }
+}
+
 macro_rules! lowercase_name {
     ($(#[$doc:meta])* $name:ident, $what:literal, $max:expr, $allowed:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
+
+        serde_as_text!($name);
 
         impl $name {
             /// The normalised (lowercase) name.
@@ -230,12 +268,13 @@ impl fmt::Display for Platform {
 
 /// A provider version in canonical semver form (`2.1.0`, `1.0.0-beta1`), never `v2.1.0` or
 /// `2.1`: Terraform re-serialises versions it parses and requests them under that spelling.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Version {
     text: String,
     parsed: semver::Version,
 }
+
+serde_as_text!(Version);
 
 impl Version {
     pub fn as_str(&self) -> &str {
@@ -299,9 +338,10 @@ impl fmt::Display for Version {
 
 /// A file name inside one release directory (`terraform-provider-local_2.1.0_linux_amd64.zip`,
 /// `..._SHA256SUMS.72D7468F.sig`). Case is kept: SHA256SUMS names are case-sensitive.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct FileName(String);
+
+serde_as_text!(FileName);
 
 impl FileName {
     pub fn as_str(&self) -> &str {
