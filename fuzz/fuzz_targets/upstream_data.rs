@@ -29,10 +29,7 @@ fuzz_target!(|data: &[u8]| {
         let _ = sums.digest_of("terraform-provider-null_3.1.0_linux_amd64.zip");
     }
     if let Ok(index) = serde_json::from_slice::<ProductIndex>(data) {
-        for (_, release) in index.valid_versions() {
-            let _ = release.valid_builds();
-            let _ = release.signature_names();
-        }
+        let _ = index.valid_versions();
     }
     if let Ok(release) = serde_json::from_slice::<ReleaseVersion>(data) {
         let _ = release.valid_builds();

@@ -234,9 +234,9 @@ impl Mirror {
         &self,
         key: &ProviderKey,
     ) -> Result<CachedVersions, MirrorError> {
-        let body = self.fetch_versions(key).await?;
+        let list = self.fetch_versions(key).await?;
         let cached = self
-            .render(key, body, self.inner.metadata_ttl)
+            .render_list(key, list, None, self.inner.metadata_ttl)
             .await
             .map_err(MirrorError::internal)?;
         if cached.count == 0 {
@@ -293,7 +293,7 @@ impl Mirror {
     }
 
     #[tracing::instrument(skip(self), fields(provider = %key))]
-    async fn fetch_versions(&self, key: &ProviderKey) -> Result<Bytes, MirrorError> {
+    async fn fetch_versions(&self, key: &ProviderKey) -> Result<VersionList, MirrorError> {
         let source = self.source(&key.upstream)?;
         let versions = match source.upstream.versions(key).await {
             Err(e) if e.is_not_found() => {
@@ -302,25 +302,34 @@ impl Mirror {
             other => other?,
         };
         tracing::info!(versions = versions.len(), "fetched version list");
-        serde_json::to_vec(&VersionList { versions })
-            .map(Bytes::from)
-            .map_err(MirrorError::internal)
+        Ok(VersionList { versions })
     }
 
-    /// A list as served: upstream's (or the stored one) with `protocols` filled in from
-    /// verified releases, and the versions still unknown left for the background.
+    /// The stored list (its bytes) as served: see `render_list`.
     async fn render(
         &self,
         key: &ProviderKey,
         registry: Bytes,
         fresh_for: Duration,
     ) -> Result<CachedVersions, serde_json::Error> {
-        let mut list: VersionList = serde_json::from_slice(&registry)?;
+        let list: VersionList = serde_json::from_slice(&registry)?;
+        self.render_list(key, list, Some(registry), fresh_for).await
+    }
+
+    /// A list as served: upstream's (or the stored one, with its bytes as `serialised`) with
+    /// `protocols` filled in from verified releases, and the versions still unknown left for
+    /// the background. Serialised once, and not at all when the stored bytes still hold.
+    async fn render_list(
+        &self,
+        key: &ProviderKey,
+        mut list: VersionList,
+        serialised: Option<Bytes>,
+        fresh_for: Duration,
+    ) -> Result<CachedVersions, serde_json::Error> {
         let (filled, unknown) = self.fill_known_protocols(key, &mut list).await;
-        let registry = if filled {
-            Bytes::from(serde_json::to_vec(&list)?)
-        } else {
-            registry
+        let registry = match serialised {
+            Some(stored) if !filled => stored,
+            _ => Bytes::from(serde_json::to_vec(&list)?),
         };
         let cached = CachedVersions::from_list(registry, list, fresh_for)?;
         let background = self

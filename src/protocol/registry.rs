@@ -30,10 +30,13 @@ pub struct PlatformEntry {
 
 impl From<&Platform> for PlatformEntry {
     fn from(p: &Platform) -> Self {
-        Self {
-            os: p.os.clone(),
-            arch: p.arch.clone(),
-        }
+        Self::from(p.clone())
+    }
+}
+
+impl From<Platform> for PlatformEntry {
+    fn from(Platform { os, arch }: Platform) -> Self {
+        Self { os, arch }
     }
 }
 
@@ -123,7 +126,7 @@ impl UpstreamVersionList {
                 Some(VersionEntry {
                     version: version.to_string(),
                     protocols: v.protocols.clone(),
-                    platforms: platforms.iter().map(PlatformEntry::from).collect(),
+                    platforms: platforms.into_iter().map(PlatformEntry::from).collect(),
                 })
             })
             .collect()

@@ -5,7 +5,7 @@
 //! `_manifest.json`. Fields are parsed leniently (unknown fields ignored, junk versions skipped),
 //! because the upstream's listing is not signed: only the SHA256SUMS file is trusted.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::Deserialize;
 
@@ -16,11 +16,62 @@ pub fn product_name(provider_type: &ProviderType) -> String {
     provider_type.product_name()
 }
 
-/// `/<product>/index.json`.
+/// `/<product>/index.json`, read for the version list only: each version's builds, their
+/// names borrowed from the body. An aws-sized index is a few MB, and this is all of it a list
+/// needs.
 #[derive(Debug, Deserialize)]
-pub struct ProductIndex {
-    #[serde(default)]
-    pub versions: BTreeMap<String, ReleaseVersion>,
+pub struct ProductIndex<'a> {
+    #[serde(default, borrow)]
+    pub versions: BTreeMap<Text<'a>, ListedVersion<'a>>,
+}
+
+/// One version of the product index.
+#[derive(Debug, Deserialize)]
+pub struct ListedVersion<'a> {
+    #[serde(default, borrow)]
+    pub builds: Vec<ListedBuild<'a>>,
+}
+
+/// One build of the product index.
+#[derive(Debug, Deserialize)]
+pub struct ListedBuild<'a> {
+    #[serde(borrow)]
+    pub os: Text<'a>,
+    #[serde(borrow)]
+    pub arch: Text<'a>,
+    #[serde(borrow)]
+    pub filename: Text<'a>,
+}
+
+/// A string of an upstream document: borrowed from the body, or owned when it had escapes.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+
+        impl<'de> serde::de::Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                text: &'de str,
+            ) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(text)))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(text.to_owned())))
+            }
+        }
+
+        deserializer.deserialize_str(TextVisitor)
+    }
 }
 
 /// One entry of the product index, or the whole per-version `index.json`.
@@ -81,13 +132,30 @@ impl ReleaseVersion {
     }
 }
 
-impl ProductIndex {
-    /// Versions with canonical semver keys, ascending; junk keys are skipped.
-    pub fn valid_versions(&self) -> Vec<(Version, &ReleaseVersion)> {
+impl ProductIndex<'_> {
+    /// Versions with canonical semver keys, ascending, each with the platforms of its builds
+    /// whose names are valid, sorted and once each; junk versions and builds are skipped.
+    pub fn valid_versions(&self) -> Vec<(Version, Vec<Platform>)> {
         let mut out: Vec<_> = self
             .versions
             .iter()
-            .filter_map(|(k, v)| Some((Version::try_from(k.as_str()).ok()?, v)))
+            .filter_map(|(key, listed)| {
+                let version = Version::try_from(&*key.0).ok()?;
+                let mut platforms: Vec<Platform> = listed
+                    .builds
+                    .iter()
+                    .filter(|b| FileName::try_from(&*b.filename.0).is_ok())
+                    .filter_map(|b| {
+                        Some(Platform {
+                            os: Os::try_from(&*b.os.0).ok()?,
+                            arch: Arch::try_from(&*b.arch.0).ok()?,
+                        })
+                    })
+                    .collect();
+                platforms.sort();
+                platforms.dedup();
+                Some((version, platforms))
+            })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));
         out
@@ -131,6 +199,22 @@ mod tests {
             .map(|(v, _)| v.to_string())
             .collect();
         assert_eq!(versions, ["3.2.0-rc1", "3.2.0", "3.10.0"]);
+    }
+
+    #[test]
+    fn product_index_keeps_valid_platforms_once_each_escaped_or_not() {
+        // `\u0061md64` is `amd64` written with an escape: read, not borrowed.
+        let json = r#"{"versions":{"1.0.0":{"builds":[
+            {"os":"linux","arch":"\u0061md64","filename":"p_1.0.0_linux_amd64.zip"},
+            {"os":"Linux","arch":"amd64","filename":"p_1.0.0_linux_amd64_again.zip"},
+            {"os":"darwin","arch":"arm64","filename":"../escape.zip"},
+            {"os":"../etc","arch":"amd64","filename":"p.zip"},
+            {"os":"windows","arch":"386","filename":"p_1.0.0_windows_386.zip"}]}}}"#;
+        let idx: ProductIndex = serde_json::from_str(json).unwrap();
+        let listed = idx.valid_versions();
+        assert_eq!(listed.len(), 1);
+        let platforms: Vec<String> = listed[0].1.iter().map(Platform::to_string).collect();
+        assert_eq!(platforms, ["linux_amd64", "windows_386"]);
     }
 
     #[test]

@@ -75,7 +75,10 @@ pub struct ArchiveDownload {
 }
 
 /// An upstream's JSON document, or an error naming its URL.
-fn parse_json<T: serde::de::DeserializeOwned>(url: &Url, body: &[u8]) -> Result<T, UpstreamError> {
+fn parse_json<'a, T: serde::Deserialize<'a>>(
+    url: &Url,
+    body: &'a [u8],
+) -> Result<T, UpstreamError> {
     serde_json::from_slice(body).map_err(|e| UpstreamError::InvalidBody {
         url: url.clone(),
         reason: e.to_string(),

@@ -17,7 +17,7 @@ use super::{
 use crate::protocol::{
     registry::{PlatformEntry, VersionEntry},
     releases::{ProductIndex, ReleaseVersion},
-    FileKey, FileName, Platform, ProviderKey, ProviderType, ReleaseKey, UpstreamName, Version,
+    FileKey, FileName, Platform, ProviderKey, ProviderType, ReleaseKey, UpstreamName,
 };
 
 /// Cap on index documents. The largest real product index (aws, ~500 versions × ~15 builds)
@@ -73,12 +73,6 @@ impl ReleasesUpstream {
             release.version.as_str(),
             file.file.as_str(),
         ])
-    }
-
-    async fn product_index(&self, provider: &ProviderType) -> Result<ProductIndex, UpstreamError> {
-        let url = self.product_index_url(provider)?;
-        let body = self.http.get_bytes(&url, MAX_INDEX_BYTES).await?;
-        parse_json(&url, &body)
     }
 
     async fn version_index(&self, release: &ReleaseKey) -> Result<ReleaseVersion, UpstreamError> {
@@ -148,11 +142,17 @@ impl Upstream for ReleasesUpstream {
         provider: &'a ProviderKey,
     ) -> BoxFuture<'a, Result<Vec<VersionEntry>, UpstreamError>> {
         async move {
-            let index = self.product_index(&provider.provider).await?;
+            let url = self.product_index_url(&provider.provider)?;
+            let body = self.http.get_bytes(&url, MAX_INDEX_BYTES).await?;
+            let index: ProductIndex<'_> = parse_json(&url, &body)?;
             Ok(index
                 .valid_versions()
                 .into_iter()
-                .map(|(version, release)| version_entry(&version, release))
+                .map(|(version, platforms)| VersionEntry {
+                    version: version.to_string(),
+                    protocols: None,
+                    platforms: platforms.into_iter().map(PlatformEntry::from).collect(),
+                })
                 .collect())
         }
         .boxed()
@@ -191,25 +191,11 @@ impl Upstream for ReleasesUpstream {
     }
 }
 
-fn version_entry(version: &Version, release: &ReleaseVersion) -> VersionEntry {
-    let mut platforms: Vec<Platform> = release
-        .valid_builds()
-        .into_iter()
-        .map(|b| b.platform)
-        .collect();
-    platforms.sort();
-    platforms.dedup();
-    VersionEntry {
-        version: version.to_string(),
-        protocols: None,
-        platforms: platforms.iter().map(PlatformEntry::from).collect(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+    use crate::protocol::Version;
 
     #[test]
     fn urls_stay_under_the_configured_base() {
