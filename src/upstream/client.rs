@@ -389,7 +389,10 @@ impl HttpClient {
                     limit,
                 });
             }
-            let mut body = Vec::new();
+            // Sized once when upstream says the length (already checked against `limit`),
+            // not grown by doubling through a few MB of index.
+            let announced = response.content_length().unwrap_or(0);
+            let mut body = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
             let mut chunks = response.bytes_stream();
             while let Some(chunk) = chunks.next().await {
                 let chunk = chunk.map_err(|e| UpstreamError::from_reqwest(url, e))?;
