@@ -105,6 +105,20 @@ impl Mirror {
             note_cache(CacheOutcome::Hit);
             return Ok(doc);
         }
+        // Boxed, so a hit's future does not carry (and copy) the state of a miss.
+        Box::pin(self.render_download(via, provider, version, platform, cache_key)).await
+    }
+
+    /// The download document of a platform not in memory yet, from its verified release.
+    async fn render_download(
+        &self,
+        via: Via<'_>,
+        provider: &ProviderType,
+        version: &Version,
+        platform: &Platform,
+        cache_key: String,
+    ) -> Result<Arc<Document<Download>>, MirrorError> {
+        let namespace = via.namespace();
         let key = self.provider(via, provider)?.release(version.clone());
         let release = self.release(&key).await?;
         let build = release

@@ -165,10 +165,19 @@ impl Mirror {
         key: &ProviderKey,
         lists: VersionLists,
     ) -> Result<VersionLists, MirrorError> {
-        let quarantine = &self.inner.quarantine;
-        if quarantine.min_age.is_none() {
+        if self.inner.quarantine.min_age.is_none() {
             return Ok(lists);
         }
+        // Boxed, so every list request's future does not carry the filtering's state.
+        Box::pin(self.filter_young(key, lists)).await
+    }
+
+    async fn filter_young(
+        &self,
+        key: &ProviderKey,
+        lists: VersionLists,
+    ) -> Result<VersionLists, MirrorError> {
+        let quarantine = &self.inner.quarantine;
         let memo = quarantine
             .filtered
             .lock()

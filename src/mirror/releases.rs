@@ -158,10 +158,9 @@ impl Mirror {
             note_cache(CacheOutcome::Hit);
             return Ok(release);
         }
-        let result = self
-            .inner
-            .releases
-            .try_get_with(key.clone(), async {
+        // Boxed: a miss's state (fetching and verifying a release) would otherwise be part of
+        // every caller's future, a few KB copied on each cached hit.
+        let result = Box::pin(self.inner.releases.try_get_with(key.clone(), async {
                 let source = self.source(&key.provider.upstream)?;
                 if let Some(release) = self.load_release(source, key).await? {
                     note_cache(CacheOutcome::Hit);
@@ -170,7 +169,7 @@ impl Mirror {
                 self.check_listed(key).await?;
                 note_cache(CacheOutcome::Miss);
                 self.ingest_release(source, key).await.map(Arc::new)
-            })
+            }))
             .await
             .map_err(unshare);
         if let Err(error @ MirrorError::UnknownVersion { .. }) = &result {

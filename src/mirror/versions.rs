@@ -187,8 +187,8 @@ impl Mirror {
                 cached
             }
             None => {
-                let loaded = lists
-                    .try_get_with(key.clone(), self.load_versions(key))
+                // Boxed, as a release's miss is (`verified_release`).
+                let loaded = Box::pin(lists.try_get_with(key.clone(), self.load_versions(key)))
                     .await
                     .map_err(unshare);
                 if let Err(error @ MirrorError::UnknownProvider { .. }) = &loaded {

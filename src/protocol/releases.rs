@@ -74,7 +74,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
-/// One entry of the product index, or the whole per-version `index.json`.
+/// A version's own `/<product>/<version>/index.json`: its builds and signed checksum files.
 #[derive(Debug, Deserialize)]
 pub struct ReleaseVersion {
     #[serde(default)]
