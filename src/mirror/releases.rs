@@ -159,19 +159,19 @@ impl Mirror {
             return Ok(release);
         }
         // Boxed: a miss's state (fetching and verifying a release) would otherwise be part of
-        // every caller's future, a few KB copied on each cached hit.
+        // every caller's future, and copied with it on each cached hit.
         let result = Box::pin(self.inner.releases.try_get_with(key.clone(), async {
-                let source = self.source(&key.provider.upstream)?;
-                if let Some(release) = self.load_release(source, key).await? {
-                    note_cache(CacheOutcome::Hit);
-                    return Ok(Arc::new(release));
-                }
-                self.check_listed(key).await?;
-                note_cache(CacheOutcome::Miss);
-                self.ingest_release(source, key).await.map(Arc::new)
-            }))
-            .await
-            .map_err(unshare);
+            let source = self.source(&key.provider.upstream)?;
+            if let Some(release) = self.load_release(source, key).await? {
+                note_cache(CacheOutcome::Hit);
+                return Ok(Arc::new(release));
+            }
+            self.check_listed(key).await?;
+            note_cache(CacheOutcome::Miss);
+            self.ingest_release(source, key).await.map(Arc::new)
+        }))
+        .await
+        .map_err(unshare);
         if let Err(error @ MirrorError::UnknownVersion { .. }) = &result {
             self.inner.not_found.insert(missing, error.clone()).await;
         }
