@@ -253,6 +253,13 @@ impl TryFrom<&str> for Platform {
         let (os, arch) = input
             .split_once('_')
             .ok_or_else(|| NameError::new("platform", input, "must be written OS_ARCH"))?;
+        Self::new(os, arch)
+    }
+}
+
+impl Platform {
+    /// The platform of an OS and an architecture named apart, as upstream listings do.
+    pub fn new(os: &str, arch: &str) -> Result<Self, NameError> {
         Ok(Self {
             os: Os::try_from(os)?,
             arch: Arch::try_from(arch)?,

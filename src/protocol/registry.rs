@@ -114,12 +114,7 @@ impl UpstreamVersionList {
                 let mut platforms: Vec<Platform> = v
                     .platforms
                     .iter()
-                    .filter_map(|p| {
-                        Some(Platform {
-                            os: Os::try_from(p.os.as_str()).ok()?,
-                            arch: Arch::try_from(p.arch.as_str()).ok()?,
-                        })
-                    })
+                    .filter_map(|p| Platform::new(&p.os, &p.arch).ok())
                     .collect();
                 platforms.sort();
                 platforms.dedup();

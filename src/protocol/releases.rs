@@ -9,20 +9,20 @@ use std::{borrow::Cow, collections::BTreeMap};
 
 use serde::Deserialize;
 
-use super::{Arch, FileName, Os, Platform, ProviderType, Version};
+use super::{FileName, Platform, ProviderType, Version};
 
 /// The product name of a provider on the releases site.
 pub fn product_name(provider_type: &ProviderType) -> String {
     provider_type.product_name()
 }
 
-/// `/<product>/index.json`, read for the version list only: each version's builds, their
-/// names borrowed from the body. An aws-sized index is a few MB, and this is all of it a list
-/// needs.
+/// `/<product>/index.json`, read for the version list only: each version (its key copied) and
+/// its builds' names, borrowed from the body (copied only where JSON escapes had to be
+/// undone). An aws-sized index is a few MB, and this is all of it a list needs.
 #[derive(Debug, Deserialize)]
 pub struct ProductIndex<'a> {
     #[serde(default, borrow)]
-    pub versions: BTreeMap<Text<'a>, ListedVersion<'a>>,
+    pub versions: BTreeMap<String, ListedVersion<'a>>,
 }
 
 /// One version of the product index.
@@ -36,42 +36,11 @@ pub struct ListedVersion<'a> {
 #[derive(Debug, Deserialize)]
 pub struct ListedBuild<'a> {
     #[serde(borrow)]
-    pub os: Text<'a>,
+    pub os: Cow<'a, str>,
     #[serde(borrow)]
-    pub arch: Text<'a>,
+    pub arch: Cow<'a, str>,
     #[serde(borrow)]
-    pub filename: Text<'a>,
-}
-
-/// A string of an upstream document: borrowed from the body, or owned when it had escapes.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct TextVisitor;
-
-        impl<'de> serde::de::Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                text: &'de str,
-            ) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(text)))
-            }
-
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(text.to_owned())))
-            }
-        }
-
-        deserializer.deserialize_str(TextVisitor)
-    }
+    pub filename: Cow<'a, str>,
 }
 
 /// A version's own `/<product>/<version>/index.json`: its builds and signed checksum files.
@@ -110,10 +79,7 @@ impl ReleaseVersion {
             .iter()
             .filter_map(|b| {
                 Some(ValidBuild {
-                    platform: Platform {
-                        os: Os::try_from(b.os.as_str()).ok()?,
-                        arch: Arch::try_from(b.arch.as_str()).ok()?,
-                    },
+                    platform: Platform::new(&b.os, &b.arch).ok()?,
                     filename: FileName::try_from(b.filename.as_str()).ok()?,
                 })
             })
@@ -140,17 +106,12 @@ impl ProductIndex<'_> {
             .versions
             .iter()
             .filter_map(|(key, listed)| {
-                let version = Version::try_from(&*key.0).ok()?;
+                let version = Version::try_from(key.as_str()).ok()?;
                 let mut platforms: Vec<Platform> = listed
                     .builds
                     .iter()
-                    .filter(|b| FileName::try_from(&*b.filename.0).is_ok())
-                    .filter_map(|b| {
-                        Some(Platform {
-                            os: Os::try_from(&*b.os.0).ok()?,
-                            arch: Arch::try_from(&*b.arch.0).ok()?,
-                        })
-                    })
+                    .filter(|b| FileName::try_from(&*b.filename).is_ok())
+                    .filter_map(|b| Platform::new(&b.os, &b.arch).ok())
                     .collect();
                 platforms.sort();
                 platforms.dedup();
