@@ -113,7 +113,7 @@ struct Inner {
     /// Pending versions verified per rendered list (`cache.protocol_fetches`).
     protocol_fetches: usize,
     /// How often each cached archive was served since start-up (status page).
-    hits: Mutex<HashMap<FileKey, Arc<AtomicU64>>>,
+    hits: Mutex<HashMap<FileKey, u64>>,
     /// Bumped whenever a release or archive is stored or forgotten (status page snapshot).
     changes: AtomicU64,
     /// Upstream "not found" answers, remembered for `cache.negative_ttl`.
@@ -346,22 +346,24 @@ impl Mirror {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(file)
-            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Counts one serving of a cached archive, for the status page.
     fn count_hit(&self, file: &FileKey) {
-        let counter = {
-            let mut hits = self
-                .inner
-                .hits
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            hits.entry(file.clone())
-                .or_insert_with(|| Arc::new(AtomicU64::new(0)))
-                .clone()
-        };
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut hits = self
+            .inner
+            .hits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match hits.get_mut(file) {
+            Some(count) => *count += 1,
+            // The key is copied once, at a file's first hit.
+            None => {
+                hits.insert(file.clone(), 1);
+            }
+        }
     }
 }
 

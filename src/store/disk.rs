@@ -10,9 +10,11 @@
 //! Writes are refused rather than let the disk fill past `cache.min_free_space`.
 
 use std::{
+    collections::HashMap,
     io,
     path::{Path, PathBuf},
-    time::SystemTime,
+    sync::{Arc, Mutex, PoisonError},
+    time::{Instant, SystemTime},
 };
 
 use futures_util::{future::BoxFuture, FutureExt};
@@ -32,11 +34,19 @@ pub const TEMP_MARKER: &str = ".tmp-";
 /// How often, at most, a file's access time is updated.
 const ACCESS_RESOLUTION: std::time::Duration = std::time::Duration::from_secs(60);
 
+/// Most files `Disk::touched` remembers; past it, those touched longer ago than
+/// `ACCESS_RESOLUTION` are forgotten (all of them, if every one is recent).
+const MAX_TOUCHED: usize = 16 * 1024;
+
 #[derive(Debug, Clone)]
 pub struct Disk {
     root: PathBuf,
     /// Writes are refused rather than left to fill the disk past this reserve.
     min_free_space: u64,
+    /// The files this process set the access time of lately, and when: a hot archive's next
+    /// hits cost a map lookup, not a blocking task that opens it again, and `open` opens it on
+    /// the calling thread.
+    touched: Arc<Mutex<HashMap<String, Instant>>>,
 }
 
 impl Disk {
@@ -48,6 +58,7 @@ impl Disk {
         Ok(Self {
             root: root.to_path_buf(),
             min_free_space,
+            touched: Arc::default(),
         })
     }
 
@@ -58,6 +69,17 @@ impl Disk {
     pub(super) fn path(&self, at: &Location) -> PathBuf {
         // Every segment of a location is one plain component (`layout`), so this stays inside.
         self.root.join(at.as_str())
+    }
+
+    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.touched.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this process set the file's access time within `ACCESS_RESOLUTION`.
+    fn touched_lately(&self, at: &Location) -> bool {
+        self.touched()
+            .get(at.as_str())
+            .is_some_and(|touched| touched.elapsed() < ACCESS_RESOLUTION)
     }
 
     /// A fresh name for something temporary directly under the root (import staging).
@@ -173,12 +195,18 @@ impl Backend for Disk {
     fn open<'a>(&'a self, at: &'a Location) -> BoxFuture<'a, Result<Option<Object>, StoreError>> {
         async move {
             let path = self.path(at);
-            let opened = tokio::task::spawn_blocking({
-                let path = path.clone();
-                move || Object::open(&path)
-            })
-            .await
-            .map_err(|e| StoreError::io(&path, io::Error::other(e)))?;
+            // A file served within the minute has its inode in memory: opening it takes a few
+            // microseconds on this thread, less than the two thread switches of a blocking task.
+            let opened = if self.touched_lately(at) {
+                Object::open(&path)
+            } else {
+                tokio::task::spawn_blocking({
+                    let path = path.clone();
+                    move || Object::open(&path)
+                })
+                .await
+                .map_err(|e| StoreError::io(&path, io::Error::other(e)))?
+            };
             match opened {
                 Ok(object) => Ok(Some(object)),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -348,9 +376,24 @@ impl Backend for Disk {
     }
 
     /// The access time is set explicitly (mounts often run `noatime`) and at most once a
-    /// minute per file, so a hot archive costs no write per hit. Its modification time, and
-    /// so its ETag, stay.
+    /// minute per file, so a hot archive costs no write per hit, and no system call while this
+    /// process touched it within the minute. Its modification time, and so its ETag, stay.
     fn touch_accessed(&self, at: &Location) {
+        let now = Instant::now();
+        {
+            let mut touched = self.touched();
+            let lately = |touched: &Instant| now.duration_since(*touched) < ACCESS_RESOLUTION;
+            if touched.get(at.as_str()).is_some_and(lately) {
+                return;
+            }
+            if touched.len() >= MAX_TOUCHED {
+                touched.retain(|_, touched| lately(touched));
+                if touched.len() >= MAX_TOUCHED {
+                    touched.clear();
+                }
+            }
+            touched.insert(at.as_str().to_owned(), now);
+        }
         let path = self.path(at);
         tokio::task::spawn_blocking(move || {
             let file = std::fs::File::open(&path)?;

@@ -965,6 +965,75 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_hot_archive_is_touched_once_a_minute_and_still_opened_as_it_is_now() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let key = archive();
+        let original = digest(b"original");
+        store
+            .write_verified(
+                Item::File(&key),
+                chunks(b"original"),
+                original,
+                100,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+        let path = dir
+            .path()
+            .join(layout::location(Item::File(&key)).unwrap().as_str());
+        let set_accessed = |ago: u64| {
+            let file = std::fs::File::open(&path).unwrap();
+            let at = SystemTime::now() - std::time::Duration::from_secs(ago);
+            file.set_times(std::fs::FileTimes::new().set_accessed(at))
+                .unwrap();
+        };
+        let accessed_ago = || {
+            let accessed = std::fs::metadata(&path).unwrap().accessed().unwrap();
+            SystemTime::now()
+                .duration_since(accessed)
+                .unwrap_or_default()
+        };
+        let minute = std::time::Duration::from_secs(60);
+
+        set_accessed(3600);
+        store.touch_accessed(Item::File(&key));
+        // The touch runs on a blocking thread.
+        for _ in 0..100 {
+            if accessed_ago() < minute {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(accessed_ago() < minute);
+        // Touched by this process within the minute: the next hits do not touch it again.
+        set_accessed(3600);
+        store.touch_accessed(Item::File(&key));
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(accessed_ago() > 50 * minute);
+
+        // Hot files open on the calling thread, and what they open is the file as it is now.
+        let ino = std::fs::metadata(&path).unwrap().ino();
+        let Archive::Verified(object) = store.open_archive(&key, original).await.unwrap() else {
+            panic!("the hot archive did not open");
+        };
+        assert_eq!((object.len(), object.inode), (8, ino));
+        std::fs::write(&path, b"changed, longer").unwrap();
+        assert!(matches!(
+            store.open_archive(&key, original).await.unwrap(),
+            Archive::Mismatch { actual } if actual == digest(b"changed, longer")
+        ));
+        std::fs::remove_file(&path).unwrap();
+        assert!(matches!(
+            store.open_archive(&key, original).await.unwrap(),
+            Archive::Absent
+        ));
+    }
+
+    #[tokio::test]
     async fn a_full_disk_refuses_writes_and_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_disk(dir.path(), u64::MAX).await.unwrap();
