@@ -8,8 +8,8 @@
 use std::sync::OnceLock;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 /// Where a request's answer came from, for logs and `tfmirror_cache_events_total`.
@@ -26,6 +26,8 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
+    const ALL: [Self; 4] = [Self::Hit, Self::Miss, Self::Stale, Self::Negative];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Hit => "hit",
@@ -55,7 +57,14 @@ pub struct Metrics {
     pub cache_files: IntGauge,
     pub hash_completions_pending: IntGauge,
     pub hash_completions: IntCounterVec,
+    /// The series of `cache_events` and `http_versions` that every request counts into, each
+    /// looked up on its first use (a lookup hashes the labels under a lock).
+    cache_event_series: [OnceLock<IntCounter>; 4],
+    http_version_series: [OnceLock<IntCounter>; HTTP_VERSIONS.len()],
 }
+
+/// The `version` labels of `tfmirror_http_requests_by_version_total`.
+pub const HTTP_VERSIONS: [&str; 4] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "other"];
 
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
@@ -165,6 +174,8 @@ impl Metrics {
                 "Archives fetched and hashed for cache.complete_hashes, by outcome (ok, failed).",
                 &["outcome"],
             ),
+            cache_event_series: Default::default(),
+            http_version_series: Default::default(),
             registry: registry.clone(),
         };
         reg(Box::new(metrics.http_requests.clone()));
@@ -191,12 +202,71 @@ impl Metrics {
         metrics
     }
 
+    /// `tfmirror_cache_events_total` for `outcome`.
+    fn cache_event(&self, outcome: CacheOutcome) -> &IntCounter {
+        let at = CacheOutcome::ALL
+            .iter()
+            .position(|o| *o == outcome)
+            .unwrap_or(0);
+        self.cache_event_series[at]
+            .get_or_init(|| self.cache_events.with_label_values(&[outcome.as_str()]))
+    }
+
+    /// `tfmirror_http_requests_by_version_total` for `version`, one of `HTTP_VERSIONS` (any
+    /// other counts as `other`).
+    pub fn http_version(&self, version: &str) -> &IntCounter {
+        let at = HTTP_VERSIONS
+            .iter()
+            .position(|v| *v == version)
+            .unwrap_or(HTTP_VERSIONS.len() - 1);
+        self.http_version_series[at]
+            .get_or_init(|| self.http_versions.with_label_values(&[HTTP_VERSIONS[at]]))
+    }
+
     /// Everything, in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         // Encoding into a Vec cannot fail for well-formed metrics.
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// A route's series of `tfmirror_http_request_duration_seconds` and
+/// `tfmirror_http_response_bytes_total`, kept with the route and each looked up on its first
+/// request.
+#[derive(Debug)]
+pub struct RouteSeries {
+    pattern: &'static str,
+    duration: OnceLock<Histogram>,
+    response_bytes: OnceLock<IntCounter>,
+}
+
+impl RouteSeries {
+    pub const fn new(pattern: &'static str) -> Self {
+        Self {
+            pattern,
+            duration: OnceLock::new(),
+            response_bytes: OnceLock::new(),
+        }
+    }
+
+    /// The `route` label: the route's pattern, never a path.
+    pub fn pattern(&self) -> &'static str {
+        self.pattern
+    }
+
+    pub fn duration(&self) -> &Histogram {
+        self.duration
+            .get_or_init(|| metrics().http_duration.with_label_values(&[self.pattern]))
+    }
+
+    pub fn response_bytes(&self) -> &IntCounter {
+        self.response_bytes.get_or_init(|| {
+            metrics()
+                .http_response_bytes
+                .with_label_values(&[self.pattern])
+        })
     }
 }
 
@@ -207,10 +277,7 @@ tokio::task_local! {
 
 /// Records a cache outcome: counted, and remembered for the request's log line.
 pub fn note_cache(outcome: CacheOutcome) {
-    metrics()
-        .cache_events
-        .with_label_values(&[outcome.as_str()])
-        .inc();
+    metrics().cache_event(outcome).inc();
     let _ = REQUEST_OUTCOME.try_with(|cell| cell.set(Some(outcome)));
 }
 

@@ -100,6 +100,20 @@ fn send_object(req: &HttpRequest, object: Object) -> HttpResponse {
     }
 }
 
+/// The type actix-files gives the file (`HEAD` and conditional requests), without parsing
+/// one for every archive.
+fn content_type(object: &Object) -> header::HeaderValue {
+    match object.name().and_then(|n| n.rsplit_once('.')) {
+        Some((_, "zip")) => header::HeaderValue::from_static("application/zip"),
+        Some((_, extension)) => {
+            let mime = actix_files::file_extension_to_mime(extension);
+            header::HeaderValue::from_str(mime.as_ref())
+                .unwrap_or_else(|_| header::HeaderValue::from_static("application/octet-stream"))
+        }
+        None => header::HeaderValue::from_static("application/octet-stream"),
+    }
+}
+
 /// A plain `GET` of a whole verified file, read in `chunks::CHUNK` steps from the page cache
 /// on the worker thread when it can (`store::chunks`; actix-files reads 64 KiB per blocking
 /// task, which caps a download at a few hundred MB/s), with the same `ETag` and
@@ -112,13 +126,7 @@ fn whole_file(req: &HttpRequest, object: Object) -> HttpResponse {
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::CACHE_CONTROL, IMMUTABLE))
-        .content_type(
-            object
-                .name()
-                .and_then(|n| n.rsplit_once('.'))
-                .map(|(_, extension)| actix_files::file_extension_to_mime(extension))
-                .unwrap_or(actix_web::mime::APPLICATION_OCTET_STREAM),
-        );
+        .content_type(content_type(&object));
     if let (Some(etag), Some(modified)) = (object.etag(), object.modified()) {
         response
             .insert_header((header::ETAG, header::EntityTag::new_strong(etag)))

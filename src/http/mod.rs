@@ -18,14 +18,15 @@ use std::time::Instant;
 use actix_web::{
     body::MessageBody,
     dev::{ServiceRequest, ServiceResponse},
+    guard,
     middleware::Next,
-    web, HttpRequest, HttpResponse,
+    web, HttpRequest, HttpResponse, Resource, Route,
 };
 
 pub use error::ApiError;
 
 use crate::{
-    metrics::{metrics, with_cache_outcome, CacheOutcome},
+    metrics::{metrics, with_cache_outcome, CacheOutcome, RouteSeries},
     mirror::Mirror,
 };
 
@@ -51,49 +52,65 @@ pub fn configure(
                 web::PathConfig::default()
                     .error_handler(|err, _req| ApiError::BadRequest(err.to_string()).into()),
             )
-            .route(
+            .service(get(
                 "/.well-known/terraform.json",
-                web::get().to(discovery::document),
-            )
-            .route("/", web::get().to(status_page::page))
-            .route("/healthz", web::get().to(health::healthz))
-            .route("/readyz", web::get().to(health::readyz))
-            .route("/metrics", web::get().to(health::prometheus))
-            .route(
+                web::to(discovery::document),
+            ))
+            .service(get("/", web::to(status_page::page)))
+            .service(get("/healthz", web::to(health::healthz)))
+            .service(get("/readyz", web::to(health::readyz)))
+            .service(get("/metrics", web::to(health::prometheus)))
+            .service(get(
                 "/v1/providers/{namespace}/{provider_type}/versions",
-                web::get().to(registry::versions),
-            )
-            .route(
+                web::to(registry::versions),
+            ))
+            .service(get(
                 "/v1/providers/{namespace}/{provider_type}/{version}/download/{os}/{arch}",
-                web::get().to(registry::download),
-            )
-            .route(
+                web::to(registry::download),
+            ))
+            .service(get_or_head(
                 "/v1/providers/{namespace}/{provider_type}/{version}/files/{file}",
-                web::route()
-                    .guard(
-                        actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
-                    )
-                    .to(files::release_file),
-            )
-            .route(
+                web::to(files::release_file),
+            ))
+            .service(get(
                 "/lock/{hostname}/{namespace}/{provider_type}/{version}",
-                web::get().to(lock::lock_block),
-            )
-            .route("/mirror", web::get().to(network_mirror::add_trailing_slash))
-            .route(
+                web::to(lock::lock_block),
+            ))
+            .service(get("/mirror", web::to(network_mirror::add_trailing_slash)))
+            .service(get(
                 "/_cluster/live/{location:.*}",
-                web::get().to(cluster::live_archive),
-            )
-            .route(
+                web::to(cluster::live_archive),
+            ))
+            .service(get_or_head(
                 "/mirror/{hostname}/{namespace}/{provider_type}/{file}",
-                web::route()
-                    .guard(
-                        actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()),
-                    )
-                    .to(network_mirror::mirror_file),
-            )
+                web::to(network_mirror::mirror_file),
+            ))
             .default_service(web::to(not_found));
     }
+}
+
+/// `GET` on `pattern`. Other methods fall through to `not_found`, as with
+/// `ServiceConfig::route`.
+fn get(pattern: &'static str, handler: Route) -> Resource {
+    resource(pattern, guard::Get(), handler)
+}
+
+/// `GET` and `HEAD` on `pattern`.
+fn get_or_head(pattern: &'static str, handler: Route) -> Resource {
+    resource(pattern, guard::Any(guard::Get()).or(guard::Head()), handler)
+}
+
+fn resource(
+    pattern: &'static str,
+    methods: impl guard::Guard + 'static,
+    handler: Route,
+) -> Resource {
+    web::resource(pattern)
+        .guard(methods)
+        // The request metrics find the route's pattern and series in the answered request,
+        // instead of matching its path against every pattern again.
+        .app_data(RouteSeries::new(pattern))
+        .route(handler)
 }
 
 /// Unknown routes: 400 for paths that try to climb or smuggle separators, 404 otherwise.
@@ -172,19 +189,16 @@ pub async fn log_request(
     // the label set bounded.
     let method = request.method();
     let version = version_label(request.version());
-    let route = request.match_pattern();
-    let route = route.as_deref().unwrap_or("unmatched");
+    // Requests no route answered share one series: hostile paths cannot create new ones.
+    static UNMATCHED: RouteSeries = RouteSeries::new("unmatched");
+    let route = request.app_data::<RouteSeries>().unwrap_or(&UNMATCHED);
     let m = metrics();
     m.http_requests
-        .with_label_values(&[route, method_label(method), status.as_str()])
+        .with_label_values(&[route.pattern(), method_label(method), status.as_str()])
         .inc();
-    m.http_duration
-        .with_label_values(&[route])
-        .observe(elapsed.as_secs_f64());
-    m.http_response_bytes
-        .with_label_values(&[route])
-        .inc_by(bytes);
-    m.http_versions.with_label_values(&[version]).inc();
+    route.duration().observe(elapsed.as_secs_f64());
+    route.response_bytes().inc_by(bytes);
+    m.http_version(version).inc();
     crate::telemetry::RequestLine {
         method: method.as_str(),
         path: request.path(),
