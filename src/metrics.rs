@@ -26,7 +26,8 @@ pub enum CacheOutcome {
 }
 
 impl CacheOutcome {
-    const ALL: [Self; 4] = [Self::Hit, Self::Miss, Self::Stale, Self::Negative];
+    /// How many outcomes there are: `Negative` is the last.
+    const COUNT: usize = Self::Negative as usize + 1;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -59,7 +60,7 @@ pub struct Metrics {
     pub hash_completions: IntCounterVec,
     /// The series of `cache_events` and `http_versions` that every request counts into, each
     /// looked up on its first use (a lookup hashes the labels under a lock).
-    cache_event_series: [OnceLock<IntCounter>; 4],
+    cache_event_series: [OnceLock<IntCounter>; CacheOutcome::COUNT],
     http_version_series: [OnceLock<IntCounter>; HTTP_VERSIONS.len()],
 }
 
@@ -204,11 +205,7 @@ impl Metrics {
 
     /// `tfmirror_cache_events_total` for `outcome`.
     fn cache_event(&self, outcome: CacheOutcome) -> &IntCounter {
-        let at = CacheOutcome::ALL
-            .iter()
-            .position(|o| *o == outcome)
-            .unwrap_or(0);
-        self.cache_event_series[at]
+        self.cache_event_series[outcome as usize]
             .get_or_init(|| self.cache_events.with_label_values(&[outcome.as_str()]))
     }
 
