@@ -830,6 +830,21 @@ mod tests {
         .file(FileName::try_from("terraform-provider-b_1.0.0_linux_amd64.zip").unwrap())
     }
 
+    /// Stores `original` as `key`'s archive, verified.
+    async fn store_original(store: &Store, key: &FileKey) {
+        store
+            .write_verified(
+                Item::File(key),
+                chunks(b"original"),
+                digest(b"original"),
+                100,
+                0,
+                &mut |_, _| {},
+            )
+            .await
+            .unwrap();
+    }
+
     fn files_in(dir: &Path) -> Vec<PathBuf> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir(dir).unwrap().flatten() {
@@ -907,17 +922,7 @@ mod tests {
             store.open_archive(&key, original).await.unwrap(),
             Archive::Absent
         ));
-        store
-            .write_verified(
-                Item::File(&key),
-                chunks(b"original"),
-                original,
-                100,
-                0,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap();
+        store_original(&store, &key).await;
         let recorded = store.read(Item::Digest(&key)).await.unwrap().unwrap();
         assert!(recorded.bytes.starts_with(original.to_hex().as_bytes()));
         assert!(matches!(
@@ -971,17 +976,7 @@ mod tests {
         let store = Store::open_disk(dir.path(), 0).await.unwrap();
         let key = archive();
         let original = digest(b"original");
-        store
-            .write_verified(
-                Item::File(&key),
-                chunks(b"original"),
-                original,
-                100,
-                0,
-                &mut |_, _| {},
-            )
-            .await
-            .unwrap();
+        store_original(&store, &key).await;
         let path = dir
             .path()
             .join(layout::location(Item::File(&key)).unwrap().as_str());
