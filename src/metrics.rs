@@ -64,8 +64,24 @@ pub struct Metrics {
     http_version_series: [OnceLock<IntCounter>; HTTP_VERSIONS.len()],
 }
 
-/// The `version` labels of `tfmirror_http_requests_by_version_total`.
-pub const HTTP_VERSIONS: [&str; 4] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "other"];
+/// The `version` labels of `tfmirror_http_requests_by_version_total`, and the log field.
+const HTTP_VERSIONS: [&str; 4] = ["HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "other"];
+
+/// Where `version` is in `HTTP_VERSIONS`.
+fn http_version_index(version: actix_web::http::Version) -> usize {
+    use actix_web::http::Version;
+    match version {
+        Version::HTTP_10 => 0,
+        Version::HTTP_11 => 1,
+        Version::HTTP_2 => 2,
+        _ => 3,
+    }
+}
+
+/// The `version` label and log field of an HTTP version.
+pub fn http_version_label(version: actix_web::http::Version) -> &'static str {
+    HTTP_VERSIONS[http_version_index(version)]
+}
 
 /// The process's metrics.
 pub fn metrics() -> &'static Metrics {
@@ -209,13 +225,9 @@ impl Metrics {
             .get_or_init(|| self.cache_events.with_label_values(&[outcome.as_str()]))
     }
 
-    /// `tfmirror_http_requests_by_version_total` for `version`, one of `HTTP_VERSIONS` (any
-    /// other counts as `other`).
-    pub fn http_version(&self, version: &str) -> &IntCounter {
-        let at = HTTP_VERSIONS
-            .iter()
-            .position(|v| *v == version)
-            .unwrap_or(HTTP_VERSIONS.len() - 1);
+    /// `tfmirror_http_requests_by_version_total` for `version`.
+    pub fn http_version(&self, version: actix_web::http::Version) -> &IntCounter {
+        let at = http_version_index(version);
         self.http_version_series[at]
             .get_or_init(|| self.http_versions.with_label_values(&[HTTP_VERSIONS[at]]))
     }

@@ -26,7 +26,7 @@ use actix_web::{
 pub use error::ApiError;
 
 use crate::{
-    metrics::{metrics, with_cache_outcome, CacheOutcome, RouteSeries},
+    metrics::{http_version_label, metrics, with_cache_outcome, CacheOutcome, RouteSeries},
     mirror::Mirror,
 };
 
@@ -188,7 +188,7 @@ pub async fn log_request(
     // Route patterns, not paths, and known methods, not whatever token a client sent, keep
     // the label set bounded.
     let method = request.method();
-    let version = version_label(request.version());
+    let version = http_version_label(request.version());
     // Requests no route answered share one series: hostile paths cannot create new ones.
     static UNMATCHED: RouteSeries = RouteSeries::new("unmatched");
     let route = request.app_data::<RouteSeries>().unwrap_or(&UNMATCHED);
@@ -198,7 +198,7 @@ pub async fn log_request(
         .inc();
     route.duration().observe(elapsed.as_secs_f64());
     route.response_bytes().inc_by(bytes);
-    m.http_version(version).inc();
+    m.http_version(request.version()).inc();
     crate::telemetry::RequestLine {
         method: method.as_str(),
         path: request.path(),
@@ -210,17 +210,6 @@ pub async fn log_request(
     }
     .log();
     Ok(response)
-}
-
-/// The `version` label and log field.
-fn version_label(version: actix_web::http::Version) -> &'static str {
-    use actix_web::http::Version;
-    match version {
-        Version::HTTP_10 => "HTTP/1.0",
-        Version::HTTP_11 => "HTTP/1.1",
-        Version::HTTP_2 => "HTTP/2.0",
-        _ => "other",
-    }
 }
 
 /// The `method` label: the two methods Terraform uses, and one bucket for every other.
