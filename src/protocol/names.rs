@@ -354,11 +354,10 @@ impl FileName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
 
-impl TryFrom<&str> for FileName {
-    type Error = NameError;
-    fn try_from(input: &str) -> Result<Self, NameError> {
+    /// Whether `input` is a valid file name, without keeping it (a listing's thousands of
+    /// builds are checked, not kept).
+    pub fn check(input: &str) -> Result<(), NameError> {
         check_segment("file name", input, MAX_FILE_NAME_LEN, |b| {
             b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+')
         })?;
@@ -369,6 +368,14 @@ impl TryFrom<&str> for FileName {
                 "must not start with a dot",
             ));
         }
+        Ok(())
+    }
+}
+
+impl TryFrom<&str> for FileName {
+    type Error = NameError;
+    fn try_from(input: &str) -> Result<Self, NameError> {
+        Self::check(input)?;
         Ok(Self(input.to_owned()))
     }
 }
@@ -427,6 +434,7 @@ mod tests {
         }
         for bad in ["", "..", ".hidden", "a/b", "a\\b", "a\0b", "%2F"] {
             assert!(FileName::try_from(bad).is_err(), "{bad:?} accepted");
+            assert!(FileName::check(bad).is_err(), "{bad:?} accepted");
         }
     }
 

@@ -110,7 +110,7 @@ impl ProductIndex<'_> {
                 let mut platforms: Vec<Platform> = listed
                     .builds
                     .iter()
-                    .filter(|b| FileName::try_from(&*b.filename).is_ok())
+                    .filter(|b| FileName::check(&b.filename).is_ok())
                     .filter_map(|b| Platform::new(&b.os, &b.arch).ok())
                     .collect();
                 platforms.sort();

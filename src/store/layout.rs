@@ -523,6 +523,8 @@ mod tests {
                 if let Ok(f) = FileName::try_from(input.as_str()) {
                     prop_assert!(plain(f.as_str()) && f.as_str().len() <= crate::protocol::names::MAX_FILE_NAME_LEN);
                 }
+                // Checking a name without keeping it accepts exactly what parsing it does.
+                prop_assert_eq!(FileName::check(&input).is_ok(), FileName::try_from(input.as_str()).is_ok());
                 if let Ok(v) = Version::try_from(input.as_str()) {
                     prop_assert!(plain(v.as_str()));
                 }
