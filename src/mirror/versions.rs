@@ -121,6 +121,16 @@ impl CachedVersions {
     }
 }
 
+/// A list with what the mirror knows filled in, serialised as stored and served.
+#[derive(Debug)]
+struct Rendered {
+    /// `list` serialised.
+    registry: Bytes,
+    list: VersionList,
+    /// Versions whose release is not verified yet, newest first.
+    unknown: Vec<Version>,
+}
+
 impl Mirror {
     /// Both renderings of a provider's version list: `versions` for the registry protocol,
     /// `index.json` for the network mirror.
@@ -230,16 +240,17 @@ impl Mirror {
         self.fetch_and_keep_versions(key).await
     }
 
+    /// Upstream's list, rendered and stored. The provider's stored releases are listed while
+    /// upstream is asked, and the list is written to the store while its served forms are
+    /// made (compressed, indexed): a client waiting for a cold list waits for neither on its
+    /// own. It is stored before it is served, so a list served once survives a restart.
     async fn fetch_and_keep_versions(
         &self,
         key: &ProviderKey,
     ) -> Result<CachedVersions, MirrorError> {
-        let list = self.fetch_versions(key).await?;
-        let cached = self
-            .render_list(key, list, None, self.inner.metadata_ttl)
-            .await
-            .map_err(MirrorError::internal)?;
-        if cached.count == 0 {
+        let (list, stored) = tokio::join!(self.fetch_versions(key), self.stored_versions(key));
+        let list = list?;
+        if list.versions.is_empty() {
             // A 200 with nothing in it (`{}`, an error object) is upstream misbehaving, not
             // every version withdrawn: the list we have stays, and stays on disk.
             if let Some(kept) = self.inner.version_lists.get(key).await {
@@ -250,15 +261,30 @@ impl Mirror {
                 }
             }
         }
-        if let Err(e) = self
-            .inner
-            .store
-            .write(Item::VersionList(key), &cached.lists.registry)
+        let rendered = self
+            .fill_and_serialise(key, list, None, stored)
             .await
-        {
-            tracing::warn!(error = %e, "cannot persist version list; serving it anyway");
+            .map_err(MirrorError::internal)?;
+        // A task of its own: the store's steps go on while this one builds the served forms.
+        let persist = tokio::spawn({
+            let (store, key, registry) = (
+                self.inner.store.clone(),
+                key.clone(),
+                rendered.registry.clone(),
+            );
+            async move { store.write(Item::VersionList(&key), &registry).await }
+        });
+        let cached = self.cached(key, rendered, self.inner.metadata_ttl);
+        match persist.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot persist version list; serving it anyway")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the version list's store write failed; serving it anyway")
+            }
         }
-        Ok(cached)
+        cached.map_err(MirrorError::internal)
     }
 
     /// Asks upstream for a fresh list without making anyone wait for it. On failure the stale
@@ -305,7 +331,7 @@ impl Mirror {
         Ok(VersionList { versions })
     }
 
-    /// The stored list (its bytes) as served: see `render_list`.
+    /// The stored list (its bytes) as served: see `fill_and_serialise`.
     async fn render(
         &self,
         key: &ProviderKey,
@@ -313,30 +339,50 @@ impl Mirror {
         fresh_for: Duration,
     ) -> Result<CachedVersions, serde_json::Error> {
         let list: VersionList = serde_json::from_slice(&registry)?;
-        self.render_list(key, list, Some(registry), fresh_for).await
+        let stored = self.stored_versions(key).await;
+        let rendered = self
+            .fill_and_serialise(key, list, Some(registry), stored)
+            .await?;
+        self.cached(key, rendered, fresh_for)
     }
 
     /// A list as served: upstream's (or the stored one, with its bytes as `serialised`) with
-    /// `protocols` filled in from verified releases, and the versions still unknown left for
-    /// the background. Serialised once, and not at all when the stored bytes still hold.
-    async fn render_list(
+    /// `protocols` filled in from verified releases (`stored` is what the store holds of the
+    /// provider, see `fill_known_protocols`). Serialised once, and not at all when the stored
+    /// bytes still hold.
+    async fn fill_and_serialise(
         &self,
         key: &ProviderKey,
         mut list: VersionList,
         serialised: Option<Bytes>,
-        fresh_for: Duration,
-    ) -> Result<CachedVersions, serde_json::Error> {
-        let (filled, unknown) = self.fill_known_protocols(key, &mut list).await;
+        stored: Option<HashSet<Version>>,
+    ) -> Result<Rendered, serde_json::Error> {
+        let (filled, unknown) = self.fill_known_protocols(key, &mut list, stored).await;
         let registry = match serialised {
             Some(stored) if !filled => stored,
             _ => Bytes::from(serde_json::to_vec(&list)?),
         };
-        let cached = CachedVersions::from_list(registry, list, fresh_for)?;
+        Ok(Rendered {
+            registry,
+            list,
+            unknown,
+        })
+    }
+
+    /// A rendered list in memory, fresh for `fresh_for`, with the versions still unknown left
+    /// for the background.
+    fn cached(
+        &self,
+        key: &ProviderKey,
+        rendered: Rendered,
+        fresh_for: Duration,
+    ) -> Result<CachedVersions, serde_json::Error> {
+        let cached = CachedVersions::from_list(rendered.registry, rendered.list, fresh_for)?;
         let background = self
             .source(&key.upstream)
             .is_ok_and(|s| !s.upstream.has_namespaces());
         if background && self.inner.protocol_fetches > 0 {
-            let mut unknown = unknown;
+            let mut unknown = rendered.unknown;
             unknown.truncate(self.inner.protocol_fetches);
             *cached
                 .pending
@@ -346,57 +392,68 @@ impl Mirror {
         Ok(cached)
     }
 
-    /// Sets `protocols` of each version that has none and whose release is verified with a
-    /// manifest (never from anything else). Whether any was set, and the versions whose release
-    /// is not verified yet, newest first. Never asks upstream.
-    ///
-    /// An aws-sized list names hundreds of versions, and on a bucket every lookup is a round
-    /// trip: one listing of the provider's stored versions first, so a version never fetched
-    /// costs nothing, and the rest are looked up `STORED_RELEASE_LOOKUPS` at a time.
-    async fn fill_known_protocols(
-        &self,
-        key: &ProviderKey,
-        list: &mut VersionList,
-    ) -> (bool, Vec<Version>) {
-        let stored: Option<HashSet<Version>> = match self.inner.store.stored_versions(key).await {
+    /// The versions of the provider's releases in the store, or `None` when they cannot be
+    /// listed (then every version is looked for as if stored).
+    async fn stored_versions(&self, key: &ProviderKey) -> Option<HashSet<Version>> {
+        match self.inner.store.stored_versions(key).await {
             Ok(stored) => Some(stored.into_iter().collect()),
             Err(e) => {
                 tracing::debug!(provider = %key, error = %e, "cannot list the stored releases");
                 None
             }
-        };
-        let wanted: Vec<(usize, Version)> = list
-            .versions
-            .iter()
-            .enumerate()
-            .filter(|(_, entry)| entry.protocols.is_none())
-            .filter_map(|(i, entry)| Some((i, Version::try_from(entry.version.as_str()).ok()?)))
-            .collect();
+        }
+    }
+
+    /// Sets `protocols` of each version that has none and whose release is verified with a
+    /// manifest (never from anything else). Whether any was set, and the versions whose release
+    /// is not verified yet, newest first. Never asks upstream.
+    ///
+    /// An aws-sized list names hundreds of versions, and on a bucket every lookup is a round
+    /// trip: `stored` (one listing of the provider's stored versions) comes first, so a version
+    /// never fetched costs a look in memory only, and the rest are looked up
+    /// `STORED_RELEASE_LOOKUPS` at a time.
+    async fn fill_known_protocols(
+        &self,
+        key: &ProviderKey,
+        list: &mut VersionList,
+        stored: Option<HashSet<Version>>,
+    ) -> (bool, Vec<Version>) {
+        let mut found: Vec<(usize, Version, Option<Arc<Release>>)> = Vec::new();
+        let mut in_store = Vec::new();
+        for (i, entry) in list.versions.iter().enumerate() {
+            if entry.protocols.is_some() {
+                continue;
+            }
+            let Ok(version) = Version::try_from(entry.version.as_str()) else {
+                continue;
+            };
+            if stored.as_ref().is_none_or(|s| s.contains(&version)) {
+                in_store.push((i, version));
+            } else {
+                // Verified in memory but not (or no longer) listed in the store.
+                let release = self.inner.releases.get(&key.release(version.clone())).await;
+                found.push((i, version, release));
+            }
+        }
         // Made before they are streamed: a stream that builds them in a closure over borrowed
         // entries is not `Send` to the compiler.
-        let lookups: Vec<_> = wanted
+        let lookups: Vec<_> = in_store
             .into_iter()
-            .map(|(i, version)| {
-                let in_store = stored.as_ref().is_none_or(|s| s.contains(&version));
-                async move {
-                    let release_key = key.release(version.clone());
-                    let release = if in_store {
-                        self.known_release(&release_key).await.unwrap_or_else(|e| {
-                            tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
-                            None
-                        })
-                    } else {
-                        self.inner.releases.get(&release_key).await
-                    };
-                    (i, version, release)
-                }
+            .map(|(i, version)| async move {
+                let release_key = key.release(version.clone());
+                let release = self.known_release(&release_key).await.unwrap_or_else(|e| {
+                    tracing::debug!(release = %release_key, error = %e, "cannot read the stored release");
+                    None
+                });
+                (i, version, release)
             })
             .collect();
-        let found: Vec<(usize, Version, Option<Arc<Release>>)> =
+        found.extend(
             futures_util::stream::iter(lookups)
                 .buffered(STORED_RELEASE_LOOKUPS)
-                .collect()
-                .await;
+                .collect::<Vec<_>>()
+                .await,
+        );
         let mut filled = false;
         let mut unknown = Vec::new();
         for (i, version, release) in found {
@@ -484,7 +541,8 @@ impl Mirror {
         let Ok(mut list) = serde_json::from_slice::<VersionList>(&current.lists.registry) else {
             return;
         };
-        let (filled, _) = self.fill_known_protocols(key, &mut list).await;
+        let stored = self.stored_versions(key).await;
+        let (filled, _) = self.fill_known_protocols(key, &mut list, stored).await;
         if !filled {
             return;
         }
