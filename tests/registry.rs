@@ -51,6 +51,36 @@ async fn versions_are_listed_in_semver_order_with_platforms() {
     assert_eq!(status, 200);
 }
 
+/// A cold list is written to the store beside the rest of its work, but never served before
+/// the write is done: the moment a client has it, a restart would serve it too.
+#[actix_web::test]
+async fn a_version_list_is_stored_before_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let (upstream, app) = start_with_fake_upstream(dir.path()).await;
+    for v in ["2.1.0", "2.2.0"] {
+        FakeRelease::new("local", v).publish(&upstream, publisher_key());
+    }
+    let (status, served) = app
+        .get_json("/v1/providers/myproviders/local/versions")
+        .await;
+    assert_eq!(status, 200);
+    let stored = app
+        .cache_dir
+        .join("releases/hashicorp/terraform-provider-local/versions.json");
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&stored).expect("the list is stored")).unwrap();
+    let versions = |list: &serde_json::Value| -> Vec<String> {
+        list["versions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(versions(&stored), versions(&served));
+    assert_eq!(versions(&served), ["2.1.0", "2.2.0"]);
+}
+
 #[actix_web::test]
 async fn download_document_and_files_match_upstream_bytes() {
     let dir = tempfile::tempdir().unwrap();
