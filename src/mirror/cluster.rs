@@ -12,7 +12,9 @@
 //! A lease that has expired, or that an earlier run of this very replica left, is removed and
 //! taken again. Two replicas doing that at the same moment may both win (the removal and the
 //! creation are two requests): the cost is one more upstream download, never a wrong byte.
-//! Expiry is judged by each replica's own clock; keep them in sync (NTP).
+//! For the same reason a holder renews only a lease that is still its own and still live:
+//! renewing is a read and then a write, and a write after another replica's takeover would
+//! put the old holder's name back. Expiry is judged by each replica's own clock; keep them in sync (NTP).
 
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +63,16 @@ impl LeaseRecord {
     fn names_the_same_holder(&self, stored: &[u8]) -> bool {
         serde_json::from_slice::<LeaseRecord>(stored)
             .is_ok_and(|found| found.holder == self.holder && found.incarnation == self.incarnation)
+    }
+
+    /// Whether a stored lease is this one and has not expired yet, so that no other replica
+    /// can be taking it over: only such a lease is renewed.
+    fn is_still_held(&self, stored: &[u8], now_unix_ms: u64) -> bool {
+        serde_json::from_slice::<LeaseRecord>(stored).is_ok_and(|found| {
+            found.holder == self.holder
+                && found.incarnation == self.incarnation
+                && found.expires_unix_ms > now_unix_ms
+        })
     }
 }
 
@@ -203,12 +215,15 @@ impl Lease {
                 ticks.tick().await;
                 loop {
                     ticks.tick().await;
-                    // Only a lease still ours is renewed: one that expired and was taken by
-                    // another replica is left to it.
+                    // Only a lease still ours and live is renewed. One taken by another
+                    // replica is left to it, and so is one that expired: another replica may
+                    // be taking it over right now, and a renewal written after its takeover
+                    // would put this replica's name back over the new holder's.
                     match store.read(Item::Lease(&file)).await {
-                        Ok(Some(found)) if record.names_the_same_holder(&found.bytes) => {}
+                        Ok(Some(found))
+                            if record.is_still_held(&found.bytes, unix_ms(SystemTime::now())) => {}
                         Ok(_) => {
-                            tracing::warn!(%file, "the download lease was taken over; no longer renewing it");
+                            tracing::warn!(%file, "the download lease expired or was taken over; no longer renewing it");
                             return;
                         }
                         Err(e) => {
@@ -355,20 +370,34 @@ mod tests {
         }
     }
 
+    /// Waits until the stored lease's expiry moves past `after`: a renewal has just been
+    /// written, and the next one is a third of the lease's time away.
+    async fn renewed_after(store: &Store, file: &FileKey, after: u64) -> u64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = stored(store, file).await.unwrap().expires_unix_ms;
+            if now > after {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "never renewed");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     #[tokio::test]
     async fn a_held_lease_is_renewed_and_one_taken_over_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_disk(dir.path(), 0).await.unwrap();
         let file = archive();
-        let ttl = Duration::from_millis(300);
+        // Renewed every second, so the takeover below lands well clear of a renewal's read
+        // and write, however slow the disk.
+        let ttl = Duration::from_secs(3);
         let a = replica("http://10.0.0.5:8443", ttl);
         let Role::Holder(lease) = a.take(&store, &file).await else {
             panic!("no lease taken");
         };
         let first = stored(&store, &file).await.unwrap().expires_unix_ms;
-        tokio::time::sleep(Duration::from_millis(450)).await;
-        let renewed = stored(&store, &file).await.unwrap().expires_unix_ms;
-        assert!(renewed > first, "{renewed} <= {first}");
+        renewed_after(&store, &file, first).await;
         // Another replica's lease now: the old holder neither renews nor removes it.
         let other = LeaseRecord {
             holder: Url::parse("http://10.0.0.6:8443").unwrap(),
@@ -379,9 +408,34 @@ mod tests {
             .write(Item::Lease(&file), &serde_json::to_vec(&other).unwrap())
             .await
             .unwrap();
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        // Past the next renewal's tick.
+        tokio::time::sleep(ttl / 2).await;
         lease.release().await;
         assert_eq!(stored(&store, &file).await, Some(other));
+    }
+
+    #[tokio::test]
+    async fn a_lease_of_this_run_that_expired_is_not_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let file = archive();
+        // The first renewal is a second away, well after the lapsed lease is written.
+        let ttl = Duration::from_secs(3);
+        let a = replica("http://10.0.0.5:8443", ttl);
+        let Role::Holder(lease) = a.take(&store, &file).await else {
+            panic!("no lease taken");
+        };
+        // As if renewals had stalled past the expiry: another replica may be taking it over.
+        let mut lapsed = stored(&store, &file).await.unwrap();
+        lapsed.expires_unix_ms = unix_ms(SystemTime::now()) - 1;
+        store
+            .write(Item::Lease(&file), &serde_json::to_vec(&lapsed).unwrap())
+            .await
+            .unwrap();
+        // Past the first renewal's tick.
+        tokio::time::sleep(ttl / 2).await;
+        assert_eq!(stored(&store, &file).await, Some(lapsed));
+        lease.release().await;
     }
 
     #[tokio::test]
