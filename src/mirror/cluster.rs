@@ -370,32 +370,43 @@ mod tests {
         }
     }
 
+    /// A lease of `ttl` held by one replica on a fresh disk store; renewals run from here.
+    async fn held(ttl: Duration) -> (tempfile::TempDir, Store, FileKey, Box<Lease>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_disk(dir.path(), 0).await.unwrap();
+        let file = archive();
+        let Role::Holder(lease) = replica("http://10.0.0.5:8443", ttl)
+            .take(&store, &file)
+            .await
+        else {
+            panic!("no lease taken");
+        };
+        (dir, store, file, lease)
+    }
+
+    /// Puts a lease record in the store, as another replica (or time) would.
+    async fn put(store: &Store, file: &FileKey, record: &LeaseRecord) {
+        let bytes = serde_json::to_vec(record).unwrap();
+        store.write(Item::Lease(file), &bytes).await.unwrap();
+    }
+
     /// Waits until the stored lease's expiry moves past `after`: a renewal has just been
     /// written, and the next one is a third of the lease's time away.
-    async fn renewed_after(store: &Store, file: &FileKey, after: u64) -> u64 {
+    async fn renewed_after(store: &Store, file: &FileKey, after: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let now = stored(store, file).await.unwrap().expires_unix_ms;
-            if now > after {
-                return now;
-            }
+        while stored(store, file).await.unwrap().expires_unix_ms <= after {
             assert!(tokio::time::Instant::now() < deadline, "never renewed");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
+    // Both renewal tests hold leases of 3 s, renewed every second, so what a test writes
+    // lands well clear of a renewal's read and write, however slow the disk.
+
     #[tokio::test]
     async fn a_held_lease_is_renewed_and_one_taken_over_is_left_alone() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_disk(dir.path(), 0).await.unwrap();
-        let file = archive();
-        // Renewed every second, so the takeover below lands well clear of a renewal's read
-        // and write, however slow the disk.
         let ttl = Duration::from_secs(3);
-        let a = replica("http://10.0.0.5:8443", ttl);
-        let Role::Holder(lease) = a.take(&store, &file).await else {
-            panic!("no lease taken");
-        };
+        let (_dir, store, file, lease) = held(ttl).await;
         let first = stored(&store, &file).await.unwrap().expires_unix_ms;
         renewed_after(&store, &file, first).await;
         // Another replica's lease now: the old holder neither renews nor removes it.
@@ -404,10 +415,7 @@ mod tests {
             incarnation: "other".to_owned(),
             expires_unix_ms: unix_ms(SystemTime::now() + Duration::from_secs(60)),
         };
-        store
-            .write(Item::Lease(&file), &serde_json::to_vec(&other).unwrap())
-            .await
-            .unwrap();
+        put(&store, &file, &other).await;
         // Past the next renewal's tick.
         tokio::time::sleep(ttl / 2).await;
         lease.release().await;
@@ -416,22 +424,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_lease_of_this_run_that_expired_is_not_renewed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open_disk(dir.path(), 0).await.unwrap();
-        let file = archive();
-        // The first renewal is a second away, well after the lapsed lease is written.
         let ttl = Duration::from_secs(3);
-        let a = replica("http://10.0.0.5:8443", ttl);
-        let Role::Holder(lease) = a.take(&store, &file).await else {
-            panic!("no lease taken");
-        };
+        let (_dir, store, file, lease) = held(ttl).await;
         // As if renewals had stalled past the expiry: another replica may be taking it over.
         let mut lapsed = stored(&store, &file).await.unwrap();
         lapsed.expires_unix_ms = unix_ms(SystemTime::now()) - 1;
-        store
-            .write(Item::Lease(&file), &serde_json::to_vec(&lapsed).unwrap())
-            .await
-            .unwrap();
+        put(&store, &file, &lapsed).await;
         // Past the first renewal's tick.
         tokio::time::sleep(ttl / 2).await;
         assert_eq!(stored(&store, &file).await, Some(lapsed));
