@@ -14,7 +14,8 @@
 //! creation are two requests): the cost is one more upstream download, never a wrong byte.
 //! For the same reason a holder renews only a lease that is still its own and still live:
 //! renewing is a read and then a write, and a write after another replica's takeover would
-//! put the old holder's name back. Expiry is judged by each replica's own clock; keep them in sync (NTP).
+//! put the old holder's name back. Expiry is judged by each replica's own clock; keep them in
+//! sync (NTP).
 
 use std::time::{Duration, SystemTime};
 
