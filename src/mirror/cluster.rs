@@ -60,20 +60,18 @@ pub(super) enum Role {
 }
 
 impl LeaseRecord {
-    /// Whether a stored lease is this one (renewed or not): the same holder, the same run.
-    fn names_the_same_holder(&self, stored: &[u8]) -> bool {
+    /// The stored lease, if it is this one (renewed or not): the same holder, the same run.
+    fn ours_in(&self, stored: &[u8]) -> Option<LeaseRecord> {
         serde_json::from_slice::<LeaseRecord>(stored)
-            .is_ok_and(|found| found.holder == self.holder && found.incarnation == self.incarnation)
+            .ok()
+            .filter(|found| found.holder == self.holder && found.incarnation == self.incarnation)
     }
 
     /// Whether a stored lease is this one and has not expired yet, so that no other replica
     /// can be taking it over: only such a lease is renewed.
     fn is_still_held(&self, stored: &[u8], now_unix_ms: u64) -> bool {
-        serde_json::from_slice::<LeaseRecord>(stored).is_ok_and(|found| {
-            found.holder == self.holder
-                && found.incarnation == self.incarnation
-                && found.expires_unix_ms > now_unix_ms
-        })
+        self.ours_in(stored)
+            .is_some_and(|found| found.expires_unix_ms > now_unix_ms)
     }
 }
 
@@ -272,7 +270,7 @@ impl Drop for Lease {
 
 async fn remove_if_ours(store: &Store, file: &FileKey, record: &LeaseRecord) {
     let ours = match store.read(Item::Lease(file)).await {
-        Ok(Some(found)) => record.names_the_same_holder(&found.bytes),
+        Ok(Some(found)) => record.ours_in(&found.bytes).is_some(),
         Ok(None) => false,
         Err(e) => {
             tracing::warn!(%file, error = %e, "cannot remove the download lease; it expires by itself");
